@@ -1,0 +1,122 @@
+"""Typed records that flow through the pipeline: dataset row -> Sample -> Request -> raw output -> SampleResult.
+
+Tasks, shifts and models only talk to each other through these types, which is what keeps them independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation item, independent of how it will be prompted or shifted.
+
+    `answer` is the gold label (closed-form letter, POPE yes/no) or the reference answer (open-ended).
+    `choices` holds the options of a multiple-choice item, in order (letters A, B, ... by position).
+    """
+
+    task: str
+    sample_id: str
+    question: str
+    images: tuple[Image.Image, ...] = ()
+    answer: str | None = None
+    choices: tuple[str, ...] = ()
+    category: str | None = None
+    context: str | None = None  # e.g. the caption a judge sees, or a ScienceQA hint
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def with_changes(self, **changes: Any) -> Sample:
+        return replace(self, **changes)
+
+    def content_hash(self) -> str:
+        """Hash of everything a model sees (images' pixels, question, choices): the cache key's input part."""
+        h = hashlib.sha256()
+        for text in (self.question, "\x1f".join(self.choices), self.context or ""):
+            h.update(text.encode("utf-8"))
+            h.update(b"\x1e")
+        for image in self.images:
+            h.update(image_digest(image).encode())
+        return h.hexdigest()[:32]
+
+
+def image_digest(image: Image.Image) -> str:
+    """Content digest of an image's decoded pixels, mode and size (not of its file encoding)."""
+    h = hashlib.sha256()
+    h.update(f"{image.mode}:{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()[:32]
+
+
+def image_to_png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a model is asked: the images and the fully built user prompt (the model adds its chat template)."""
+
+    prompt: str
+    images: tuple[Image.Image, ...] = ()
+    max_new_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A task's reading of a raw output. `value` is None exactly when `ok` is False (never a guessed default)."""
+
+    value: str | None
+    ok: bool
+
+
+@dataclass
+class SampleResult:
+    """One line of samples.jsonl: one model x task x shift x severity x sample."""
+
+    model: str
+    task: str
+    shift: str
+    shift_kind: str
+    severity: int
+    sample_id: str
+    input_hash: str
+    prompt: str
+    answer: str | None
+    raw_output: str | None
+    parsed: str | None
+    parse_ok: bool
+    score: float | None
+    category: str | None = None
+    scorer: str | None = None
+    reference_score: float | None = None  # open-ended: the judge's score of the reference answer
+    error: str | None = None
+    cache_key: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One row of results.csv (long form)."""
+
+    model: str
+    task: str
+    shift: str
+    shift_kind: str
+    severity: int
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+RESULT_COLUMNS = ["model", "task", "shift", "shift_kind", "severity", "metric", "value", "ci_low", "ci_high", "n"]
