@@ -1,0 +1,1 @@
+"""Metric definitions and statistics (bootstrap CIs, paired tests)."""

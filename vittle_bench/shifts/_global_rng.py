@@ -1,0 +1,31 @@
+"""Run a library that draws from global RNGs (numpy's, Python's) reproducibly from our per-sample RNG.
+
+imagecorruptions and nlpaug take no seed argument; they draw from `np.random` / `random`. We seed those from
+the sample's own generator inside one process-wide lock and restore the previous state afterwards, so the
+result depends only on the sample's RNG and concurrent threads cannot interleave draws.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def seeded_global_rngs(rng: np.random.Generator) -> Iterator[None]:
+    seed = int(rng.integers(0, 2**32 - 1))
+    with _LOCK:
+        np_state, py_state = np.random.get_state(), random.getstate()
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
