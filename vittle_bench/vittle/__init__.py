@@ -1,0 +1,36 @@
+"""Vittle: the Visual Instruction Bottleneck as a hook-based add-on to Hugging Face MLLMs."""
+
+from .bottleneck import (
+    InstructionBottleneck,
+    PosteriorHead,
+    VittleConfig,
+    VittleHandle,
+    attach_bottleneck,
+    bottleneck_parameter_fraction,
+    count_bottleneck_parameters,
+    get_vittle_handle,
+    load_vittle_if_present,
+    resolve_decoder_layers,
+    resolve_layer_index,
+    save_vittle,
+)
+from .priors import FixedGaussianPrior, LearnableGaussianPrior, build_prior, gaussian_kl
+
+__all__ = [
+    "FixedGaussianPrior",
+    "InstructionBottleneck",
+    "LearnableGaussianPrior",
+    "PosteriorHead",
+    "VittleConfig",
+    "VittleHandle",
+    "attach_bottleneck",
+    "bottleneck_parameter_fraction",
+    "build_prior",
+    "count_bottleneck_parameters",
+    "gaussian_kl",
+    "get_vittle_handle",
+    "load_vittle_if_present",
+    "resolve_decoder_layers",
+    "resolve_layer_index",
+    "save_vittle",
+]
