@@ -7,6 +7,7 @@ Built-ins register with a decorator; third-party packages add entries through th
 from __future__ import annotations
 
 import difflib
+import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -21,8 +22,9 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.builtin_modules = builtin_modules  # imported on first lookup; they register with the decorator
         self.group = f"vittle_bench.{kind}"
         self._entries: dict[str, T] = {}
         self._plugins_loaded = False
@@ -40,6 +42,8 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
+        for module in self.builtin_modules:
+            importlib.import_module(module)
         for ep in entry_points(group=self.group):
             if ep.name not in self._entries:
                 self._entries[ep.name] = ep.load()

@@ -22,4 +22,4 @@ class Judge(Protocol):
     def judge(self, sample: Sample, answer: str) -> Judgment: ...
 
 
-JUDGES: Registry[type] = Registry("judges")
+JUDGES: Registry[type] = Registry("judges", ("vittle_bench.judges.reference_overlap",))

@@ -31,7 +31,7 @@ class Shift(Protocol):
 
 
 ShiftFactory = Callable[[int], Shift]
-SHIFTS: Registry[ShiftFactory] = Registry("shifts")
+SHIFTS: Registry[ShiftFactory] = Registry("shifts", ("vittle_bench.shifts.image", "vittle_bench.shifts.text"))
 
 
 def sample_rng(seed: int, condition: str, sample_id: str) -> np.random.Generator:

@@ -25,4 +25,5 @@ class TaskAdapter(Protocol):
         ...
 
 
-TASK_ADAPTERS: Registry[type] = Registry("tasks")
+TASK_ADAPTERS: Registry[type] = Registry(
+    "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended"))
