@@ -1,1 +1,1 @@
-"""Datasets: the embedded procedural world and builders (POPE) that read COCO-format annotation files."""
+"""Loading dataset rows into Samples: built-in world, POPE builder, hub and local sources."""

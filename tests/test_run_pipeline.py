@@ -1,0 +1,121 @@
+"""`vittle-bench run` end to end on the built-in world with a tiny random checkpoint: the run-directory
+contract, caching, and one-line errors for bad names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from vittle_bench.cli import main
+from vittle_bench.schema import RESULT_COLUMNS
+
+SHIFTS = "gaussian_noise@5,keyboard@3,defocus_blur@2+keyboard@1"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_random_checkpoint, world_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "builtin", "--shifts", SHIFTS,
+                 "--limit", "6", "--batch-size", "4", "--output", str(out), "--cache-dir", str(world_cache)])
+    assert code == 0
+    return out
+
+
+def test_run_directory_contract(finished_run):
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert {"command_line", "versions", "seed", "models", "tasks", "shifts"} <= set(manifest)
+    assert manifest["models"][0]["fingerprint"]
+    assert [s["label"] for s in manifest["shifts"]] == ["clean", "gaussian_noise@5", "keyboard@3",
+                                                        "defocus_blur@2+keyboard@1"]
+    records = [json.loads(line) for line in (finished_run / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 5 * 4 * 6  # tasks x conditions x samples
+    assert {"model", "task", "shift", "shift_kind", "severity", "sample_id", "prompt", "raw_output", "parsed",
+            "parse_ok", "score", "input_hash", "cache_key"} <= set(records[0])
+    assert not (finished_run / "samples.jsonl.partial").exists()
+    results = pd.read_csv(finished_run / "results.csv")
+    assert list(results.columns) == RESULT_COLUMNS
+    assert set(results["shift_kind"]) == {"clean", "image", "text", "joint"}
+    assert set(results["task"]) == {"shapes_pope_random", "shapes_pope_popular", "shapes_pope_adversarial",
+                                    "shapes_mc", "shapes_open"}
+    pope = results[(results.task == "shapes_pope_random") & (results["shift"] == "clean")].set_index("metric")
+    assert {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_rate", "n_errors"} <= set(pope.index)
+    assert set(results[results.task == "shapes_open"]["metric"]) >= {"relative_score_overlap", "judge_failed"}
+    with_ci = results.dropna(subset=["ci_low"])
+    assert (with_ci.ci_low <= with_ci.value + 1e-9).all() and (with_ci.value <= with_ci.ci_high + 1e-9).all()
+
+
+def test_shifted_inputs_differ_from_clean_and_joint_applies_both(finished_run):
+    records = [json.loads(line) for line in (finished_run / "samples.jsonl").read_text().splitlines()]
+    by = {(r["task"], r["shift"], r["severity"], r["sample_id"]): r for r in records}
+    clean = by[("shapes_mc", "clean", 0, "mc-0")]
+    noisy = by[("shapes_mc", "gaussian_noise", 5, "mc-0")]
+    typo = by[("shapes_mc", "keyboard", 3, "mc-0")]
+    joint = by[("shapes_mc", "defocus_blur+keyboard", 2, "mc-0")]
+    assert noisy["prompt"] == clean["prompt"] and noisy["input_hash"] != clean["input_hash"]
+    assert typo["prompt"] != clean["prompt"]
+    assert joint["prompt"] != clean["prompt"] and joint["shift_kind"] == "joint"
+    assert typo["prompt"].endswith("Answer with the option's letter from the given choices directly.")  # options intact
+
+
+def test_second_run_is_served_from_cache(finished_run, tiny_random_checkpoint, world_cache, tmp_path, capsys):
+    capsys.readouterr()
+    main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "builtin", "--shifts", SHIFTS,
+          "--limit", "6", "--batch-size", "4", "--output", str(tmp_path), "--cache-dir", str(world_cache)])
+    assert "(0 generated, 120 cached)" in capsys.readouterr().out
+    first = pd.read_csv(finished_run / "results.csv")
+    second = pd.read_csv(tmp_path / "results.csv")
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_another_seed_changes_shifted_inputs_not_clean_ones(finished_run, tiny_random_checkpoint, world_cache, tmp_path):
+    main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "shapes_mc", "--shifts", "gaussian_noise@5",
+          "--limit", "6", "--seed", "1", "--output", str(tmp_path), "--cache-dir", str(world_cache)])
+    old = {(r["shift"], r["sample_id"]): r["input_hash"] for r in map(json.loads, (finished_run / "samples.jsonl").open())
+           if r["task"] == "shapes_mc"}
+    new = {(r["shift"], r["sample_id"]): r["input_hash"] for r in map(json.loads, (tmp_path / "samples.jsonl").open())}
+    assert all(new[("clean", s)] == old[("clean", s)] for s in ("mc-0", "mc-1"))
+    assert all(new[("gaussian_noise", s)] != old[("gaussian_noise", s)] for s in ("mc-0", "mc-1"))
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["run", "--model", "builtin:tiny-lava"], "did you mean builtin:tiny-llava"),
+    (["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_pop"], "unknown task 'shapes_pop'"),
+    (["run", "--model", "builtin:tiny-llava", "--shifts", "frots@3"], "did you mean frost"),
+    (["run", "--model", "builtin:tiny-llava", "--shifts", "frost@9"], "severity must be an integer from 1 to 5"),
+    (["run", "--model", "nomodel"], "needs a scheme"),
+])
+def test_bad_names_exit_2_with_one_line(args, expected, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vittle_bench", *args, "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_leaderboard_formats(finished_run, tmp_path):
+    for fmt in ("csv", "markdown", "latex"):
+        out = tmp_path / f"board.{fmt}"
+        assert main(["leaderboard", str(finished_run), "--format", fmt, "--output", str(out)]) == 0
+    table = pd.read_csv(tmp_path / "board.csv")
+    assert list(table.columns[:3]) == ["task", "model", "metric"]
+    assert {"clean", "image", "text", "joint"} <= set(table.columns) and len(table) == 5
+    latex = (tmp_path / "board.latex").read_text()
+    assert "\\begin{tabular}" in latex and "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
+    header = latex.split("\\toprule")[1].split("\\\\")[0]
+    assert header.count("&") == len(table.columns) - 1
+    markdown = (tmp_path / "board.markdown").read_text().splitlines()
+    assert markdown[0].startswith("| task") and set(markdown[1]) <= set("|-: ") and len(markdown) == 2 + 5
+
+
+def test_list_commands(capsys):
+    assert main(["list", "tasks"]) == 0
+    assert "shapes_pope_adversarial" in capsys.readouterr().out
+    assert main(["list", "shifts"]) == 0
+    out = capsys.readouterr().out
+    assert "suite quick" in out and "gaussian_noise" in out and "keyboard" in out
+    assert main(["list", "models"]) == 0
+    assert "builtin:tiny-llava-vittle-f" in capsys.readouterr().out
