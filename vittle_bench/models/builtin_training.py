@@ -16,11 +16,12 @@ from typing import Callable
 
 import torch
 
-from vittle_bench.data.builtin.questions import pope_style_question
+from vittle_bench.data.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
 from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.models.tiny_llava import build_model, build_processor
 from vittle_bench.models.tiny_llava_train import ConversationEncoder, Recipe, pretrain_vision, recipe_dict, train_stage2
 from vittle_bench.schema import Sample
+from vittle_bench.tasks.closed_form import ClosedFormAdapter
 from vittle_bench.tasks.pope import PopeAdapter
 from vittle_bench.vittle import VittleConfig, attach_bottleneck, save_vittle
 
@@ -33,38 +34,60 @@ PROBE_SEED = 777  # held-out scenes for the training-time probe (the evaluation 
 
 
 @torch.no_grad()
-def pope_probe(model, processor, n: int = 300) -> dict[str, float]:
-    """Teacher-forced POPE check (Yes vs No logit) on held-out scenes: a cheap progress signal only;
-    reported figures come from `vittle-bench run`."""
-    encoder, adapter, rng = ConversationEncoder(processor), PopeAdapter(), random.Random(PROBE_SEED)
-    tok = processor.tokenizer
-    yes_id, no_id = tok.convert_tokens_to_ids("Yes"), tok.convert_tokens_to_ids("No")
-    scenes = [draw_scene(scene_rng(PROBE_SEED, i)) for i in range(n)]
-    questions = [pope_style_question(s.objects, rng) for s in scenes]
-    ids = [encoder.encode([(adapter.build_request(Sample("p", "", q.question)).prompt, "x")])[0][:-2] for q in questions]
+def _answer_logits(model, processor, scenes, prompts: list[str]) -> torch.Tensor:
+    """Next-token logits after each prompt's `ASSISTANT:` (left-padded batch, eval mode)."""
+    encoder, tok = ConversationEncoder(processor), processor.tokenizer
+    ids = [encoder.encode([(p, "x")])[0][:-2] for p in prompts]
     length = max(map(len, ids))
     input_ids = torch.tensor([[tok.pad_token_id] * (length - len(x)) + x for x in ids])
-    mask = (input_ids != tok.pad_token_id).long()
     was_training = model.training
     model.eval()
-    logits = model(input_ids=input_ids, attention_mask=mask,
-                   pixel_values=processor.image_processor([s.image for s in scenes], return_tensors="pt")["pixel_values"]).logits[:, -1]
+    pixels = processor.image_processor([s.image for s in scenes], return_tensors="pt")["pixel_values"]
+    logits = model(input_ids=input_ids, attention_mask=(input_ids != tok.pad_token_id).long(), pixel_values=pixels).logits
     model.train(was_training)
-    said_yes = (logits[:, yes_id] > logits[:, no_id]).tolist()
-    correct = [y == (q.answer == "Yes") for y, q in zip(said_yes, questions)]
-    return {"pope_acc": sum(correct) / n, "yes_ratio": sum(said_yes) / n}
+    return logits[:, -1]
+
+
+def probe(model, processor, n: int = 300) -> dict[str, float]:
+    """Teacher-forced checks on held-out scenes (POPE: Yes vs No logit; MC: best of the four letters).
+    A cheap progress signal only; reported figures come from `vittle-bench run`."""
+    rng, tok = random.Random(PROBE_SEED), processor.tokenizer
+    scenes = [draw_scene(scene_rng(PROBE_SEED, i)) for i in range(n)]
+    pope = [pope_style_question(s.objects, rng) for s in scenes]
+    logits = _answer_logits(model, processor, scenes, [PopeAdapter().build_request(Sample("p", "", q.question)).prompt for q in pope])
+    said_yes = (logits[:, tok.convert_tokens_to_ids("Yes")] > logits[:, tok.convert_tokens_to_ids("No")]).tolist()
+    mc = [multiple_choice_question(s.objects, rng) for s in scenes]
+    logits = _answer_logits(model, processor, scenes, [ClosedFormAdapter().build_request(
+        Sample("p", "", q.question, choices=q.choices)).prompt for q in mc])
+    letters = logits[:, tok.convert_tokens_to_ids(list(LETTERS))].argmax(-1).tolist()
+    return {"pope_acc": round(sum(y == (q.answer == "Yes") for y, q in zip(said_yes, pope)) / n, 3),
+            "yes_ratio": round(sum(said_yes) / n, 3),
+            "mc_acc": round(sum(LETTERS[i] == q.answer for i, q in zip(letters, mc)) / n, 3)}
+
+
+def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], None]):
+    """The model after stage 1, shared by every variant; cached at `checkpoint` (if given) so variants
+    can be trained in separate processes from the very same tower."""
+    torch.manual_seed(recipe.seed)
+    processor = build_processor()
+    model = build_model(processor, text_layers=recipe.text_layers)
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(saved["state"])
+        return processor, model, json.loads(saved["report"])
+    with torch.no_grad():
+        model.model.language_model.embed_tokens.weight.normal_(0, recipe.embedding_std)
+    report = pretrain_vision(model, processor, recipe, log)
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": model.state_dict(), "report": json.dumps(report)}, checkpoint)
+    return processor, model, report
 
 
 def train_builtin(output_root: Path, variants: list[str], recipe: Recipe | None = None,
-                  log: Callable[[str], None] = print) -> dict[str, dict]:
+                  log: Callable[[str], None] = print, stage1_checkpoint: Path | None = None) -> dict[str, dict]:
     recipe = recipe or Recipe()
-    torch.manual_seed(recipe.seed)
-    processor = build_processor()
-    base = build_model(processor)
-    with torch.no_grad():
-        base.model.language_model.embed_tokens.weight.normal_(0, recipe.embedding_std)
-    stage1 = pretrain_vision(base, processor, recipe, log)
-    log(f"after stage 1: {pope_probe(base, processor)}")
+    processor, base, stage1 = stage1_model(recipe, stage1_checkpoint, log)
     reports = {}
     for name in variants:
         torch.manual_seed(recipe.seed + 1)
@@ -78,16 +101,16 @@ def train_builtin(output_root: Path, variants: list[str], recipe: Recipe | None 
 
         start = time.time()
         stage2 = train_stage2(model, processor, recipe, lambda m: log(f"[{name}] {m}"),
-                              regularizer if handle else None)
-        probe = pope_probe(model, processor)
-        log(f"[{name}] done: {probe}")
+                              regularizer if handle else None, lambda: probe(model, processor))
+        final_probe = probe(model, processor)
+        log(f"[{name}] done: {final_probe}")
         out = output_root / name
         model.save_pretrained(out)
         processor.save_pretrained(out)
         if handle:
             save_vittle(handle, out)
         report = {"variant": name, "recipe": recipe_dict(recipe), "vittle": vittle.to_dict() if vittle else None,
-                  "stage1": stage1, "stage2": stage2, "probe_teacher_forced": probe,
+                  "stage1": stage1, "stage2": stage2, "probe_teacher_forced": final_probe,
                   "stage2_total_s": round(time.time() - start, 1),
                   "parameters": sum(p.numel() for p in model.parameters())}
         (out / "training_log.json").write_text(json.dumps(report, indent=1))

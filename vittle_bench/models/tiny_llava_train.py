@@ -37,15 +37,17 @@ class Recipe:
     stage1_steps: int = 700
     stage1_batch: int = 64
     stage1_lr: float = 2e-3
-    stage2_steps: int = 1500
+    stage2_steps: int = 1600
     stage2_batch: int = 32
     turns: int = 6
     lr: float = 1e-3
     vision_lr_mult: float = 0.3
     warmup: int = 50
     embedding_std: float = 0.15
+    text_layers: int = 4  # 2 layers learn counting and captions but not the two-hop "colour -> option letter"
+    probe_every: int = 200
     turn_weights: dict[str, float] = field(default_factory=lambda: {
-        "pope": 0.35, "colour_presence": 0.1, "shape_presence": 0.1, "multiple_choice": 0.25, "describe": 0.2})
+        "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.05, "multiple_choice": 0.35, "describe": 0.2})
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
@@ -190,8 +192,10 @@ def _stage2_batch(encoder: ConversationEncoder, processor: LlavaProcessor, rng: 
 
 
 def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
-                 log: Callable[[str], None], regularizer: Callable[[float], torch.Tensor] | None = None) -> dict:
-    """Stage 2. `regularizer(progress)` (Vittle's KL term) is added to the loss after each forward."""
+                 log: Callable[[str], None], regularizer: Callable[[float], torch.Tensor] | None = None,
+                 probe: Callable[[], dict] | None = None) -> dict:
+    """Stage 2. `regularizer(progress)` (Vittle's KL term) is added to the loss after each forward;
+    `probe()` (a cheap held-out check) is logged every `recipe.probe_every` steps."""
     encoder = ConversationEncoder(processor)
     encoder.check_matches_processor(draw_scene(scene_rng(0, 0)).image, PopeAdapter().build_request(
         Sample("t", "", "Is there a red circle in the image?")).prompt)
@@ -217,6 +221,8 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         optimizer.step()
         history.append(ce)
+        if probe is not None and step and step % recipe.probe_every == 0:
+            log(f"stage2 step {step} probe {probe()}")
         if step % 100 == 0 or step == recipe.stage2_steps - 1:
             log(f"stage2 step {step} ce {np.mean(history[-50:]):.4f} loss {loss.item():.4f} lr {lr:.2e} "
                 f"({time.time() - start:.0f}s)")

@@ -1,0 +1,11 @@
+"""One module per CLI subcommand; each exposes `register(subparsers)` which adds its parser and sets `func`.
+
+To add a command, write `vittle_bench/commands/<name>.py` and list the module in COMMAND_MODULES.
+"""
+
+COMMAND_MODULES = (
+    "vittle_bench.commands.run",
+    "vittle_bench.commands.list",
+    "vittle_bench.commands.leaderboard",
+    "vittle_bench.commands.train_builtin",
+)

@@ -1,0 +1,47 @@
+"""`vittle-bench run`: evaluate models on tasks x shifts and print the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="evaluate models on tasks x shifts")
+    run.add_argument("--model", required=True, help="comma-separated: builtin:tiny-llava, hf:ORG/NAME or hf:PATH")
+    run.add_argument("--model-args", default="", help="key=value,... passed to the model loader (e.g. dtype=bfloat16)")
+    run.add_argument("--tasks", default=DEFAULT_TASKS, help=f"task names or groups (default: {DEFAULT_TASKS})")
+    run.add_argument("--shifts", default=DEFAULT_SHIFTS,
+                     help=f"suites or conditions like frost@3, frost@3+keyboard@2 (default: {DEFAULT_SHIFTS})")
+    run.add_argument("--limit", type=int, help="first N samples of each task")
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--output", type=Path, help="run directory (default: vittle-runs/<model>)")
+    run.add_argument("--cache-dir", type=Path, help="answers, built-in data (default: ~/.cache/vittle-bench)")
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+    run.add_argument("--include-path", action="append", default=[], help="extra directory of task/suite YAML files")
+    run.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from vittle_bench.leaderboard import load_results, render, wide_table
+    from vittle_bench.models import parse_model_args
+    from vittle_bench.runner import RunOptions, default_cache_dir, run
+
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    output = args.output or Path("vittle-runs") / "_".join(m.replace(":", "-").replace("/", "-") for m in models)
+    options = RunOptions(
+        models=models, output=output, tasks=args.tasks, shifts=args.shifts, limit=args.limit,
+        batch_size=args.batch_size, seed=args.seed, model_args=parse_model_args(args.model_args),
+        include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
+        use_cache=not args.no_cache, command_line=shlex.join(["vittle-bench", *sys.argv[1:]]))
+    summary = run(options)
+    print(render(wide_table(load_results([summary.output])), "markdown"))
+    errors = f", {summary.n_errors} errors (see samples.jsonl)" if summary.n_errors else ", no errors"
+    print(f"\n{summary.n_records} samples ({summary.n_generated} generated, {summary.n_cached} cached){errors} "
+          f"in {summary.seconds:.0f}s -> {summary.output}/")
+    return 0
