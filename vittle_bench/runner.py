@@ -4,32 +4,38 @@
            -> adapter.parse / score -> SampleResult -> adapter.aggregate -> results.csv
 
 Writes the run directory contract: manifest.json, samples.jsonl, results.csv (long form).
+
+Scale-out: under `accelerate launch` / torchrun each process takes every world_size-th sample of each cell
+and appends its records to shards/rank<k>.jsonl; rank 0 merges the shards in grid order, so the run
+directory is identical whatever the number of processes. Resumption rides on the content-keyed answer
+cache, which is shared by all processes and independent of how the grid was split.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
+import heapq
 import json
 import os
-import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import groupby
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from tqdm import tqdm
 
-from vittle_bench import __version__
 from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError, TaskSpec, resolve_shifts, resolve_tasks
 from vittle_bench.data.sources import load_samples
 from vittle_bench.models.base import Model, load_model, validate_model_spec
-from vittle_bench.schema import RESULT_COLUMNS, CellResult, Request, Sample, SampleResult
+from vittle_bench.results_io import cell_seed, write_results, run_versions
+from vittle_bench.schema import CellResult, Request, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition, sample_rng
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.workers import WorkerGroup
 
 
 def default_cache_dir() -> Path:
@@ -48,7 +54,9 @@ class RunOptions:
     model_args: dict[str, Any] = field(default_factory=dict)
     include_paths: list[Path] = field(default_factory=list)
     cache_dir: Path = field(default_factory=default_cache_dir)
-    use_cache: bool = True
+    use_cache: bool = True  # read and write the answer cache
+    fresh: bool = False  # write but do not read the cache: recompute every answer
+    fail_fast: bool = False  # stop at the first per-sample error instead of recording it
     command_line: str = ""
     progress: bool = True
 
@@ -61,6 +69,11 @@ class RunSummary:
     n_generated: int
     n_cached: int
     seconds: float
+    main_process: bool = True  # False on the other ranks of a multi-process run (rank 0 reports)
+
+
+class SampleError(RuntimeError):
+    """Raised under --fail-fast for the first sample that could not be evaluated."""
 
 
 @dataclass
@@ -77,9 +90,11 @@ def plan_run(options: RunOptions) -> _Plan:
     conditions = resolve_shifts(options.shifts, options.include_paths)
     if not tasks:
         raise ConfigError("no tasks selected")
+    if options.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
     try:
         options.output.mkdir(parents=True, exist_ok=True)
-        probe = options.output / ".write-test"
+        probe = options.output / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
@@ -87,30 +102,21 @@ def plan_run(options: RunOptions) -> _Plan:
     return _Plan(tasks, conditions)
 
 
-def _cell_seed(seed: int, *parts: str) -> int:
-    return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 class _CellRunner:
-    """Runs one model over one task under one shift condition, batch by batch."""
+    """Runs one model over its share of one task's samples under one shift condition, batch by batch."""
 
     def __init__(self, model: Model, cache: AnswerCache, options: RunOptions, counters: dict[str, int]) -> None:
         self.model, self.cache, self.options, self.counters = model, cache, options, counters
 
     def _generate(self, requests: list[Request], keys: list[str]) -> list[str | Exception]:
-        cached = self.cache.get_many(keys)
+        cached = {} if self.options.fresh else self.cache.get_many(keys)
         missing = [i for i, k in enumerate(keys) if k not in cached]
         self.counters["cached"] += len(keys) - len(missing)
         fresh: dict[int, str | Exception] = {}
         if missing:
             try:
                 outputs: list[str | Exception] = list(self.model.generate([requests[i] for i in missing]))
-            except Exception:  # isolate the failing sample(s): retry one by one
+            except Exception:  # noqa: BLE001 - isolate the failing sample(s): retry one by one
                 outputs = []
                 for i in missing:
                     try:
@@ -122,30 +128,31 @@ class _CellRunner:
             self.cache.put_many({keys[i]: out for i, out in fresh.items() if isinstance(out, str)})
         return [cached[k] if k in cached else fresh[i] for i, k in enumerate(keys)]
 
-    def run(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition,
-            bar: tqdm) -> list[SampleResult]:
-        records: list[SampleResult] = []
-        for batch in _batches(samples, self.options.batch_size):
-            prepared: list[tuple[Sample, Sample | None, Request | None, str | None]] = []
-            for sample in batch:
-                try:
-                    shifted = condition.shift.apply(sample, sample_rng(self.options.seed, condition.label, sample.sample_id))
-                    request = adapter.build_request(shifted)
-                    prepared.append((sample, shifted, request, None))
-                except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
-                    prepared.append((sample, None, None, f"shift: {type(exc).__name__}: {exc}"))
-            ready = [(i, p) for i, p in enumerate(prepared) if p[2] is not None]
-            keys = [cache_key(self.model.fingerprint, p[2]) for _, p in ready]
-            outputs = dict(zip([i for i, _ in ready], self._generate([p[2] for _, p in ready], keys)))
-            key_of = dict(zip([i for i, _ in ready], keys))
-            for i, (sample, shifted, request, error) in enumerate(prepared):
-                records.append(self._record(adapter, condition, sample, shifted, request, outputs.get(i), error,
-                                            key_of.get(i, "")))
-            bar.update(len(batch))
+    def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
+        prepared: list[tuple[Sample, Sample | None, Request | None, str | None]] = []
+        for sample in samples:
+            if sample.load_error:
+                prepared.append((sample, None, None, f"load: {sample.load_error}"))
+                continue
+            try:
+                shifted = condition.shift.apply(sample, sample_rng(self.options.seed, condition.label, sample.sample_id))
+                prepared.append((sample, shifted, adapter.build_request(shifted), None))
+            except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
+                prepared.append((sample, None, None, f"shift: {type(exc).__name__}: {exc}"))
+        ready = [i for i, p in enumerate(prepared) if p[2] is not None]
+        keys = [cache_key(self.model.fingerprint, prepared[i][2]) for i in ready]
+        outputs = dict(zip(ready, self._generate([prepared[i][2] for i in ready], keys)))
+        key_of = dict(zip(ready, keys))
+        records = [self._record(adapter, condition, *p, outputs.get(i), key_of.get(i, ""))
+                   for i, p in enumerate(prepared)]
+        if self.options.fail_fast:
+            failed = next((r for r in records if r.error), None)
+            if failed:
+                raise SampleError(f"{failed.task} / {condition.label} / sample {failed.sample_id}: {failed.error}")
         return records
 
     def _record(self, adapter: TaskAdapter, condition: ShiftCondition, sample: Sample, shifted: Sample | None,
-                request: Request | None, output: str | Exception | None, error: str | None, key: str) -> SampleResult:
+                request: Request | None, error: str | None, output: str | Exception | None, key: str) -> SampleResult:
         record = SampleResult(
             model=self.model.name, task=sample.task, shift=condition.name, shift_kind=condition.kind,
             severity=condition.severity, sample_id=sample.sample_id,
@@ -156,94 +163,133 @@ class _CellRunner:
             record.error = f"generate: {type(output).__name__}: {output}"
         elif output is not None and shifted is not None:
             record.raw_output = output
-            parsed = adapter.parse(output, shifted)
-            record.parsed, record.parse_ok = parsed.value, parsed.ok
-            record.score, record.reference_score = adapter.score(shifted, parsed, output)
+            try:
+                parsed = adapter.parse(output, shifted)
+                record.parsed, record.parse_ok = parsed.value, parsed.ok
+                record.score, record.reference_score = adapter.score(shifted, parsed, output)
+            except Exception as exc:  # noqa: BLE001 - e.g. a judge that cannot be reached
+                record.error = f"score: {type(exc).__name__}: {exc}"
         return record
 
 
 def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int) -> list[CellResult]:
     first = records[0]
     ok = [r for r in records if r.error is None]
-    rows = adapter.aggregate(ok, seed) if ok else []
-    rows = list(rows) + [("n_errors", float(len(records) - len(ok)), None, None, len(records))]
+    rows = list(adapter.aggregate(ok, seed)) if ok else []
+    rows.append(("n_errors", float(len(records) - len(ok)), None, None, len(records)))
     return [CellResult(first.model, first.task, first.shift, first.shift_kind, first.severity, metric, value, low, high, n)
             for metric, value, low, high, n in rows]
 
 
-def _write_results(path: Path, cells: list[CellResult]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(RESULT_COLUMNS)
-        for c in cells:
-            writer.writerow([c.model, c.task, c.shift, c.shift_kind, c.severity, c.metric, f"{c.value:.6g}",
-                             "" if c.ci_low is None else f"{c.ci_low:.6g}", "" if c.ci_high is None else f"{c.ci_high:.6g}", c.n])
-    os.replace(tmp, path)
+def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tuple[int, Sample]]:
+    for index in range(rank, len(samples), world):
+        yield index, samples[index]
 
 
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
+def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence[Sample]], group: WorkerGroup,
+              shard_path: Path, counters: dict[str, int]) -> list[dict]:
+    """This process's share of the grid, appended durably (flush + fsync per batch) to its shard file."""
+    cache = AnswerCache(options.cache_dir / "answers.sqlite" if options.use_cache else None)
+    share = sum(len(range(group.rank, len(s), group.world_size)) for s in task_samples.values()) * len(plan.conditions)
+    model_info = []
+    try:
+        with shard_path.open("w") as out:
+            for m, model_spec in enumerate(options.models):
+                model = load_model(model_spec, **group.model_args(options.model_args))
+                model_info.append({"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
+                                   "model_args": options.model_args})
+                runner = _CellRunner(model, cache, options, counters)
+                with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
+                          disable=not (options.progress and group.is_main)) as bar:
+                    for t, spec in enumerate(plan.tasks):
+                        adapter = TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args)
+                        for c, condition in enumerate(plan.conditions):
+                            bar.set_postfix_str(f"{spec.task} / {condition.label}", refresh=False)
+                            mine = list(_my_share(task_samples[spec.task], group.rank, group.world_size))
+                            for start in range(0, len(mine), options.batch_size):
+                                batch = mine[start:start + options.batch_size]
+                                records = runner.run_batch(adapter, [s for _, s in batch], condition)
+                                for (index, _), record in zip(batch, records):
+                                    out.write(json.dumps({"order": [m, t, c, index], **record.to_json()}) + "\n")
+                                out.flush()
+                                os.fsync(out.fileno())
+                                bar.update(len(batch))
+                del model
+    finally:
+        cache.close()
+    return model_info
 
-    return {"vittle_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__}
+
+def _merged_records(shards: list[Path]) -> Iterator[dict]:
+    """All shards' records in grid order (each shard is already in grid order)."""
+    streams = [(json.loads(line) for line in path.open()) for path in shards]
+    yield from heapq.merge(*streams, key=lambda r: r["order"])
 
 
-def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str, summary: dict) -> dict:
+def _finalise(options: RunOptions, plan: _Plan, shards: list[Path]) -> tuple[int, int, list[CellResult]]:
+    """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time)."""
+    adapters = {spec.task: TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args) for spec in plan.tasks}
+    fields = set(SampleResult.__dataclass_fields__)
+    cells: list[CellResult] = []
+    n_records = n_errors = 0
+    partial = options.output / "samples.jsonl.partial"
+    with partial.open("w") as out:
+        for (_, _, c), group in groupby(_merged_records(shards), key=lambda r: tuple(r["order"][:3])):
+            records = [SampleResult(**{k: v for k, v in r.items() if k in fields}) for r in group]
+            for r in records:
+                out.write(json.dumps(r.to_json()) + "\n")
+            n_records += len(records)
+            n_errors += sum(r.error is not None for r in records)
+            first = records[0]
+            seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
+            cells += aggregate_cell(adapters[first.task], records, seed)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, options.output / "samples.jsonl")
+    return n_records, n_errors, cells
+
+
+def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str, summary: RunSummary,
+              world_size: int) -> dict:
     return {
         "command_line": options.command_line, "started": started,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": options.seed,
-        "versions": _versions(), "models": models,
+        "versions": run_versions(), "models": models, "processes": world_size,
         "tasks": [{"task": t.task, "source": t.source, "subset": t.subset, "adapter": t.adapter,
                    "adapter_args": t.adapter_args, "config": t.path.name} for t in plan.tasks],
         "shifts": [{"label": c.label, "name": c.name, "kind": c.kind, "severity": c.severity,
                     "version": getattr(c.shift, "version", "")} for c in plan.conditions],
-        "limit": options.limit, "batch_size": options.batch_size, "summary": summary,
+        "limit": options.limit, "batch_size": options.batch_size,
+        "summary": {k: v for k, v in summary.__dict__.items() if k not in ("output", "main_process")},
     }
 
 
 def run(options: RunOptions) -> RunSummary:
     started, start = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time()
     plan = plan_run(options)
-    cache = AnswerCache(options.cache_dir / "answers.sqlite" if options.use_cache else None)
-    counters = {"generated": 0, "cached": 0}
-    cells: list[CellResult] = []
-    model_info: list[dict] = []
-    n_records = n_errors = 0
-    samples_path = options.output / "samples.jsonl"
-    partial = samples_path.with_suffix(".jsonl.partial")
+    group = WorkerGroup.current()
+    shard_dir = options.output / "shards"
+    if group.is_main:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        shard_dir.mkdir()
+    group.wait()
     task_samples = {spec.task: load_samples(spec, options.cache_dir, options.limit) for spec in plan.tasks}
-    total = sum(len(s) for s in task_samples.values()) * len(plan.conditions)
-    try:
-        with partial.open("w") as out:
-            for model_spec in options.models:
-                model = load_model(model_spec, **options.model_args)
-                model_info.append({"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
-                                   "model_args": options.model_args})
-                runner = _CellRunner(model, cache, options, counters)
-                with tqdm(total=total, desc=model.name, unit="sample", disable=not options.progress,
-                          file=sys.stderr) as bar:
-                    for spec in plan.tasks:
-                        adapter = TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args)
-                        for condition in plan.conditions:
-                            bar.set_postfix_str(f"{spec.task} / {condition.label}")
-                            records = runner.run(adapter, task_samples[spec.task], condition, bar)
-                            for r in records:
-                                out.write(json.dumps(r.to_json()) + "\n")
-                            out.flush()
-                            os.fsync(out.fileno())
-                            n_records += len(records)
-                            n_errors += sum(r.error is not None for r in records)
-                            cells += aggregate_cell(adapter, records,
-                                                    _cell_seed(options.seed, model.name, spec.task, condition.label))
-                del model
-        os.replace(partial, samples_path)
-    finally:
-        cache.close()
-    _write_results(options.output / "results.csv", cells)
-    summary = RunSummary(options.output, n_records, n_errors, counters["generated"], counters["cached"],
-                         round(time.time() - start, 1))
-    manifest = _manifest(options, plan, model_info, started, {k: v for k, v in summary.__dict__.items() if k != "output"})
-    (options.output / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    counters = {"generated": 0, "cached": 0}
+    model_info = _evaluate(options, plan, task_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)
+    (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps(counters))
+    group.wait()
+    summary = RunSummary(options.output, 0, 0, 0, 0, 0.0, main_process=False)
+    if group.is_main:
+        shards = sorted(shard_dir.glob("rank*.jsonl"))
+        totals = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("rank*.counters.json"))]
+        n_records, n_errors, cells = _finalise(options, plan, shards)
+        write_results(options.output / "results.csv", cells)
+        summary = RunSummary(options.output, n_records, n_errors, sum(t["generated"] for t in totals),
+                             sum(t["cached"] for t in totals), round(time.time() - start, 1))
+        manifest = _manifest(options, plan, model_info, started, summary, group.world_size)
+        tmp = options.output / "manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, options.output / "manifest.json")
+        shutil.rmtree(shard_dir)
+    group.wait()
     return summary

@@ -30,6 +30,7 @@ class Sample:
     category: str | None = None
     context: str | None = None  # e.g. the caption a judge sees, or a ScienceQA hint
     meta: dict[str, Any] = field(default_factory=dict)
+    load_error: str | None = None  # set by loaders for an unreadable row: recorded and counted, never generated
 
     def with_changes(self, **changes: Any) -> Sample:
         return replace(self, **changes)

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--output", type=Path, help="run directory (default: vittle-runs/<model>)")
     run.add_argument("--cache-dir", type=Path, help="answers, built-in data (default: ~/.cache/vittle-bench)")
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+    run.add_argument("--fresh", action="store_true", help="recompute every answer (the cache is still updated)")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first sample that fails instead of "
+                     "recording the error and going on")
     run.add_argument("--include-path", action="append", default=[], help="extra directory of task/suite YAML files")
     run.set_defaults(func=main)
 
@@ -30,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.leaderboard import load_results, render, wide_table
     from vittle_bench.models import parse_model_args
-    from vittle_bench.runner import RunOptions, default_cache_dir, run
+    from vittle_bench.runner import RunOptions, SampleError, default_cache_dir, run
 
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     output = args.output or Path("vittle-runs") / "_".join(m.replace(":", "-").replace("/", "-") for m in models)
@@ -38,8 +41,15 @@ def main(args: argparse.Namespace) -> int:
         models=models, output=output, tasks=args.tasks, shifts=args.shifts, limit=args.limit,
         batch_size=args.batch_size, seed=args.seed, model_args=parse_model_args(args.model_args),
         include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
-        use_cache=not args.no_cache, command_line=shlex.join(["vittle-bench", *sys.argv[1:]]))
-    summary = run(options)
+        use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast,
+        command_line=shlex.join(["vittle-bench", *sys.argv[1:]]))
+    try:
+        summary = run(options)
+    except SampleError as exc:
+        print(f"vittle-bench: stopped (--fail-fast): {exc}", file=sys.stderr)
+        return 1
+    if not summary.main_process:
+        return 0
     print(render(wide_table(load_results([summary.output])), "markdown"))
     errors = f", {summary.n_errors} errors (see samples.jsonl)" if summary.n_errors else ", no errors"
     print(f"\n{summary.n_records} samples ({summary.n_generated} generated, {summary.n_cached} cached){errors} "

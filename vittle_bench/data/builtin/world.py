@@ -16,6 +16,7 @@ from PIL import Image
 
 from vittle_bench.data.builtin.questions import multiple_choice_question, open_question
 from vittle_bench.data.builtin.scenes import SceneObject, write_world_images
+from vittle_bench.data.lazy import LazySamples
 from vittle_bench.data.coco_pope import STRATEGIES, build_pope, write_pope_jsonl
 from vittle_bench.schema import Sample
 
@@ -76,17 +77,19 @@ def ensure_world(cache_dir: Path, seed: int = WORLD_SEED) -> Path:
     return target
 
 
-def load_builtin_subset(task: str, subset: str, cache_dir: Path) -> list[Sample]:
+def _row_to_sample(task: str, directory: Path, row: dict) -> Sample:
+    with Image.open(directory / "images" / row["file_name"]) as image:
+        image.load()
+    return Sample(task=task, sample_id=str(row["question_id"]), question=row["question"], images=(image,),
+                  answer=row["answer"], choices=tuple(row.get("choices", ())),
+                  category=row.get("category") or row.get("strategy"), meta={"file_name": row["file_name"]})
+
+
+def load_builtin_subset(task: str, subset: str, cache_dir: Path) -> LazySamples:
+    """The subset's questions; images are decoded only when a sample is reached."""
     if subset not in SUBSETS:
         raise ValueError(f"builtin:shapes has no subset {subset!r}; subsets: {', '.join(SUBSETS)}")
     directory = ensure_world(cache_dir)
-    samples = []
-    for line in (directory / f"{subset}.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        with Image.open(directory / "images" / row["file_name"]) as image:
-            image.load()
-        samples.append(Sample(
-            task=task, sample_id=str(row["question_id"]), question=row["question"], images=(image,),
-            answer=row["answer"], choices=tuple(row.get("choices", ())),
-            category=row.get("category") or row.get("strategy"), meta={"file_name": row["file_name"]}))
-    return samples
+    rows = [json.loads(line) for line in (directory / f"{subset}.jsonl").read_text().splitlines()]
+    return LazySamples(task, rows, lambda row: _row_to_sample(task, directory, row),
+                       lambda i, row: str(row.get("question_id", i)))

@@ -1,0 +1,40 @@
+"""Who am I in a multi-process run? One process by default; under `accelerate launch` (or torchrun) the
+launcher's process group, read through accelerate's PartialState — no home-made distributed code."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str | None = None
+    barrier: Callable[[], None] | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wait(self) -> None:
+        if self.barrier is not None:
+            self.barrier()
+
+    def model_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Place each process's model on its own accelerator unless the user chose a placement."""
+        if self.device is None or "device" in args or "device_map" in args:
+            return args
+        return {**args, "device": self.device}
+
+    @classmethod
+    def current(cls) -> "WorkerGroup":
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # set for every process by accelerate launch / torchrun
+            return cls()
+        from accelerate import PartialState
+
+        state = PartialState()
+        device = str(state.device) if state.device.type != "cpu" else None
+        return cls(state.process_index, state.num_processes, state.local_process_index, device, state.wait_for_everyone)
