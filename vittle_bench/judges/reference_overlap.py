@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import ClassVar
 
-from vittle_bench.judges.base import JUDGES, Judgment
+from vittle_bench.judges.base import JUDGES, Judgment, judge_sequentially
 from vittle_bench.schema import Sample
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -30,8 +31,12 @@ def word_f1(answer: str, reference: str) -> float:
 @dataclass(frozen=True)
 class ReferenceOverlapJudge:
     name: str = "overlap"
+    label: ClassVar[str] = "overlap"
 
     def judge(self, sample: Sample, answer: str) -> Judgment:
         if not sample.answer:
-            return Judgment(None, None, failed=True)
+            return Judgment.failure("no reference answer")
         return Judgment(1 + 9 * word_f1(answer, sample.answer), 10.0)
+
+    def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
+        return judge_sequentially(self, items)

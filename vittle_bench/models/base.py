@@ -17,7 +17,8 @@ class Model(Protocol):
         ...
 
 
-MODELS: Registry[Any] = Registry("models", ("vittle_bench.models.hf", "vittle_bench.models.builtin"))
+MODELS: Registry[Any] = Registry("models", ("vittle_bench.models.hf", "vittle_bench.models.builtin",
+                                             "vittle_bench.models.openai_compat"))
 
 
 def split_spec(spec: str) -> tuple[str, str]:

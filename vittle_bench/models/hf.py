@@ -1,74 +1,222 @@
-"""`hf:` models: any image-text-to-text model through AutoProcessor, its chat template and
+"""`hf:` models: any image-text-to-text model through AutoProcessor, the processor's chat template and
 AutoModelForImageTextToText; batched, left-padded greedy generation. A Vittle checkpoint (one with
-vittle_config.json) gets its bottleneck re-attached automatically."""
+vittle_config.json) gets its bottleneck re-attached automatically, from a local directory or the hub.
+
+One adapter serves every family. Where a family truly differs in how a prompt is laid out, it gets a small
+hook registered under its exact `config.model_type` (never a substring of the model's name); today only
+PaliGemma, whose checkpoints have no chat template, needs one.
+
+Model args (`--model-args`): dtype (auto | float32 | bfloat16 | float16; auto = the checkpoint's own),
+device, device_map (e.g. auto), revision, trust_remote_code (only when passed), attn_implementation,
+chat_template (a .jinja file or template text, for checkpoints that lack one), cache_dir (the hub cache).
+"""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from vittle_bench.config import ConfigError
 from vittle_bench.models.base import MODELS
 from vittle_bench.schema import Request
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json")
+# Files that change what a checkpoint answers: weights, configs, tokenizer/vocab files, chat templates, remote code.
+_CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+FINGERPRINT_VERSION = "hf/2"  # bump when the adapter changes what a model is asked (prompt layout, decoding)
 
 
 def directory_fingerprint(path: Path) -> str:
-    """Content hash of a local checkpoint's weights and configs, so retrained weights never hit stale answers."""
+    """Content hash of a local checkpoint (weights, configs, tokenizer, templates), streamed so that multi-GB
+    shards are never read into memory; retrained weights therefore never hit stale cached answers."""
     h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES):
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES):
         h.update(file.relative_to(path).as_posix().encode())
-        h.update(hashlib.sha256(file.read_bytes()).digest())
+        digest = hashlib.sha256()
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                digest.update(chunk)
+        h.update(digest.digest())
     return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- family hooks
+class ChatTemplateLayout:
+    """The default: one user turn, an image placeholder per image before the text, rendered by the
+    processor's own chat template (which is what the model was tuned on)."""
+
+    name = "chat_template"
+
+    def prompt(self, processor: Any, request: Request) -> str:
+        content = [{"type": "image"} for _ in request.images] + [{"type": "text", "text": request.prompt}]
+        return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                             tokenize=False)
+
+
+class ImageTokensThenPromptLayout:
+    """PaliGemma (1 and 2): no chat template; the model was trained on `<image>…<bos>prompt\\n`, of which the
+    processor adds the `<bos>` and the newline once the image placeholders are in front of the prompt."""
+
+    name = "image_tokens_then_prompt"
+
+    def prompt(self, processor: Any, request: Request) -> str:
+        return processor.image_token * len(request.images) + request.prompt
+
+
+FAMILY_HOOKS: dict[str, Any] = {}
+
+
+def register_family_hook(*model_types: str) -> Callable[[type], type]:
+    """Register a prompt layout for the exact `config.model_type` values given."""
+
+    def decorator(cls: type) -> type:
+        for model_type in model_types:
+            FAMILY_HOOKS[model_type] = cls()
+        return cls
+
+    return decorator
+
+
+register_family_hook("paligemma")(ImageTokensThenPromptLayout)
+
+
+def _read_template(text: str) -> str:
+    path = Path(text)
+    return path.read_text() if path.suffix == ".jinja" and path.is_file() else text
+
+
+def _hub_commit(source: str, revision: str | None, cache_dir: str | None) -> str | None:
+    """The commit a hub id resolved to (from the snapshot directory the config came from): `main` moves,
+    a commit does not, so the fingerprint follows the weights actually loaded."""
+    from transformers.utils import cached_file
+
+    try:
+        config = Path(cached_file(source, "config.json", revision=revision, cache_dir=cache_dir))
+    except (OSError, ValueError):
+        return None
+    return config.parent.name if config.parent.parent.name == "snapshots" else None
+
+
+def _vittle_directory(source: str, revision: str | None, cache_dir: str | None) -> Path | None:
+    """Where a saved Vittle bottleneck travels with the checkpoint: the local directory, or the hub snapshot
+    once its two files are fetched (None when the checkpoint has none)."""
+    from vittle_bench.vittle.bottleneck import CONFIG_FILE, WEIGHTS_FILE
+
+    local = Path(source)
+    if local.is_dir():
+        return local if (local / CONFIG_FILE).is_file() else None
+    from transformers.utils import cached_file
+
+    found = cached_file(source, CONFIG_FILE, revision=revision, cache_dir=cache_dir,
+                        _raise_exceptions_for_missing_entries=False)
+    if found is None:
+        return None
+    cached_file(source, WEIGHTS_FILE, revision=revision, cache_dir=cache_dir)
+    return Path(found).parent
 
 
 @MODELS.register("hf")
 class HFModel:
-    def __init__(self, name: str, source: str, dtype: str = "float32", device: str | None = None,
-                 revision: str | None = None, trust_remote_code: bool = False, device_map: str | None = None) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+    """Greedy, batched generation with any `AutoModelForImageTextToText` checkpoint (hub id or directory)."""
+
+    def __init__(self, name: str, source: str, dtype: str = "auto", device: str | None = None,
+                 device_map: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
+                 attn_implementation: str | None = None, chat_template: str | None = None, cache_dir: str | None = None,
+                 **unknown: Any) -> None:
+        if unknown:
+            raise ConfigError(f"{name}: unknown --model-args {sorted(unknown)}; hf: models take dtype, device, "
+                              "device_map, revision, trust_remote_code, attn_implementation, chat_template, cache_dir")
+        if dtype not in _DTYPES:
+            raise ConfigError(f"{name}: dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         from vittle_bench.vittle import load_vittle_if_present
 
+        revision = None if revision is None else str(revision)
+        trust = trust_remote_code is True  # only an explicit `trust_remote_code=true` runs a checkpoint's code
+        common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust, "cache_dir": cache_dir}
         self.name = name
-        common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
         self.processor = AutoProcessor.from_pretrained(source, **common)
-        self.processor.tokenizer.padding_side = "left"
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.tokenizer.padding_side = "left"
+        if chat_template:
+            self.processor.chat_template = _read_template(chat_template)
+        config = AutoConfig.from_pretrained(source, **common)
+        self.layout = FAMILY_HOOKS.get(config.model_type, ChatTemplateLayout())
+        if isinstance(self.layout, ChatTemplateLayout) and not getattr(self.processor, "chat_template", None):
+            raise ConfigError(f"{name}: the processor has no chat template; pass --model-args chat_template=FILE.jinja")
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=getattr(torch, dtype), device_map=device_map, **common)
-        if device and not device_map:
-            self.model.to(device)
+            source, config=config, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map,
+            **common, **extra)
+        if not device_map:
+            self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.eval()
+        vittle_dir = _vittle_directory(source, revision, cache_dir)
+        self.vittle = load_vittle_if_present(self.model, vittle_dir) if vittle_dir else None
+        self.generation_config = self._greedy_config()
         local = Path(source)
-        self.vittle = load_vittle_if_present(self.model, local) if local.is_dir() else None
-        identity = directory_fingerprint(local) if local.is_dir() else f"{source}@{revision or 'main'}"
-        self.fingerprint = hashlib.sha256(json.dumps([name, identity, dtype]).encode()).hexdigest()[:16]
+        self.fingerprint_info: dict[str, Any] = {
+            "adapter": FINGERPRINT_VERSION, "name": name, "source": None if local.is_dir() else source,
+            "revision": revision if local.is_dir() else (_hub_commit(source, revision, cache_dir) or revision or "main"),
+            "weights": directory_fingerprint(local) if local.is_dir() else None,
+            "dtype": str(self.model.dtype).removeprefix("torch."), "layout": self.layout.name,
+            "chat_template": hashlib.sha256((getattr(self.processor, "chat_template", None) or "").encode()).hexdigest()[:16],
+            "vittle": self.vittle is not None, "generation": self.generation_settings(),
+        }
+        self.fingerprint = hashlib.sha256(json.dumps(self.fingerprint_info, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> "HFModel":
         return cls(f"hf:{name}", name, **kwargs)
 
-    def _prompt(self, request: Request) -> str:
-        content = [{"type": "image"} for _ in request.images] + [{"type": "text", "text": request.prompt}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                                  tokenize=False)
+    def _greedy_config(self) -> Any:
+        """The checkpoint's generation config made greedy: sampling knobs off, everything else (repetition
+        penalty, eos ids, ...) kept and recorded, since it changes greedy answers too."""
+        config = copy.deepcopy(self.model.generation_config)
+        config.do_sample, config.num_beams = False, 1
+        config.temperature = config.top_p = config.top_k = None
+        if config.pad_token_id is None:
+            config.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+                else self.tokenizer.eos_token_id
+        return config
+
+    def generation_settings(self) -> dict[str, Any]:
+        ignored = {"transformers_version", "_from_model_config", "output_attentions", "output_hidden_states",
+                   "use_cache", "max_length"}
+        return {k: v for k, v in sorted(self.generation_config.to_diff_dict().items()) if k not in ignored}
+
+    def prompt(self, request: Request) -> str:
+        """The full text fed to the processor for one request (the family's layout)."""
+        return self.layout.prompt(self.processor, request)
 
     @torch.inference_mode()
+    def _generate_group(self, requests: list[Request], max_new_tokens: int) -> list[str]:
+        texts = [self.prompt(r) for r in requests]
+        images = [image for r in requests for image in r.images]
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        inputs.pop("labels", None)  # PaliGemma's processor builds training labels; generation must not see them
+        inputs = inputs.to(self.model.device)
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        config = copy.copy(self.generation_config)
+        config.max_new_tokens = max_new_tokens
+        out = self.model.generate(**inputs, generation_config=config)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        return [text.strip() for text in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
     def generate(self, requests: list[Request]) -> list[str]:
+        """Greedy answers in request order. Requests are grouped by max_new_tokens and by whether they carry
+        images (processors reject batches mixing the two); each group is one left-padded batch."""
         answers: dict[int, str] = {}
-        order = sorted(range(len(requests)), key=lambda i: requests[i].max_new_tokens)
-        for max_new, group in groupby(order, key=lambda i: requests[i].max_new_tokens):
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].max_new_tokens, bool(requests[i].images)))
+        for (max_new, _), group in groupby(order, key=lambda i: (requests[i].max_new_tokens, bool(requests[i].images))):
             indices = list(group)
-            texts = [self._prompt(requests[i]) for i in indices]
-            images = [img for i in indices for img in requests[i].images]
-            inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-            inputs = inputs.to(self.model.device)
-            out = self.model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
-            decoded = self.processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            answers.update({i: text.strip() for i, text in zip(indices, decoded)})
+            answers.update(zip(indices, self._generate_group([requests[i] for i in indices], max_new)))
         return [answers[i] for i in range(len(requests))]

@@ -1,0 +1,168 @@
+"""Judges: the LLaVA-Bench rubric and its robust score parsing, the judgment cache, failures counted and never
+imputed, and the offline embedding stand-in (packaged all-MiniLM weights) labelled as such."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fake_openai_server import FakeServer, ok, status
+from vittle_bench.cli import main
+from vittle_bench.judges import load_judge
+from vittle_bench.judges.cache import JudgmentCache
+from vittle_bench.judges.openai_compat import OpenAIJudge, judge_prompt, parse_score_pair
+from vittle_bench.registry import UnknownNameError
+from vittle_bench.schema import Sample, SampleResult
+from vittle_bench.tasks.open_ended import OpenEndedAdapter
+
+FAST = {"timeout": 2.0, "max_retries": 1, "parse_retries": 1, "backoff": 0.01}
+
+
+def sample(i: int, reference: str | None = "A red circle and a blue square.", context: str | None = None) -> Sample:
+    return Sample("t", f"s{i}", "What is in the image?", answer=reference, context=context, category="detail")
+
+
+@pytest.mark.parametrize("review,expected", [
+    ("8 7\nAssistant 2 is less detailed.", (8.0, 7.0)),
+    ("8, 7", (8.0, 7.0)),
+    ("**9/10 6/10**", (9.0, 6.0)),
+    ("Scores: 10 out of 10, 4 out of 10", (10.0, 4.0)),
+    ("Here are my scores:\n7.5 6", (7.5, 6.0)),
+    ("Assistant 1: 8\nAssistant 2: 3", (8.0, 3.0)),
+    ("Assistant 1 receives a score of 9, while Assistant 2 gets 2.", (9.0, 2.0)),
+    ("0 6", (0.0, 6.0)),
+])
+def test_score_pairs_are_parsed(review, expected):
+    assert parse_score_pair(review) == expected
+
+
+@pytest.mark.parametrize("review", ["", "I cannot judge this.", "8", "8 7 6", "85 70", "-1 -1", "11 3",
+                                    "Assistant 1: 8 (Assistant 2 missing)"])
+def test_unreadable_reviews_are_not_guessed(review):
+    assert parse_score_pair(review) is None
+
+
+def test_prompt_follows_the_llava_bench_layout():
+    with_context = judge_prompt("Q?", "REF", "ANS", "a caption")
+    assert with_context.startswith("[Context]\na caption\n\n[Question]\nQ?\n\n[Assistant 1]\nREF\n\n[End of Assistant 1]")
+    assert "[Assistant 2]\nANS\n\n[End of Assistant 2]\n\n[System]\n" in with_context
+    assert "represented with a few sentences describing the image" in with_context
+    bare = judge_prompt("Q?", "REF", "ANS", None)
+    assert bare.startswith("[Question]") and "describing the image" not in bare
+    assert "two values indicating the scores for Assistant 1 and 2" in bare
+
+
+def _review_by_answer(reviews: dict[str, list]) -> FakeServer:
+    return FakeServer(key_of=lambda p: next((a for a in reviews if f"[Assistant 2]\n{a}\n" in p["messages"][1]["content"]), "?"),
+                      scripts=reviews)
+
+
+def test_judge_caches_successes_and_retries_failures(tmp_path):
+    reviews = {"good": [ok("9 6")], "flaky": [status(503), ok("8 8")], "bad": [ok("no idea")], "down": [status(500)]}
+    items = [(sample(0), "good"), (sample(1), "flaky"), (sample(2), "bad"), (sample(3), "down"), (sample(4, None), "good")]
+    cache = tmp_path / "judgments.sqlite"
+    with _review_by_answer(reviews) as server:
+        judge = OpenAIJudge("judge", base_url=server.url, cache=str(cache), **FAST)
+        first = judge.judge_many(items)
+        calls = len(server.log)
+        again = OpenAIJudge("judge", base_url=server.url, cache=str(cache), **FAST).judge_many(items)
+        rejudged = len(server.log) - calls
+        other = OpenAIJudge("other-judge", base_url=server.url, cache=str(cache), **FAST).judge_many(items[:1])
+    assert [(j.model_score, j.reference_score, j.failed) for j in first] == [
+        (6.0, 9.0, False), (8.0, 8.0, False), (None, None, True), (None, None, True), (None, None, True)]
+    assert "unparseable" in first[2].error and "HTTP 500" in first[3].error and "no reference" in first[4].error
+    assert calls == 1 + 2 + 2 + 2  # retry on 503; parse retry on "no idea"; request retry on 500; none without reference
+    assert judge.stats == {"judged": 2, "cached": 0, "failed": 2, "unparseable_reviews": 2}
+    assert [(j.model_score, j.failed) for j in again] == [(6.0, False), (8.0, False), (None, True), (None, True), (None, True)]
+    assert rejudged == 2 + 2  # only the failures were asked again
+    assert len(JudgmentCache(cache)) == 3 and other[0].model_score == 6.0  # a different judge model is a new key
+
+
+def test_cache_key_covers_both_answers_and_the_prompt(tmp_path):
+    with _review_by_answer({"x": [ok("7 5")], "y": [ok("7 2")]}) as server:
+        judge = OpenAIJudge("judge", base_url=server.url, cache=str(tmp_path / "j.sqlite"), **FAST)
+        judge.judge_many([(sample(0), "x")])
+        judge.judge_many([(sample(0), "y"), (sample(0, reference="Another reference."), "x"),
+                          (sample(0, context="a caption"), "x"), (sample(0), "x")])
+    assert len(server.log) == 4 and judge.stats["cached"] == 1
+
+
+def test_judge_requests_run_concurrently():
+    with FakeServer(default=lambda p: ok("8 8"), delay=0.15) as server:
+        judge = OpenAIJudge("judge", base_url=server.url, concurrency=4, **FAST)
+        assert all(not j.failed for j in judge.judge_many([(sample(i), f"answer {i}") for i in range(8)]))
+    assert 2 <= server.peak_in_flight <= 4
+
+
+def _record(score, reference, category="detail") -> SampleResult:
+    return SampleResult("m", "t", "clean", "clean", 0, "s", "", "", "ref", "ans", "ans", True, score,
+                        category=category, reference_score=reference)
+
+
+def test_failed_judgments_are_counted_and_excluded_never_imputed():
+    adapter = OpenEndedAdapter(judge="openai:judge")
+    records = [_record(6.0, 8.0), _record(None, None), _record(4.0, 8.0, "conv"), _record(None, None, "conv")]
+    rows = {name: (value, n) for name, value, _, _, n in adapter.aggregate(records, seed=0)}
+    assert rows["judge_failed"] == (2.0, 4)
+    assert rows["relative_score"] == (pytest.approx(100 * 10 / 16), 2)
+    assert rows["relative_score/conv"][0] == pytest.approx(50.0) and rows["relative_score/detail"][0] == pytest.approx(75.0)
+
+
+def test_metric_names_label_stand_in_judges_and_bad_specs_fail_early():
+    assert OpenEndedAdapter(judge="openai:gpt-4o-2024-08-06").metric_name == "relative_score"
+    assert OpenEndedAdapter(judge="embedding").metric_name == "relative_score_embedding"
+    assert OpenEndedAdapter(judge="overlap").metric_name == "relative_score_overlap"
+    with pytest.raises(UnknownNameError, match="did you mean embedding"):
+        OpenEndedAdapter(judge="embeding")
+    with pytest.raises(UnknownNameError, match="needs a model"):
+        OpenEndedAdapter(judge="openai")
+    with pytest.raises(UnknownNameError, match="takes no model"):
+        OpenEndedAdapter(judge="embedding:minilm")
+    assert "judge_args" not in repr(OpenEndedAdapter(judge="openai:j", judge_args={"api_key": "sk-x"}))
+
+
+# ----------------------------------------------------------------------------- the offline embedding judge
+@pytest.fixture(scope="module")
+def embedding_judge():
+    return load_judge("embedding")
+
+
+def test_embedding_judge_scores_closeness_to_the_reference(embedding_judge):
+    reference = sample(0, "There is a red circle and a blue square.")
+    same, paraphrase, unrelated, empty = embedding_judge.judge_many([
+        (reference, "There is a red circle and a blue square."),
+        (reference, "A blue square and a red circle are in the image."),
+        (reference, "The stock market fell sharply on Tuesday."),
+        (reference, "")])
+    assert same.model_score == pytest.approx(10.0, abs=1e-3) and same.reference_score == 10.0
+    assert paraphrase.model_score > unrelated.model_score + 3
+    assert 1.0 <= unrelated.model_score < 5.0 and empty.model_score == 1.0 and not empty.failed
+    assert embedding_judge.judge(sample(1, None), "anything").failed
+    assert embedding_judge.label == "embedding" and embedding_judge.name == "embedding"
+
+
+EMBEDDING_TASK = """task: open_embedding
+source: builtin:shapes
+subset: open
+adapter: open_ended
+adapter_args: {judge: embedding, max_new_tokens: 8}
+"""
+
+
+@pytest.mark.slow
+def test_embedding_judge_end_to_end_is_labelled(tiny_random_checkpoint, world_cache, tmp_path, embedding_judge):
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "open_embedding.yaml").write_text(EMBEDDING_TASK)
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "open_embedding", "--shifts", "clean",
+                 "--limit", "4", "--include-path", str(tmp_path / "tasks"), "--output", str(out),
+                 "--cache-dir", str(world_cache)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert "relative_score_embedding" in set(results.metric) and "relative_score" not in set(results.metric)
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert all(r["scorer"] == "embedding" and 1.0 <= r["score"] <= 10.0 and r["reference_score"] == 10.0 for r in records)
+    value = results.set_index("metric").loc["relative_score_embedding", "value"]
+    assert value == pytest.approx(100 * np.mean([r["score"] for r in records]) / 10.0, rel=1e-5)
