@@ -212,8 +212,6 @@ def test_run_end_to_end_retries_counts_failures_and_leaks_no_key(world_cache, tm
     assert "retry" in caplog.text  # the retries were logged (without the key)
 
 
-@pytest.mark.xfail(strict=True, reason="runner writes raw --model-args into manifest.json; needs "
-                   "openai_compat.redact_model_args / redact_text in runner._manifest (see the issue-6 report)")
 def test_key_passed_as_model_arg_stays_out_of_the_manifest(world_cache, tmp_path):
     with FakeServer() as server:
         run_dir = tmp_path / "run"

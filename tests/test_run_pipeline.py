@@ -90,25 +90,28 @@ def test_another_seed_changes_shifted_inputs_not_clean_ones(finished_run, tiny_r
 ])
 def test_bad_names_exit_2_with_one_line(args, expected, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "vittle_bench", *args, "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_leaderboard_formats(finished_run, tmp_path):
-    for fmt in ("csv", "markdown", "latex"):
+    for fmt in ("csv", "markdown", "latex", "html"):
         out = tmp_path / f"board.{fmt}"
         assert main(["leaderboard", str(finished_run), "--format", fmt, "--output", str(out)]) == 0
     table = pd.read_csv(tmp_path / "board.csv")
     assert list(table.columns[:3]) == ["task", "model", "metric"]
-    assert {"clean", "image", "text", "joint"} <= set(table.columns) and len(table) == 5
+    values = [c for c in table.columns if f"{c} ci_low" in table.columns]
+    assert {"clean", "image", "text", "joint"} <= set(values) and len(table) == 5
+    assert table[[f"{c} ci_low" for c in values]].notna().all().all()  # every column has its interval
     latex = (tmp_path / "board.latex").read_text()
     assert "\\begin{tabular}" in latex and "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
     header = latex.split("\\toprule")[1].split("\\\\")[0]
-    assert header.count("&") == len(table.columns) - 1
-    markdown = (tmp_path / "board.markdown").read_text().splitlines()
+    assert header.count("&") == 2 + len(values) + ("n_errors" in table.columns) - 1  # task, model, values, errors
+    markdown = [line for line in (tmp_path / "board.markdown").read_text().splitlines() if line.startswith("|")]
     assert markdown[0].startswith("| task") and set(markdown[1]) <= set("|-: ") and len(markdown) == 2 + 5
+    assert "<table" in (tmp_path / "board.html").read_text()
 
 
 def test_list_commands(capsys):

@@ -30,9 +30,11 @@ from tqdm import tqdm
 from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError, TaskSpec, resolve_shifts, resolve_tasks
 from vittle_bench.data.sources import load_samples
+from vittle_bench.judges import judge_class
 from vittle_bench.models.base import Model, load_model, validate_model_spec
+from vittle_bench.models.openai_compat import redact_model_args
 from vittle_bench.results_io import cell_seed, write_results, run_versions
-from vittle_bench.schema import CellResult, Request, Sample, SampleResult
+from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition, sample_rng
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.workers import WorkerGroup
@@ -57,6 +59,9 @@ class RunOptions:
     use_cache: bool = True  # read and write the answer cache
     fresh: bool = False  # write but do not read the cache: recompute every answer
     fail_fast: bool = False  # stop at the first per-sample error instead of recording it
+    judge: str | None = None  # overrides the judge of every judged task (e.g. openai:gpt-4o-2024-08-06)
+    judge_args: dict[str, Any] = field(default_factory=dict)
+    data_dir: Path | None = None  # offline copies of hub datasets: DATA_DIR/org/name[/config]
     command_line: str = ""
     progress: bool = True
 
@@ -82,6 +87,19 @@ class _Plan:
     conditions: list[ShiftCondition]
 
 
+def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
+    """The task's adapter with the run's judge choice and judgment cache applied (judged tasks only)."""
+    cls = TASK_ADAPTERS.get(spec.adapter)
+    args = dict(spec.adapter_args)
+    if "judge" in getattr(cls, "__dataclass_fields__", {}):
+        if options.judge:
+            args["judge"] = options.judge
+            args["judge_args"] = {**args.get("judge_args", {}), **options.judge_args}
+        if options.use_cache:
+            args.setdefault("judge_cache", str(options.cache_dir / "judgments.sqlite"))
+    return cls(**args)
+
+
 def plan_run(options: RunOptions) -> _Plan:
     """Validate every name and the output directory before anything heavy loads."""
     for spec in options.models:
@@ -90,6 +108,8 @@ def plan_run(options: RunOptions) -> _Plan:
     conditions = resolve_shifts(options.shifts, options.include_paths)
     if not tasks:
         raise ConfigError("no tasks selected")
+    if options.judge:
+        judge_class(options.judge)  # an unknown judge fails here, before any model loads
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     try:
@@ -145,6 +165,7 @@ class _CellRunner:
         key_of = dict(zip(ready, keys))
         records = [self._record(adapter, condition, *p, outputs.get(i), key_of.get(i, ""))
                    for i, p in enumerate(prepared)]
+        self._score(adapter, records, [p[1] for p in prepared])
         if self.options.fail_fast:
             failed = next((r for r in records if r.error), None)
             if failed:
@@ -163,13 +184,25 @@ class _CellRunner:
             record.error = f"generate: {type(output).__name__}: {output}"
         elif output is not None and shifted is not None:
             record.raw_output = output
-            try:
-                parsed = adapter.parse(output, shifted)
-                record.parsed, record.parse_ok = parsed.value, parsed.ok
-                record.score, record.reference_score = adapter.score(shifted, parsed, output)
-            except Exception as exc:  # noqa: BLE001 - e.g. a judge that cannot be reached
-                record.error = f"score: {type(exc).__name__}: {exc}"
+            parsed = adapter.parse(output, shifted)
+            record.parsed, record.parse_ok = parsed.value, parsed.ok
         return record
+
+    @staticmethod
+    def _score(adapter: TaskAdapter, records: list[SampleResult], shifted: list[Sample | None]) -> None:
+        """Score the batch's answered records; a judged task scores them in one concurrent call."""
+        todo = [(r, s) for r, s in zip(records, shifted) if r.error is None and r.raw_output is not None and s]
+        try:
+            if hasattr(adapter, "score_batch"):
+                scores = adapter.score_batch([(s, r.raw_output) for r, s in todo])
+            else:
+                scores = [adapter.score(s, Parsed(r.parsed, r.parse_ok), r.raw_output) for r, s in todo]
+        except Exception as exc:  # noqa: BLE001 - e.g. a judge that cannot be reached: recorded per sample
+            for record, _ in todo:
+                record.error = f"score: {type(exc).__name__}: {exc}"
+            return
+        for (record, _), (score, reference) in zip(todo, scores):
+            record.score, record.reference_score = score, reference
 
 
 def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int) -> list[CellResult]:
@@ -197,12 +230,13 @@ def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence
             for m, model_spec in enumerate(options.models):
                 model = load_model(model_spec, **group.model_args(options.model_args))
                 model_info.append({"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
-                                   "model_args": options.model_args})
+                                   "fingerprint_info": getattr(model, "fingerprint_info", None),
+                                   "model_args": redact_model_args(options.model_args)})
                 runner = _CellRunner(model, cache, options, counters)
                 with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
                           disable=not (options.progress and group.is_main)) as bar:
                     for t, spec in enumerate(plan.tasks):
-                        adapter = TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args)
+                        adapter = make_adapter(spec, options)
                         for c, condition in enumerate(plan.conditions):
                             bar.set_postfix_str(f"{spec.task} / {condition.label}", refresh=False)
                             mine = list(_my_share(task_samples[spec.task], group.rank, group.world_size))
@@ -228,7 +262,7 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
 
 def _finalise(options: RunOptions, plan: _Plan, shards: list[Path]) -> tuple[int, int, list[CellResult]]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time)."""
-    adapters = {spec.task: TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args) for spec in plan.tasks}
+    adapters = {spec.task: make_adapter(spec, options) for spec in plan.tasks}
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
     n_records = n_errors = 0
@@ -256,12 +290,18 @@ def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": options.seed,
         "versions": run_versions(), "models": models, "processes": world_size,
         "tasks": [{"task": t.task, "source": t.source, "subset": t.subset, "adapter": t.adapter,
-                   "adapter_args": t.adapter_args, "config": t.path.name} for t in plan.tasks],
+                   "adapter_args": _redacted_adapter_args(t.adapter_args), "config": t.path.name} for t in plan.tasks],
+        "judge": options.judge, "judge_args": redact_model_args(options.judge_args),
         "shifts": [{"label": c.label, "name": c.name, "kind": c.kind, "severity": c.severity,
                     "version": getattr(c.shift, "version", "")} for c in plan.conditions],
         "limit": options.limit, "batch_size": options.batch_size,
+        "data_dir": str(options.data_dir) if options.data_dir else None,
         "summary": {k: v for k, v in summary.__dict__.items() if k not in ("output", "main_process")},
     }
+
+
+def _redacted_adapter_args(args: dict[str, Any]) -> dict[str, Any]:
+    return {**args, "judge_args": redact_model_args(args["judge_args"])} if "judge_args" in args else args
 
 
 def run(options: RunOptions) -> RunSummary:
@@ -273,7 +313,8 @@ def run(options: RunOptions) -> RunSummary:
         shutil.rmtree(shard_dir, ignore_errors=True)
         shard_dir.mkdir()
     group.wait()
-    task_samples = {spec.task: load_samples(spec, options.cache_dir, options.limit) for spec in plan.tasks}
+    task_samples = {spec.task: load_samples(spec, options.cache_dir, options.limit, options.data_dir)
+                    for spec in plan.tasks}
     counters = {"generated": 0, "cached": 0}
     model_info = _evaluate(options, plan, task_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)
     (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps(counters))

@@ -24,8 +24,16 @@ def main(args: argparse.Namespace) -> int:
         print("\n".join([f"builtin:{m}" for m in BUILTIN_MODELS]
                         + [f"{s}:<id-or-path>" for s in MODELS.names() if s != "builtin"]))
     elif args.what == "tasks":
-        for spec in load_task_specs(include).values():
-            print(f"{spec.task:28s} {spec.adapter:12s} {spec.source:22s} {spec.description}")
+        from vittle_bench.data.sources import task_size
+        from vittle_bench.tasks import TASK_ADAPTERS
+
+        specs = list(load_task_specs(include).values())
+        width = max([len(s.task) for s in specs] + [4])
+        print(f"{'task':{width}s} {'size':>6s} {'adapter':11s} {'metric':30s} {'source':40s} description")
+        for spec in specs:
+            metric = getattr(TASK_ADAPTERS.get(spec.adapter), "primary_metric", "-")
+            print(f"{spec.task:{width}s} {task_size(spec):>6s} {spec.adapter:11s} {metric:30s} {spec.source:40s} "
+                  f"{spec.description}")
     else:
         for name, suite in load_suites(include).items():
             print(f"suite {name:22s} {len(suite['conditions'])} conditions")

@@ -23,9 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--output", type=Path, help="run directory (default: vittle-runs/<model>)")
     run.add_argument("--cache-dir", type=Path, help="answers, built-in data (default: ~/.cache/vittle-bench)")
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+    run.add_argument("--judge", help="judge for open-ended tasks: openai:MODEL | embedding | overlap "
+                     "(default: each task's own, the offline overlap stand-in for built-in tasks)")
+    run.add_argument("--judge-args", default="", help="key=value,... for the judge (base_url, api_key, concurrency)")
     run.add_argument("--fresh", action="store_true", help="recompute every answer (the cache is still updated)")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first sample that fails instead of "
                      "recording the error and going on")
+    run.add_argument("--data-dir", type=Path, help="offline copies of hub datasets: DIR/ORG/NAME[/CONFIG] as "
+                     "save_to_disk folders or the hub's parquet files (docs/datasets.md)")
     run.add_argument("--include-path", action="append", default=[], help="extra directory of task/suite YAML files")
     run.set_defaults(func=main)
 
@@ -33,16 +38,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.leaderboard import load_results, render, wide_table
     from vittle_bench.models import parse_model_args
+    from vittle_bench.models.openai_compat import redact_text
     from vittle_bench.runner import RunOptions, SampleError, default_cache_dir, run
 
     models = [m.strip() for m in args.model.split(",") if m.strip()]
     output = args.output or Path("vittle-runs") / "_".join(m.replace(":", "-").replace("/", "-") for m in models)
+    model_args, judge_args = parse_model_args(args.model_args), parse_model_args(args.judge_args)
     options = RunOptions(
         models=models, output=output, tasks=args.tasks, shifts=args.shifts, limit=args.limit,
-        batch_size=args.batch_size, seed=args.seed, model_args=parse_model_args(args.model_args),
+        batch_size=args.batch_size, seed=args.seed, model_args=model_args,
         include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
-        use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast,
-        command_line=shlex.join(["vittle-bench", *sys.argv[1:]]))
+        use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast, judge=args.judge, data_dir=args.data_dir,
+        judge_args=judge_args, command_line=redact_text(redact_text(shlex.join(["vittle-bench", *sys.argv[1:]]),
+                                                                     model_args), judge_args))
     try:
         summary = run(options)
     except SampleError as exc:

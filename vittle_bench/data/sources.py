@@ -1,4 +1,5 @@
-"""Task source dispatch: `builtin:shapes` today; hub datasets and local files plug in here."""
+"""Task source dispatch: `builtin:shapes` (the embedded world), `hf:ORG/NAME` (hub datasets, with an offline
+mirror under `data_dir`) and `disk:PATH` (a saved dataset, e.g. from `vittle-bench data pope`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,37 @@ from pathlib import Path
 from vittle_bench.config import ConfigError, TaskSpec
 from vittle_bench.schema import Sample
 
-SOURCES = ("builtin:shapes", "local:<file.jsonl>")
+SOURCES = ("builtin:shapes", "hf:ORG/NAME", "disk:PATH")
 
 
-def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None) -> Sequence[Sample]:
+def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
+                 data_dir: Path | None = None) -> Sequence[Sample]:
+    """The task's Samples, first `limit` only. Hub and disk sources return a lazy sequence (one row decoded
+    per access), so a 9,000-image split costs no more memory than the batch being evaluated."""
+    scheme = spec.source.partition(":")[0]
+    samples: Sequence[Sample]
     if spec.source == "builtin:shapes":
         from vittle_bench.data.builtin.world import load_builtin_subset
 
         samples = load_builtin_subset(spec.task, spec.subset or "", cache_dir)
-    elif spec.source.startswith("local:"):
-        from vittle_bench.data.local import load_local_jsonl
+    elif scheme in ("hf", "disk"):
+        from vittle_bench.data.hf import load_hub_samples
 
-        samples = load_local_jsonl(spec.task, spec.path.parent / spec.source.removeprefix("local:"))
+        samples = load_hub_samples(spec, cache_dir, data_dir)
     else:
         raise ConfigError(f"task {spec.task}: source {spec.source!r} is not supported (supported: {', '.join(SOURCES)})")
     return samples[:limit] if limit else samples
+
+
+def task_size(spec: TaskSpec) -> str:
+    """Number of samples, known without loading anything ('?' when it is not)."""
+    if spec.source == "builtin:shapes":
+        from vittle_bench.data.builtin.world import OPEN_QUESTIONS, POPE_IMAGES, WORLD_IMAGES
+
+        sizes = {"mc": WORLD_IMAGES, "open": OPEN_QUESTIONS}
+        return str(sizes.get(spec.subset or "", POPE_IMAGES * 3 * 2))
+    if spec.source.partition(":")[0] in ("hf", "disk"):
+        from vittle_bench.data.hf import known_size
+
+        return known_size(spec)
+    return "?"

@@ -12,8 +12,9 @@ class Model(Protocol):
     name: str
     fingerprint: str  # identifies weights + settings; part of every cache key
 
-    def generate(self, requests: list[Request]) -> list[str]:
-        """Greedy answers, one per request, in order."""
+    def generate(self, requests: list[Request]) -> list[str | Exception]:
+        """Greedy answers, one per request, in order; a request that failed for good may come back as its
+        exception (the runner records it as that sample's error and never caches it)."""
         ...
 
 

@@ -26,4 +26,5 @@ class TaskAdapter(Protocol):
 
 
 TASK_ADAPTERS: Registry[type] = Registry(
-    "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended"))
+    "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended",
+              "vittle_bench.tasks.yes_no"))

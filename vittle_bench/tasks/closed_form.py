@@ -1,10 +1,13 @@
-"""Closed-form multiple-choice QA: lmms-eval's prompt, one documented answer-extraction chain, accuracy."""
+"""Closed-form QA (ScienceQA-IMG, MMMU, MMStar, the built-in MC): lmms-eval's prompts, one documented
+answer-extraction chain, accuracy. Items without options (MMMU's open questions) are scored by MMMU's
+open-answer rule."""
 
 from __future__ import annotations
 
 import re
 import string
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -13,30 +16,38 @@ from vittle_bench.schema import Parsed, Request, Sample, SampleResult
 from vittle_bench.tasks.base import TASK_ADAPTERS
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+OPEN_SUFFIX = "\nAnswer the question using a single word or phrase."
+OPTIONS_FORMATS = ("lines", "inline")
 
 
-def format_options(choices: tuple[str, ...]) -> str:
+def format_options(choices: tuple[str, ...], style: str = "lines") -> str:
+    """lines: "A. x" one per line (ScienceQA, MMMU); inline: "Options: A: x, B: y" (MMStar's own text)."""
+    if style == "inline":
+        return "Options: " + ", ".join(f"{string.ascii_uppercase[i]}: {c}" for i, c in enumerate(choices))
     return "\n".join(f"{string.ascii_uppercase[i]}. {c}" for i, c in enumerate(choices))
 
 
 def parse_choice(raw: str, choices: tuple[str, ...]) -> Parsed:
-    """Extract the chosen letter, trying in order and stopping at the first rule that applies:
+    """Extract the chosen letter, trying in order and stopping at the first rule that applies
+    (markdown emphasis `*` and backticks are removed first, so "**B**" reads as "B"):
 
     1. the whole answer is one valid letter, optionally with '.', ')' or ':' ("B", "B.", "(B)");
-    2. an explicit statement: "Answer: B", "answer is (B)", "option B";
-    3. the answer starts with a valid letter followed by '.', ')' or ':' ("B. red", "(B) red");
+    2. an explicit statement: "Answer: B", "answer is (B)", "option B", "the correct choice is D";
+    3. the answer starts with a valid letter followed by '.', ')', ':' or a line break ("B. red", "(B) red",
+       "B\\nBecause ...");
     4. exactly one option's text occurs in the answer (case-insensitive, whole words).
-    Anything else, including two different letters or several matching options, is unparseable.
+    Anything else, including two different letters or several matching options, is unparseable. Letters are
+    upper-case only: a lone "a" is an article as often as an answer.
     """
     letters = string.ascii_uppercase[: len(choices)]
-    text = raw.strip()
+    text = re.sub(r"[*`]+", "", raw).strip()
     if not letters or not text:
         return Parsed(None, False)
     valid = f"[{letters}]"
     patterns = (
         rf"^\(?({valid})\)?[.:)]?$",
-        rf"(?i:answer(?: is)?|option)\s*[:：]?\s*\(?({valid})\b\)?",
-        rf"^\(?({valid})[.:)]",
+        rf"(?i:answer|option|choice)(?:\s+is)?\s*[:：]?\s*\(?({valid})\b\)?",
+        rf"^\(?({valid})(?:[.:)]|\)?\s*\n)",
     )
     for pattern in patterns:
         match = re.search(pattern, text)
@@ -47,29 +58,90 @@ def parse_choice(raw: str, choices: tuple[str, ...]) -> Parsed:
     return Parsed(hits[0], True) if len(hits) == 1 else Parsed(None, False)
 
 
+_NUMBER = re.compile(r"-?\d[\d,]*\.?\d*(?:[eE][+-]?\d+)?|-?\.\d+")
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return round(float(text.replace(",", "")), 2)
+    except ValueError:
+        return None
+
+
+def parse_open(raw: str) -> Parsed:
+    """An open (no-options) answer: the stripped text, lower-cased, trailing period removed; empty = unparseable."""
+    text = raw.strip().rstrip(".").strip().lower()
+    return Parsed(text or None, bool(text))
+
+
+def open_answer_correct(parsed: str, gold: str) -> bool:
+    """MMMU's open-answer rule (eval_open in the MMMU authors' eval_utils), simplified to whole answers:
+    gold answers are the answer or each element of a list literal; a numeric gold answer is correct when a
+    number in the output equals it after rounding to 2 decimals, a text gold answer when its lower-cased
+    text occurs in the output (a one-character answer only as a whole word)."""
+    import ast
+
+    try:
+        golds = ast.literal_eval(gold) if gold.strip().startswith("[") else [gold]
+    except (ValueError, SyntaxError):
+        golds = [gold]
+    numbers = {n for n in (_as_number(m) for m in _NUMBER.findall(parsed)) if n is not None}
+    for g in (str(x).strip() for x in golds):
+        number = _as_number(g)
+        if number is not None and number in numbers:
+            return True
+        g = g.lower()
+        if number is None and g and re.search(rf"(?<!\w){re.escape(g)}(?!\w)" if len(g) == 1 else re.escape(g), parsed):
+            return True
+    return False
+
+
 @TASK_ADAPTERS.register("closed_form")
 @dataclass
 class ClosedFormAdapter:
+    """Prompt (lmms-eval's): ["Context: <hint>\\n"] question "\\n" options + prompt_suffix; items without
+    options get open_prompt_suffix instead. `per_category` adds accuracy/<category> (micro accuracy within
+    each category; MMStar's official "average" is the macro mean over its 18 sub-categories, not reported)."""
+
     prompt_suffix: str = MC_SUFFIX
+    open_prompt_suffix: str = OPEN_SUFFIX
+    options_format: str = "lines"
+    per_category: bool = False
     max_new_tokens: int = 8
     name: str = "closed_form"
+    primary_metric: ClassVar[str] = "accuracy"
+
+    def __post_init__(self) -> None:
+        if self.options_format not in OPTIONS_FORMATS:
+            raise ValueError(f"options_format must be one of {OPTIONS_FORMATS}, got {self.options_format!r}")
 
     def build_request(self, sample: Sample) -> Request:
-        parts = [sample.question]
-        if sample.context:
-            parts.append(f"Context: {sample.context}")
-        if sample.choices:
-            parts.append(format_options(sample.choices))
-        return Request("\n".join(parts) + self.prompt_suffix, sample.images, self.max_new_tokens)
+        parts = [f"Context: {sample.context}"] if sample.context else []
+        parts.append(sample.question)
+        if sample.choices and not sample.meta.get("options_in_question"):
+            parts.append(format_options(sample.choices, self.options_format))
+        suffix = self.prompt_suffix if sample.choices else self.open_prompt_suffix
+        return Request("\n".join(parts) + suffix, sample.images, self.max_new_tokens)
 
     def parse(self, raw: str, sample: Sample) -> Parsed:
-        return parse_choice(raw, sample.choices)
+        return parse_choice(raw, sample.choices) if sample.choices else parse_open(raw)
 
     def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
+        if not sample.choices:
+            return float(parsed.ok and open_answer_correct(parsed.value or "", sample.answer or "")), None
         return float(parsed.ok and parsed.value == sample.answer), None
 
     def aggregate(self, records: list[SampleResult], seed: int):
         correct = np.array([r.score or 0.0 for r in records])
         unparsed = np.array([not r.parse_ok for r in records], dtype=float)
-        return bootstrap_metrics(
-            lambda idx: {"accuracy": correct[idx].mean(), "unparseable_rate": unparsed[idx].mean()}, len(records), seed)
+        categories = np.array([r.category or "" for r in records])
+        names = sorted(set(categories) - {""}) if self.per_category else []
+
+        def statistic(idx: np.ndarray) -> dict[str, float]:
+            out = {"accuracy": correct[idx].mean(), "unparseable_rate": unparsed[idx].mean()}
+            for cat in names:
+                mask = categories[idx] == cat
+                out[f"accuracy/{cat}"] = correct[idx][mask].mean() if mask.any() else np.nan
+            return out
+
+        return bootstrap_metrics(statistic, len(records), seed)

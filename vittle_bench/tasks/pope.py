@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class PopeAdapter:
     prompt_suffix: str = POPE_SUFFIX
     max_new_tokens: int = 8
     name: str = "pope"
+    primary_metric: ClassVar[str] = "accuracy, f1"
 
     def build_request(self, sample: Sample) -> Request:
         return Request(sample.question + self.prompt_suffix, sample.images, self.max_new_tokens)
