@@ -122,3 +122,21 @@ def test_list_commands(capsys):
     assert "suite quick" in out and "gaussian_noise" in out and "keyboard" in out
     assert main(["list", "models"]) == 0
     assert "builtin:tiny-llava-vittle-f" in capsys.readouterr().out
+
+
+def test_metrics_emi_adds_emi_and_emid_rows_and_saves_the_estimator(tiny_random_checkpoint, world_cache, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "shapes_open", "--shifts",
+                 "gaussian_noise@3", "--limit", "24", "--metrics", "emi", "--emi-encoders", "effnet-lite0,minilm-l6",
+                 "--output", str(out), "--cache-dir", str(world_cache)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    emi = results[results.metric.str.startswith("emi[effnet-lite0+minilm-l6]")]
+    assert set(emi["shift"]) == {"clean", "gaussian_noise"} and (emi.ci_low <= emi.value).all()
+    assert {"emid[effnet-lite0+minilm-l6]", "emid_bound[effnet-lite0+minilm-l6]"} <= set(results.metric)
+    assert (out / "emi_estimator.pt").is_file()
+    assert json.loads((out / "manifest.json").read_text())["emi"]["encoders"] == {"image": "effnet-lite0", "text": "minilm-l6"}
+
+
+def test_unknown_run_metric_is_a_usage_error(tmp_path, capsys):
+    assert main(["run", "--model", "builtin:tiny-llava", "--metrics", "emj", "--output", str(tmp_path)]) == 2
+    assert "unknown --metrics" in capsys.readouterr().err

@@ -40,6 +40,9 @@ from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.workers import WorkerGroup
 
 
+RUN_METRICS = ("emi",)
+
+
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "vittle-bench"
 
@@ -62,6 +65,9 @@ class RunOptions:
     judge: str | None = None  # overrides the judge of every judged task (e.g. openai:gpt-4o-2024-08-06)
     judge_args: dict[str, Any] = field(default_factory=dict)
     data_dir: Path | None = None  # offline copies of hub datasets: DATA_DIR/org/name[/config]
+    metrics: tuple[str, ...] = ()  # extra run-level metrics: "emi" (EMI per cell, EMID per shift)
+    emi_encoders: tuple[str | None, str | None] = (None, None)  # image, text; None = the paper's, else offline
+    emi_estimator: Path | None = None  # a saved CLUB estimator, so EMI of several runs compares like with like
     command_line: str = ""
     progress: bool = True
 
@@ -110,6 +116,9 @@ def plan_run(options: RunOptions) -> _Plan:
         raise ConfigError("no tasks selected")
     if options.judge:
         judge_class(options.judge)  # an unknown judge fails here, before any model loads
+    unknown = set(options.metrics) - set(RUN_METRICS)
+    if unknown:
+        raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     try:
@@ -260,11 +269,14 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
     yield from heapq.merge(*streams, key=lambda r: r["order"])
 
 
-def _finalise(options: RunOptions, plan: _Plan, shards: list[Path]) -> tuple[int, int, list[CellResult]]:
-    """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time)."""
+def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
+              task_samples: dict[str, Sequence[Sample]]) -> tuple[int, int, list[CellResult], dict | None]:
+    """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
+    `--metrics emi`, keep the few fields EMI needs of open-ended cells and add EMI/EMID rows at the end."""
     adapters = {spec.task: make_adapter(spec, options) for spec in plan.tasks}
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
+    emi_records: dict[tuple[str, str, str], list[dict]] = {}
     n_records = n_errors = 0
     partial = options.output / "samples.jsonl.partial"
     with partial.open("w") as out:
@@ -277,10 +289,38 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path]) -> tuple[int
             first = records[0]
             seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
             cells += aggregate_cell(adapters[first.task], records, seed)
+            if "emi" in options.metrics and adapters[first.task].name == "open_ended":
+                emi_records[(first.model, first.task, plan.conditions[c].label)] = [
+                    {"sample_id": r.sample_id, "raw_output": r.raw_output, "answer": r.answer, "error": r.error}
+                    for r in records]
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, options.output / "samples.jsonl")
-    return n_records, n_errors, cells
+    emi_manifest = None
+    if "emi" in options.metrics:
+        emi_cells, emi_manifest = _emi(options, plan, emi_records, task_samples)
+        cells += emi_cells
+    return n_records, n_errors, cells, emi_manifest
+
+
+def _emi(options: RunOptions, plan: _Plan, emi_records: dict, task_samples: dict[str, Sequence[Sample]]):
+    """EMI rows from one CLUB estimator fitted on all open-ended cells of the run (or loaded), saved with it."""
+    from vittle_bench.encoders import load_encoder_pair
+    from vittle_bench.encoders.cache import EmbeddingCache
+    from vittle_bench.metrics.emi import ClubEstimator
+    from vittle_bench.metrics.emi_cells import emi_rows
+
+    if not emi_records:
+        return [], {"skipped": "no open-ended task in the run: EMI needs free-text reference answers"}
+    with EmbeddingCache(options.cache_dir / "embeddings.sqlite" if options.use_cache else None) as cache:
+        report = emi_rows(emi_records, {t: task_samples[t] for t in {k[1] for k in emi_records}}, plan.conditions,
+                          load_encoder_pair(*options.emi_encoders), seed=options.seed, cache=cache,
+                          estimator=ClubEstimator.load(options.emi_estimator) if options.emi_estimator else None)
+    manifest = dict(report.manifest)
+    if report.estimator is not None:
+        report.estimator.save(options.output / "emi_estimator.pt")
+        manifest["estimator"] = "emi_estimator.pt"
+    return report.rows, manifest
 
 
 def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str, summary: RunSummary,
@@ -323,11 +363,13 @@ def run(options: RunOptions) -> RunSummary:
     if group.is_main:
         shards = sorted(shard_dir.glob("rank*.jsonl"))
         totals = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("rank*.counters.json"))]
-        n_records, n_errors, cells = _finalise(options, plan, shards)
+        n_records, n_errors, cells, emi_manifest = _finalise(options, plan, shards, task_samples)
         write_results(options.output / "results.csv", cells)
         summary = RunSummary(options.output, n_records, n_errors, sum(t["generated"] for t in totals),
                              sum(t["cached"] for t in totals), round(time.time() - start, 1))
         manifest = _manifest(options, plan, model_info, started, summary, group.world_size)
+        if emi_manifest is not None:
+            manifest["emi"] = emi_manifest
         tmp = options.output / "manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, options.output / "manifest.json")

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS
+from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--judge", help="judge for open-ended tasks: openai:MODEL | embedding | overlap "
                      "(default: each task's own, the offline overlap stand-in for built-in tasks)")
     run.add_argument("--judge-args", default="", help="key=value,... for the judge (base_url, api_key, concurrency)")
+    run.add_argument("--metrics", default="", help="extra metrics: emi (EMI per cell and EMID per shift, open-ended tasks)")
+    run.add_argument("--emi-encoders", default="", help="IMAGE,TEXT encoder names for EMI (default: CLIP ViT-B/32 + "
+                     "XLM-R from the hub, else the offline effnet-lite0 + minilm-l6)")
+    run.add_argument("--emi-estimator", type=Path, help="reuse a saved emi_estimator.pt (compare EMI across runs)")
     run.add_argument("--fresh", action="store_true", help="recompute every answer (the cache is still updated)")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first sample that fails instead of "
                      "recording the error and going on")
@@ -33,6 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "save_to_disk folders or the hub's parquet files (docs/datasets.md)")
     run.add_argument("--include-path", action="append", default=[], help="extra directory of task/suite YAML files")
     run.set_defaults(func=main)
+
+
+def _encoder_pair(text: str) -> tuple[str | None, str | None]:
+    if not text:
+        return None, None
+    parts = [p.strip() or None for p in text.split(",")]
+    if len(parts) != 2:
+        raise ConfigError("--emi-encoders takes IMAGE,TEXT (e.g. effnet-lite0,minilm-l6)")
+    return parts[0], parts[1]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -49,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, seed=args.seed, model_args=model_args,
         include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
         use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast, judge=args.judge, data_dir=args.data_dir,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        emi_encoders=_encoder_pair(args.emi_encoders), emi_estimator=args.emi_estimator,
         judge_args=judge_args, command_line=redact_text(redact_text(shlex.join(["vittle-bench", *sys.argv[1:]]),
                                                                      model_args), judge_args))
     try:
