@@ -34,10 +34,10 @@ TRAIN_SEED_OFFSET = 1_000  # scene seeds >= this are training scenes; the evalua
 @dataclass
 class Recipe:
     seed: int = 0
-    stage1_steps: int = 700
+    stage1_steps: int = 1000
     stage1_batch: int = 64
     stage1_lr: float = 2e-3
-    stage2_steps: int = 1600
+    stage2_steps: int = 1400
     stage2_batch: int = 32
     turns: int = 6
     lr: float = 1e-3
@@ -47,7 +47,7 @@ class Recipe:
     text_layers: int = 4  # 2 layers learn counting and captions but not the two-hop "colour -> option letter"
     probe_every: int = 200
     turn_weights: dict[str, float] = field(default_factory=lambda: {
-        "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.05, "multiple_choice": 0.35, "describe": 0.2})
+        "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.15, "multiple_choice": 0.3, "describe": 0.15})
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:

@@ -20,7 +20,7 @@ from vittle_bench.data.lazy import LazySamples
 from vittle_bench.data.coco_pope import STRATEGIES, build_pope, write_pope_jsonl
 from vittle_bench.schema import Sample
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 WORLD_SEED = 0
 WORLD_IMAGES = 200
 POPE_IMAGES = 50  # x 3 objects x (positive + negative) = 300 questions per POPE split
