@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -95,8 +96,13 @@ def test_two_processes_give_the_same_run_as_one(world_cache, tmp_path):
     pytest.importorskip("accelerate")
     common = ["-m", "vittle_bench", "run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc",
               "--shifts", "keyboard@2", "--limit", "10", "--batch-size", "4", "--no-cache", "--cache-dir", str(world_cache)]
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+    with socket.socket() as s:  # a free port for the gloo rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # --multi_gpu picks accelerate's multi-process launcher; without GPUs the processes use gloo on the CPU
+    # (accelerate's --cpu flag launches a single process).
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
     two = subprocess.run([*launch, *common, "--output", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
     one = subprocess.run([sys.executable, *common, "--output", str(tmp_path / "one")], capture_output=True, text=True,

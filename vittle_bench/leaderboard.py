@@ -1,68 +1,371 @@
-"""results.csv (long form) -> paper-style wide tables in CSV, LaTeX (booktabs) and Markdown.
+"""Run directories -> paper-style leaderboards with confidence intervals (CSV, LaTeX, Markdown, HTML).
 
-Rows are (task, model); columns are clean and the mean over every shift condition of each kind, like the
-paper's Table 1. Rates (accuracy, F1, ...) are shown in percent; relative scores are already 0-100.
+Rows are (task, model); columns are clean and the mean over the shift conditions of each group (by default
+each shift kind, like the paper's Table 1). Rates (accuracy, F1, ...) are shown in percent; relative scores are
+already 0-100. Any number of run directories merge (models are usually run separately).
+
+What the interval means: a 95 % percentile bootstrap interval over *samples*, seeded. A column that is one
+shift condition reuses that cell's interval from results.csv. A column that averages several conditions is
+resampled in pairs from samples.jsonl: each bootstrap draw picks one multiset of sample ids and applies it to
+every condition, so the interval of the average accounts for the same images and questions recurring under
+every shift. "±" prints half the width of that interval (percentile intervals can be slightly asymmetric; the
+CSV keeps both ends). Without samples.jsonl such a column has no interval.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from tabulate import tabulate
+
+from vittle_bench.config import ConfigError
+from vittle_bench.metrics import stats
+from vittle_bench.metrics.stats import SampleGrid, condition_label, sample_metric
 
 PRIMARY_METRICS = ("accuracy", "relative_score", "relative_score_overlap")
 PERCENT_METRICS = {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_rate"}
+LOWER_IS_BETTER = {"unparseable_rate", "judge_failed", "n_errors", "emid", "emid_bound"}  # by base name
 KIND_ORDER = ("clean", "image", "text", "joint", "domain")
-FORMATS = ("csv", "markdown", "latex")
+GROUP_BYS = ("shift_kind", "shift", "severity", "condition")
+FORMATS = ("csv", "markdown", "latex", "html")
+SAMPLE_FIELDS = ("model", "task", "shift", "shift_kind", "severity", "sample_id", "answer", "parsed", "parse_ok",
+                 "score", "reference_score", "category", "error")
+LONG_COLUMNS = ["task", "model", "metric", "unit", "group", "shift_kind", "value", "ci_low", "ci_high", "ci_method",
+                "n_conditions", "n", "n_errors", "relative_robustness", "flip_rate", "severity_auc"]
+CI_STYLES = ("pm", "subscript", "none")
+
+
+def _file(run_dir: Path, name: str) -> Path:
+    """`name` inside a run directory, or next to a results.csv passed instead of its directory."""
+    return run_dir.parent / name if run_dir.is_file() else run_dir / name
 
 
 def load_results(run_dirs: list[Path]) -> pd.DataFrame:
+    """results.csv of every run, later runs winning on duplicate (model, task, shift, severity, metric)."""
     frames = []
     for run_dir in run_dirs:
-        path = run_dir / "results.csv" if run_dir.is_dir() else run_dir
+        path = _file(Path(run_dir), "results.csv")
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: pass run directories written by `vittle-bench run`")
+            raise ConfigError(f"{path} not found: pass run directories written by `vittle-bench run`")
         frames.append(pd.read_csv(path))
     results = pd.concat(frames, ignore_index=True)
     return results.drop_duplicates(subset=["model", "task", "shift", "severity", "metric"], keep="last")
 
 
-def _primary(metrics: set[str]) -> str | None:
+def load_samples(run_dirs: list[Path]) -> pd.DataFrame:
+    """The scoring fields of samples.jsonl of every run that has one (prompts and raw outputs are dropped)."""
+    records = []
+    for run_dir in run_dirs:
+        path = _file(Path(run_dir), "samples.jsonl")
+        if path.is_file():
+            with path.open() as f:
+                records += [{k: r.get(k) for k in SAMPLE_FIELDS} for r in map(json.loads, f) if r]
+    frame = pd.DataFrame.from_records(records, columns=list(SAMPLE_FIELDS))
+    frame["sample_id"] = frame["sample_id"].astype(str)
+    return frame.drop_duplicates(subset=["model", "task", "shift", "severity", "sample_id"], keep="last")
+
+
+def derived_seed(seed: int, *parts: str) -> int:
+    """A seed per (task, model, ...) so merging more runs never changes another row's interval."""
+    return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
+
+
+def display_factor(metric: str) -> float:
+    """100 for rates (also per category, `accuracy/<category>`), shown in percent; 1 for scores."""
+    return 100.0 if metric.partition("/")[0] in PERCENT_METRICS else 1.0
+
+
+def primary_metric(metrics: set[str]) -> str | None:
     return next((m for m in PRIMARY_METRICS if m in metrics), None)
 
 
-def wide_table(results: pd.DataFrame, metric: str | None = None, group_by: str = "shift_kind") -> pd.DataFrame:
-    """One row per (task, model). `metric=None` takes each task's primary metric (accuracy or relative score)."""
-    rows = []
+# --- aggregation -------------------------------------------------------------------------------------------
+
+def _group_of(shift: str, kind: str, severity: int, group_by: str) -> str:
+    if kind == "clean":
+        return "clean"
+    return {"shift_kind": kind, "shift": shift, "severity": f"sev{int(severity)}",
+            "condition": condition_label(shift, severity)}[group_by]
+
+
+def column_order_key(group: str, kind: str) -> tuple:
+    natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", group)]
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), natural)
+
+
+def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric: str | None = None,
+              group_by: str = "shift_kind", seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
+              confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
+    """The long, tidy leaderboard: one row per (task, model, column group), in display units."""
+    if group_by not in GROUP_BYS:
+        raise ConfigError(f"unknown --group-by {group_by!r}; choose from {', '.join(GROUP_BYS)}")
+    rows: list[dict] = []
     for task, task_rows in results.groupby("task", sort=True):
-        chosen = metric or _primary(set(task_rows["metric"]))
-        if chosen is None or chosen not in set(task_rows["metric"]):
+        available = set(task_rows["metric"])
+        chosen = metric or primary_metric(available)
+        if chosen is None or chosen not in available:
             continue
-        values = task_rows[task_rows["metric"] == chosen].copy()
-        if chosen in PERCENT_METRICS:
-            values["value"] *= 100
-        if group_by == "shift_kind":
-            values["column"] = values["shift_kind"]
-        else:
-            values["column"] = values.apply(lambda r: "clean" if r["shift"] == "clean" else f"{r['shift']}@{r['severity']}", axis=1)
-        table = values.pivot_table(index="model", columns="column", values="value", aggfunc="mean", sort=False)
-        table.insert(0, "metric", chosen)
-        table.insert(0, "task", task)
-        rows.append(table.reset_index())
-    if not rows:
+        spec, factor = sample_metric(chosen), display_factor(chosen)
+        errors = task_rows[task_rows["metric"] == "n_errors"].set_index(["model", "shift", "severity"])["value"]
+        task_samples = None if samples is None else samples[samples["task"] == task]
+        for model, cells in task_rows[task_rows["metric"] == chosen].groupby("model", sort=False):
+            rows += _model_rows(task, model, chosen, cells, errors, task_samples, spec, factor, group_by,
+                                derived_seed(seed, task, model), n_boot, confidence)
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)
+
+
+def _model_rows(task, model, metric, cells, errors, task_samples, spec, factor, group_by, seed, n_boot,
+                confidence) -> list[dict]:
+    cells = cells.assign(
+        group=[_group_of(s, k, v, group_by) for s, k, v in zip(cells["shift"], cells["shift_kind"], cells["severity"])],
+        label=[condition_label(s, v) for s, v in zip(cells["shift"], cells["severity"])],
+        n_err=[errors.get((model, s, v), 0.0) for s, v in zip(cells["shift"], cells["severity"])])
+    grid, weights = None, None
+    records = None if task_samples is None else task_samples[task_samples["model"] == model]
+    if spec is not None and records is not None and not records.empty:
+        ids = sorted(set(records["sample_id"]))
+        grid = SampleGrid.build(records, list(dict.fromkeys(["clean", *cells["label"]])), ids, spec)
+        weights = stats.resample_weights(len(ids), seed, n_boot)
+    clean = cells[cells["shift_kind"] == "clean"]["value"]
+    clean_value = float(clean.mean()) * factor if len(clean) else float("nan")
+    out = []
+    for group, g in cells.groupby("group", sort=False):
+        kinds = set(g["shift_kind"])
+        kind = kinds.pop() if len(kinds) == 1 else "shifted"
+        value = float(g["value"].mean()) * factor
+        low = high = None
+        method = "none"
+        if len(g) == 1 and pd.notna(g["ci_low"].iloc[0]):
+            low, high, method = g["ci_low"].iloc[0] * factor, g["ci_high"].iloc[0] * factor, "cell bootstrap"
+        elif grid is not None and set(g["label"]) <= grid.present:
+            sel = grid.rows(list(g["label"]))
+            _, lo, hi = stats.ratio_bootstrap(grid.num[sel], grid.den[sel], seed, n_boot, confidence, spec.zero,
+                                              weights=weights)
+            if lo is not None:
+                low, high, method = lo * spec.scale * factor, hi * spec.scale * factor, "paired bootstrap"
+        flips = float("nan")
+        if spec is not None and spec.binary and grid is not None and group != "clean" and "clean" in grid.present:
+            rates = [grid.flip_rate(label) for label in g["label"] if label in grid.present]
+            flips = 100 * float(np.mean(rates)) if rates else float("nan")
+        auc = float("nan")
+        if group_by == "shift" and group != "clean" and np.isfinite(clean_value):
+            curve = g.groupby("severity")["value"].mean() * factor
+            auc = stats.severity_auc(np.r_[0, curve.index.to_numpy()], np.r_[clean_value, curve.to_numpy()])
+        out.append({
+            "task": task, "model": model, "metric": metric, "unit": "%" if factor == 100 else "score",
+            "group": group, "shift_kind": kind, "value": value, "ci_low": low, "ci_high": high,
+            "ci_method": method, "n_conditions": len(g), "n": int(g["n"].sum()), "n_errors": int(g["n_err"].sum()),
+            "relative_robustness": stats.relative_robustness(value, clean_value) if np.isfinite(clean_value) else np.nan,
+            "flip_rate": flips, "severity_auc": auc})
+    return sorted(out, key=lambda r: column_order_key(r["group"], r["shift_kind"]))
+
+
+def widen(long: pd.DataFrame) -> pd.DataFrame:
+    """Paper-style table: task, model, metric, then per group `g`, `g ci_low`, `g ci_high`; `n_errors` (total
+    over the row's cells) only when some cell failed."""
+    if long.empty:
         return pd.DataFrame(columns=["task", "model", "metric"])
-    wide = pd.concat(rows, ignore_index=True)
-    value_columns = [c for c in wide.columns if c not in ("task", "model", "metric")]
-    ordered = sorted(value_columns, key=lambda c: (KIND_ORDER.index(c) if c in KIND_ORDER else len(KIND_ORDER), str(c)))
-    return wide[["task", "model", "metric", *ordered]]
+    kinds = long.groupby("group")["shift_kind"].first()
+    groups = sorted(kinds.index, key=lambda g: column_order_key(g, kinds[g]))
+    index = ["task", "model", "metric"]
+    table = long[index].drop_duplicates().reset_index(drop=True)
+    for group in groups:
+        part = long[long["group"] == group].set_index(["task", "model"])
+        keys = list(zip(table["task"], table["model"]))
+        for source, column in (("value", group), ("ci_low", f"{group} ci_low"), ("ci_high", f"{group} ci_high")):
+            table[column] = [part[source].get(k, np.nan) for k in keys]
+    totals = long.groupby(["task", "model"], sort=False)["n_errors"].sum()
+    if totals.any():
+        table["n_errors"] = [int(totals.get(k, 0)) for k in zip(table["task"], table["model"])]
+    return table
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
+def wide_table(results: pd.DataFrame, metric: str | None = None, group_by: str = "shift_kind",
+               samples: pd.DataFrame | None = None, seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
+               confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
+    """One row per (task, model). `metric=None` takes each task's primary metric (accuracy or relative score);
+    pass `samples` (load_samples) to get intervals for columns that average several conditions."""
+    return widen(aggregate(results, samples, metric, group_by, seed, n_boot, confidence))
+
+
+def build_table(run_dirs: list[Path], metric: str | None = None, group_by: str = "shift_kind",
+                layout: str = "wide", seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
+                confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
+    """Everything `vittle-bench leaderboard` computes, from run directories."""
+    long = aggregate(load_results(run_dirs), load_samples(run_dirs), metric, group_by, seed, n_boot, confidence)
+    if long.empty:
+        raise ConfigError(f"no task in these runs has the metric {metric!r}" if metric else "no results to show")
+    return long if layout == "long" else widen(long)
+
+
+def value_columns(table: pd.DataFrame) -> list[str]:
+    """The value columns of a wide table (those with interval columns next to them)."""
+    return [c for c in table.columns if f"{c} ci_low" in table.columns]
+
+
+# --- rendering ---------------------------------------------------------------------------------------------
+
+def _note(ci: str, confidence: float) -> str:
+    interval = "" if ci == "none" else (
+        f"± is half the width of the {confidence:.0%} percentile bootstrap interval over samples (seeded); a column "
+        "averaging several shift conditions is resampled in pairs (one draw of sample ids serves every condition). ")
+    return ("Rates (accuracy, F1, ...) in percent; relative scores 0-100. " + interval +
+            "Bold: best model per task and column. n_errors: samples that failed and were not scored.")
+
+
+def _best(table: pd.DataFrame, columns: list[str]) -> set[tuple[int, str]]:
+    """(row, column) cells holding the best value of their task (ties included; only where models differ)."""
+    best: set[tuple[int, str]] = set()
+    for _, rows in table.groupby("task", sort=False):
+        lower = re.split(r"[\[/]", rows["metric"].iloc[0])[0] in LOWER_IS_BETTER  # emid[enc], accuracy/cat
+        for column in columns:
+            shown = rows[column].round(1).dropna()
+            if shown.nunique() < 2:
+                continue
+            target = shown.min() if lower else shown.max()
+            best |= {(i, column) for i in shown.index[shown == target]}
+    return best
+
+
+def _latex_escape(text: str) -> str:
+    specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(specials.get(ch, ch) for ch in str(text))
+
+
+def _cell(value: float, low: float, high: float, bold: bool, fmt: str, ci: str) -> tuple[str, str]:
+    """(shown text, sort value) of one table cell."""
+    if pd.isna(value):
+        return ("--" if fmt == "latex" else "—"), ""
+    number = f"{value:.1f}"
+    if bold:
+        number = {"latex": rf"\textbf{{{number}}}", "markdown": f"**{number}**", "html": f"<b>{number}</b>"}[fmt]
+    if ci != "none" and pd.notna(low) and pd.notna(high):
+        half = f"{(high - low) / 2:.1f}"
+        number += {("latex", "pm"): rf" $\pm$ {half}", ("latex", "subscript"): rf"$_{{\pm {half}}}$",
+                   ("markdown", "pm"): f" ± {half}", ("markdown", "subscript"): f"<sub>±{half}</sub>",
+                   ("html", "pm"): f" ± {half}", ("html", "subscript"): f"<sub>±{half}</sub>"}[(fmt, ci)]
+    return number, f"{value:.6g}"
+
+
+def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = stats.CONFIDENCE) -> str:
+    """Text of a table. Wide tables (`widen`) get intervals, bold best values and error counts; others (the long
+    form) are written as they are."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if ci not in CI_STYLES:
+        raise ConfigError(f"unknown CI style {ci!r}; choose from {', '.join(CI_STYLES)}")
     if fmt == "csv":
-        return table.to_csv(index=False, float_format="%.2f")
+        return table.to_csv(index=False, float_format="%.6g")
+    columns = value_columns(table)
+    if not columns:
+        return _render_plain(table, fmt)
+    best = _best(table, columns)
+    errors = "n_errors" in table.columns
+    header = ["task", "model", "metric", *columns, *(["n_errors"] if errors else [])]
+    body: list[list[tuple[str, str | None]]] = []
+    for i, row in table.iterrows():
+        line: list[tuple[str, str | None]] = [(_text(row["task"], fmt), None), (_text(row["model"], fmt), None),
+                                              (_text(row["metric"], fmt), None)]
+        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci) for c in columns]
+        if errors:
+            line.append((str(int(row["n_errors"])) if row["n_errors"] else "", str(int(row["n_errors"]))))
+        body.append(line)
+    note = _note(ci, confidence)
+    if ci != "none" and any((table[c].notna() & table[f"{c} ci_low"].isna()).any() for c in columns):
+        note += " A value without an interval had no samples.jsonl to resample."
     if fmt == "markdown":
-        return tabulate(table, headers="keys", tablefmt="github", showindex=False, floatfmt=".1f")
-    if fmt == "latex":
-        return tabulate(table, headers="keys", tablefmt="latex_booktabs", showindex=False, floatfmt=".1f")
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        return _markdown(header, [[text for text, _ in line] for line in body]) + "\n\n" + note
+    if fmt == "html":
+        return _html(header, body, note)
+    return _latex(table, columns, errors, body, note)
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    from tabulate import tabulate
+
+    align = ["left"] * 3 + ["right"] * (len(header) - 3)
+    return tabulate(rows, headers=header, tablefmt="github", colalign=align, disable_numparse=True)
+
+
+def _text(value: object, fmt: str) -> str:
+    from html import escape
+
+    return escape(str(value)) if fmt == "html" else str(value)
+
+
+def _latex(table: pd.DataFrame, columns: list[str], errors: bool, body: list[list[tuple[str, str | None]]],
+           note: str) -> str:
+    titles = [g.capitalize() if g in KIND_ORDER else _latex_escape(g) for g in columns]
+    lines = [f"% {note}", r"\begin{tabular}{ll" + "r" * (len(columns) + errors) + "}", r"\toprule",
+             " & ".join(["Task", "Model", *titles, *(["Errors"] if errors else [])]) + r" \\", r"\midrule"]
+    previous = None
+    for (i, row), line in zip(table.iterrows(), body):
+        task = ""
+        if row["task"] != previous:
+            if previous is not None:
+                lines.append(r"\midrule")
+            unit = ", \\%" if display_factor(row["metric"]) == 100 else ""
+            task = f"{_latex_escape(row['task'])} ({_latex_escape(row['metric'])}{unit})"
+            previous = row["task"]
+        cells = [task, _latex_escape(row["model"]), *[text for text, _ in line[3:]]]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const table = th.closest("table"), body = table.tBodies[0], asc = th.dataset.order !== "asc";
+  table.querySelectorAll("th").forEach(h => delete h.dataset.order);
+  th.dataset.order = asc ? "asc" : "desc";
+  const key = row => { const c = row.cells[col];
+    return c.dataset.value === undefined ? c.textContent : (c.dataset.value === "" ? NaN : Number(c.dataset.value)); };
+  const rows = Array.from(body.rows).sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (typeof x === "number") { if (isNaN(x)) return 1; if (isNaN(y)) return -1; return asc ? x - y : y - x; }
+    return asc ? x.localeCompare(y) : y.localeCompare(x);
+  });
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
+th,td{padding:.3em .7em;border-bottom:1px solid #ddd}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{cursor:pointer;user-select:none;border-bottom:2px solid #333}th[data-order=asc]::after{content:" ▲"}
+th[data-order=desc]::after{content:" ▼"}p.note{color:#555;max-width:60em}"""
+
+
+def _html(header: list[str], body: list[list[tuple[str, str | None]]], note: str) -> str:
+    """A self-contained page (inline style and script, nothing fetched); click a header to sort by it.
+    Cells are (html text, numeric sort key or None for a text cell); text is escaped by the caller."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    rows = ["<tr>" + "".join(f"<td>{text}</td>" if key is None else
+                             f'<td class="num" data-value="{escape(key)}">{text}</td>' for text, key in line) + "</tr>"
+            for line in body]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vittle-bench leaderboard</title>"
+            f"<style>{_STYLE}</style></head><body>\n<h1>vittle-bench leaderboard</h1>\n"
+            f"<table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) +
+            f"\n</tbody></table>\n<p class=\"note\">{escape(note)}</p>\n<script>{_SORT_SCRIPT}</script>\n</body></html>")
+
+
+def _render_plain(table: pd.DataFrame, fmt: str, note: str = "") -> str:
+    """Tables without interval columns (the long form, `compare`): written cell by cell, numbers rounded."""
+    from html import escape
+
+    from tabulate import tabulate
+
+    if fmt == "html":
+        body = [[(escape(str(v)), None) if isinstance(v, str) else
+                 ("" if pd.isna(v) else f"{v:.4g}", "" if pd.isna(v) else f"{v:.6g}") for v in row]
+                for row in table.itertuples(index=False)]
+        return _html([str(c) for c in table.columns], body, note)
+    text = tabulate(table, headers="keys", tablefmt="github" if fmt == "markdown" else "latex_booktabs",
+                    showindex=False, floatfmt=".4g", missingval="")
+    return text + (f"\n\n{note}" if note and fmt == "markdown" else f"\n% {note}" if note else "")

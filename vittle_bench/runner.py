@@ -351,7 +351,7 @@ def run(options: RunOptions) -> RunSummary:
     shard_dir = options.output / "shards"
     if group.is_main:
         shutil.rmtree(shard_dir, ignore_errors=True)
-        shard_dir.mkdir()
+        shard_dir.mkdir(exist_ok=True)
     group.wait()
     task_samples = {spec.task: load_samples(spec, options.cache_dir, options.limit, options.data_dir)
                     for spec in plan.tasks}

@@ -33,8 +33,10 @@ class WorkerGroup:
     def current(cls) -> "WorkerGroup":
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # set for every process by accelerate launch / torchrun
             return cls()
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # Without a GPU, accelerate only forms a (gloo) process group when told to use the CPU.
+        state = PartialState(cpu=not torch.cuda.is_available())
         device = str(state.device) if state.device.type != "cpu" else None
         return cls(state.process_index, state.num_processes, state.local_process_index, device, state.wait_for_everyone)

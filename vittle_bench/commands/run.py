@@ -49,7 +49,7 @@ def _encoder_pair(text: str) -> tuple[str | None, str | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from vittle_bench.leaderboard import load_results, render, wide_table
+    from vittle_bench.leaderboard import build_table, render
     from vittle_bench.models import parse_model_args
     from vittle_bench.models.openai_compat import redact_text
     from vittle_bench.runner import RunOptions, SampleError, default_cache_dir, run
@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     if not summary.main_process:
         return 0
-    print(render(wide_table(load_results([summary.output])), "markdown"))
+    print(render(build_table([summary.output]), "markdown"))
     errors = f", {summary.n_errors} errors (see samples.jsonl)" if summary.n_errors else ", no errors"
     print(f"\n{summary.n_records} samples ({summary.n_generated} generated, {summary.n_cached} cached){errors} "
           f"in {summary.seconds:.0f}s -> {summary.output}/")

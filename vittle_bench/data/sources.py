@@ -1,5 +1,6 @@
 """Task source dispatch: `builtin:shapes` (the embedded world), `hf:ORG/NAME` (hub datasets, with an offline
-mirror under `data_dir`) and `disk:PATH` (a saved dataset, e.g. from `vittle-bench data pope`)."""
+mirror under `data_dir`), `disk:PATH` (a saved dataset, e.g. from `vittle-bench data pope`) and
+`local:FILE.jsonl` (users' own questions with image paths; relative to the task's YAML file)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from vittle_bench.config import ConfigError, TaskSpec
 from vittle_bench.schema import Sample
 
-SOURCES = ("builtin:shapes", "hf:ORG/NAME", "disk:PATH")
+SOURCES = ("builtin:shapes", "hf:ORG/NAME", "disk:PATH", "local:FILE.jsonl")
 
 
 def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
@@ -26,6 +27,10 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
         from vittle_bench.data.hf import load_hub_samples
 
         samples = load_hub_samples(spec, cache_dir, data_dir)
+    elif scheme == "local":
+        from vittle_bench.data.local import load_local_jsonl
+
+        samples = load_local_jsonl(spec.task, spec.path.parent / spec.source.removeprefix("local:"))
     else:
         raise ConfigError(f"task {spec.task}: source {spec.source!r} is not supported (supported: {', '.join(SOURCES)})")
     return samples[:limit] if limit else samples

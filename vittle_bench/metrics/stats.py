@@ -1,17 +1,45 @@
-"""Uncertainty for every aggregate: seeded percentile bootstrap over samples.
+"""Uncertainty and paired comparisons for every aggregate, on numpy + scipy.stats.
 
-Resampling indices (not values) lets one draw serve every metric of a cell, and lets two cells on the same
-samples be resampled in pairs.
+Two bootstrap forms, both seeded and both percentile intervals:
+
+- `bootstrap_metrics` (used by task adapters per cell) resamples sample *indices*, so one draw serves every
+  metric of a cell.
+- `resample_weights` / `ratio_bootstrap` / `paired_bootstrap` express a resample as multinomial counts per
+  sample. Every metric the suite reports is a ratio of two per-sample sums (accuracy = correct / valid,
+  relative score = 100 x model / reference, POPE precision = TP / predicted-yes, F1 = 2TP / (2TP + FP + FN)),
+  so a whole bootstrap over many shift conditions is two matrix products. Using the *same* counts for every
+  condition and for both models is what makes the resampling paired: a sample's clean and shifted versions,
+  and model A's and model B's answers to it, always move together.
+
+`sample_metric` writes each results.csv metric as such a ratio over samples.jsonl records, and `SampleGrid`
+lays one model's records on one task out as (conditions, sample ids) matrices for that resampling.
+
+Tests: McNemar's exact test (binary scores), Wilcoxon signed-rank (judge scores), and a two-sided bootstrap
+p-value. Robustness summaries: clean->shift flip rate, relative robustness, area under the severity curve.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import pandas as pd
+from scipy import integrate, stats
 
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+
+
+def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
+    """Percentile interval of the finite bootstrap draws (None, None when there are none)."""
+    finite = np.asarray(draws, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return None, None
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
 
 
 def bootstrap_metrics(
@@ -31,11 +59,281 @@ def bootstrap_metrics(
         values = statistic(rng.integers(0, n, n))
         for k in point:
             draws[k].append(values[k])
-    alpha = (1 - confidence) / 2
     rows = []
     for metric, value in point.items():
-        finite = np.asarray(draws[metric], dtype=float)
-        finite = finite[np.isfinite(finite)]
-        low, high = (float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))) if len(finite) else (None, None)
+        low, high = percentile_interval(np.asarray(draws[metric], dtype=float), confidence)
         rows.append((metric, float(value), low, high, n))
     return rows
+
+
+def resample_weights(n: int, seed: int, n_boot: int = N_BOOTSTRAP) -> np.ndarray:
+    """(n_boot, n) counts: row b says how often each sample appears in bootstrap draw b.
+
+    Row b counts the n indices drawn with replacement for resample b (a Multinomial(n, 1/n) vector), so one
+    matrix serves every condition and both models of a paired comparison.
+    """
+    if n == 0:
+        return np.zeros((n_boot, 0))
+    indices = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    flat = (np.arange(n_boot)[:, None] * n + indices).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, zero: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), zero)
+
+
+def condition_mean_ratio(num: np.ndarray, den: np.ndarray, weights: np.ndarray | None = None,
+                         zero: float = np.nan) -> np.ndarray:
+    """Mean over conditions (rows) of sum(w * num) / sum(w * den); one value per weight row (or a scalar).
+
+    `num` and `den` are (conditions, samples); a sample missing from a condition has num = den = 0 there.
+    `zero` is the value of a 0/0 ratio (POPE precision and F1 are 0 when nothing is predicted yes).
+    """
+    num, den = np.atleast_2d(num), np.atleast_2d(den)
+    if weights is None:
+        per_condition = _ratio(num.sum(1), den.sum(1), zero)  # (conditions,)
+    else:  # (conditions, n_boot); a contiguous copy is several times faster than BLAS on the transposed view
+        columns = np.ascontiguousarray(weights.T)
+        per_condition = _ratio(num @ columns, den @ columns, zero)
+    with warnings.catch_warnings():  # an all-NaN draw (no valid sample drawn) just drops out of the interval
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(per_condition, axis=0)
+
+
+def ratio_bootstrap(num: np.ndarray, den: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP,
+                    confidence: float = CONFIDENCE, zero: float = np.nan,
+                    weights: np.ndarray | None = None) -> tuple[float, float | None, float | None]:
+    """(value, ci_low, ci_high) of the condition-averaged ratio, resampling samples jointly across conditions."""
+    num, den = np.atleast_2d(num), np.atleast_2d(den)
+    w = resample_weights(num.shape[1], seed, n_boot) if weights is None else weights
+    value = float(condition_mean_ratio(num, den, zero=zero))
+    return (value, *percentile_interval(condition_mean_ratio(num, den, w, zero), confidence))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """B - A with its paired-bootstrap percentile interval and two-sided bootstrap p-value."""
+
+    a: float
+    b: float
+    diff: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float
+
+
+def bootstrap_pvalue(draws: np.ndarray) -> float:
+    """Two-sided p-value of 'difference = 0' from bootstrap draws of the difference.
+
+    Twice the smaller share of draws on either side of zero, with the +1 correction so a finite number of
+    draws never claims p = 0 (the smallest reportable p is 2 / (n_boot + 1)).
+    """
+    d = np.asarray(draws, dtype=float)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return float("nan")
+    tail = min(np.sum(d <= 0), np.sum(d >= 0))
+    return float(min(1.0, 2 * (tail + 1) / (len(d) + 1)))
+
+
+def paired_bootstrap(num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray, seed: int,
+                     n_boot: int = N_BOOTSTRAP, confidence: float = CONFIDENCE, zero: float = np.nan,
+                     weights: np.ndarray | None = None) -> PairedDifference:
+    """Difference of two models' condition-averaged ratios on the same samples, resampled in pairs.
+
+    All four arrays are (conditions, samples) with the same sample order; the same multinomial counts weight
+    A and B, so the interval reflects only the disagreement between the models, not sample difficulty.
+    """
+    arrays = [np.atleast_2d(x) for x in (num_a, den_a, num_b, den_b)]
+    w = resample_weights(arrays[0].shape[1], seed, n_boot) if weights is None else weights
+    a = float(condition_mean_ratio(arrays[0], arrays[1], zero=zero))
+    b = float(condition_mean_ratio(arrays[2], arrays[3], zero=zero))
+    draws = condition_mean_ratio(arrays[2], arrays[3], w, zero) - condition_mean_ratio(arrays[0], arrays[1], w, zero)
+    low, high = percentile_interval(draws, confidence)
+    return PairedDifference(a, b, b - a, low, high, bootstrap_pvalue(draws))
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    only_a: int  # A right, B wrong
+    only_b: int  # A wrong, B right
+    p_value: float
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
+    """McNemar's exact test: under H0 a discordant pair is equally likely to favour either model, so the
+    count favouring B is Binomial(discordant, 1/2); two-sided binomial test (p = 1 without discordant pairs)."""
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    if only_a + only_b == 0:
+        return McNemarResult(only_a, only_b, 1.0)
+    return McNemarResult(only_a, only_b, float(stats.binomtest(only_b, only_a + only_b, 0.5).pvalue))
+
+
+def wilcoxon_test(scores_a: np.ndarray, scores_b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the per-sample differences B - A (zero differences dropped;
+    scipy picks the exact null distribution for small samples without ties). p = 1 when all pairs tie."""
+    d = np.asarray(scores_b, dtype=float) - np.asarray(scores_a, dtype=float)
+    d = d[np.isfinite(d)]
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def flip_rate(clean_correct: np.ndarray, shifted_correct: np.ndarray) -> float:
+    """Share of samples answered correctly when clean and wrongly under the shift (over all paired samples:
+    accuracy lost to flips, before the opposite flips are netted out)."""
+    c, s = np.asarray(clean_correct, dtype=bool), np.asarray(shifted_correct, dtype=bool)
+    return float(np.mean(c & ~s)) if len(c) else float("nan")
+
+
+def relative_robustness(shifted: float, clean: float) -> float:
+    """shifted / clean: 1 means the shift costs nothing (NaN when the clean value is 0)."""
+    return float(shifted) / float(clean) if clean else float("nan")
+
+
+def severity_auc(severities: np.ndarray, values: np.ndarray) -> float:
+    """Trapezoidal area under metric-vs-severity from severity 0 (clean) to the largest severity, divided by
+    that range: a severity-averaged metric in the metric's own units, comparable across shift families."""
+    s, v = np.asarray(severities, dtype=float), np.asarray(values, dtype=float)
+    order = np.argsort(s)
+    s, v = s[order], v[order]
+    if len(s) < 2 or s[-1] == s[0]:
+        return float("nan")
+    return float(integrate.trapezoid(v, s) / (s[-1] - s[0]))
+
+
+# --- the suite's metrics as per-sample ratios (samples.jsonl records -> num, den, counted) -----------------
+
+Parts = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class SampleMetric:
+    """A cell metric written as scale * sum(num) / sum(den) over the samples it counts.
+
+    `parts(records)` gives per record (num, den, counted); `counted` is False for failed samples (and for
+    unjudged ones in judged tasks), which is also what pairs two models: a sample enters a paired comparison
+    only where both count it. The decomposition reproduces the task adapters' `aggregate` exactly.
+    """
+
+    name: str
+    parts: Parts
+    scale: float = 1.0
+    zero: float = float("nan")  # value of 0 / 0
+    binary: bool = False  # per-sample num is 0/1 over den 1: McNemar and flip rates apply
+
+
+def _valid(r: pd.DataFrame) -> np.ndarray:
+    return r["error"].isna().to_numpy()
+
+
+def _counted(flag: Callable[[pd.DataFrame], np.ndarray], den: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Parts:
+    def parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        v = _valid(r)
+        d = v if den is None else v & den(r)
+        return (flag(r) & d).astype(float), d.astype(float), v
+    return parts
+
+
+def _gold_yes(r: pd.DataFrame) -> np.ndarray:
+    return (r["answer"] == "yes").to_numpy()
+
+
+def _pred_yes(r: pd.DataFrame) -> np.ndarray:
+    return (r["parsed"] == "yes").to_numpy()
+
+
+def _f1_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F1 = 2PR / (P + R) = 2 TP / (2 TP + FP + FN), a ratio of per-sample sums."""
+    v, gold, pred = _valid(r), _gold_yes(r), _pred_yes(r)
+    tp = (gold & pred & v).astype(float)
+    return 2 * tp, 2 * tp + (pred & ~gold & v) + (gold & ~pred & v), v
+
+
+def _relative_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    judged = _valid(r) & r["score"].notna().to_numpy() & r["reference_score"].notna().to_numpy()
+    return (np.where(judged, r["score"].fillna(0).astype(float), 0.0),
+            np.where(judged, r["reference_score"].fillna(0).astype(float), 0.0), judged)
+
+
+def _within(parts: Parts, category: str) -> Parts:
+    """The same metric over one category's samples (adapters report it as `<metric>/<category>`)."""
+    def within(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        num, den, counted = parts(r)
+        inside = (r["category"] == category).to_numpy()
+        return num * inside, den * inside, counted & inside
+    return within
+
+
+_SAMPLE_METRICS: dict[str, tuple[Parts, dict]] = {
+    "accuracy": (_counted(lambda r: r["score"].fillna(0).to_numpy() > 0.5), {"binary": True}),
+    "unparseable_rate": (_counted(lambda r: ~r["parse_ok"].fillna(False).astype(bool).to_numpy()), {"binary": True}),
+    "yes_ratio": (_counted(_pred_yes), {}),
+    "precision": (_counted(_gold_yes, _pred_yes), {"zero": 0.0}),
+    "recall": (_counted(_pred_yes, _gold_yes), {"zero": 0.0}),
+    "f1": (_f1_parts, {"zero": 0.0}),
+    "relative_score": (_relative_parts, {"scale": 100.0}),
+    "relative_score_overlap": (_relative_parts, {"scale": 100.0}),
+}
+
+
+def sample_metric(name: str) -> SampleMetric | None:
+    """The per-sample decomposition of a results.csv metric (also `<metric>/<category>`); None for counts
+    (n_errors, judge_failed) and for metrics that are not a ratio of per-sample sums."""
+    base, _, category = name.partition("/")
+    if base not in _SAMPLE_METRICS:
+        return None
+    parts, options = _SAMPLE_METRICS[base]
+    return SampleMetric(name, _within(parts, category) if category else parts, **options)
+
+
+def condition_label(shift: str, severity: int) -> str:
+    return "clean" if shift == "clean" else f"{shift}@{int(severity)}"
+
+
+def sample_arrays(records: pd.DataFrame, conditions: list[str], sample_ids: list[str],
+                  metric: SampleMetric) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(conditions, samples) num, den and counted matrices of one model on one task (absent: 0, 0, False)."""
+    shape = (len(conditions), len(sample_ids))
+    num, den, counted = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=bool)
+    if records.empty:
+        return num, den, counted
+    n_all, d_all, c_all = metric.parts(records)
+    labels = [condition_label(s, v) for s, v in zip(records["shift"], records["severity"])]
+    rows = pd.Index(conditions).get_indexer(labels)
+    cols = pd.Index(sample_ids).get_indexer(records["sample_id"].astype(str))
+    keep = (rows >= 0) & (cols >= 0)
+    num[rows[keep], cols[keep]], den[rows[keep], cols[keep]] = n_all[keep], d_all[keep]
+    counted[rows[keep], cols[keep]] = c_all[keep]
+    return num, den, counted
+
+
+@dataclass(frozen=True)
+class SampleGrid:
+    """One model's samples on one task as (conditions, sample ids) matrices, ready for paired resampling."""
+
+    conditions: list[str]
+    sample_ids: list[str]
+    num: np.ndarray
+    den: np.ndarray
+    counted: np.ndarray
+    present: frozenset[str]  # conditions that have records at all
+
+    @classmethod
+    def build(cls, records: pd.DataFrame, conditions: list[str], sample_ids: list[str],
+              metric: SampleMetric) -> SampleGrid:
+        num, den, counted = sample_arrays(records, conditions, sample_ids, metric)
+        present = frozenset(condition_label(s, v) for s, v in zip(records["shift"], records["severity"]))
+        return cls(conditions, sample_ids, num, den, counted, present)
+
+    def rows(self, labels: list[str]) -> list[int]:
+        return [self.conditions.index(label) for label in labels]
+
+    def flip_rate(self, label: str) -> float:
+        """Clean -> `label` flip rate over the samples counted in both conditions (binary metrics)."""
+        clean, shifted = self.rows(["clean", label])
+        both = self.counted[clean] & self.counted[shifted]
+        return flip_rate(self.num[clean][both] > 0.5, self.num[shifted][both] > 0.5)
