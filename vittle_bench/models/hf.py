@@ -36,7 +36,9 @@ def directory_fingerprint(path: Path) -> str:
     """Content hash of a local checkpoint (weights, configs, tokenizer, templates), streamed so that multi-GB
     shards are never read into memory; retrained weights therefore never hit stale cached answers."""
     h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES):
+    # Top level only: a checkpoint's files live there; sub-folders (e.g. `tune --keep-checkpoints` states) do not
+    # change what the model answers.
+    for file in sorted(p for p in path.glob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES):
         h.update(file.relative_to(path).as_posix().encode())
         digest = hashlib.sha256()
         with file.open("rb") as f:
