@@ -35,7 +35,7 @@ from vittle_bench.models.base import Model, load_model, validate_model_spec
 from vittle_bench.models.openai_compat import redact_model_args
 from vittle_bench.results_io import cell_seed, write_results, run_versions
 from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
-from vittle_bench.shifts import ShiftCondition, sample_rng
+from vittle_bench.shifts import ShiftCondition, condition_manifest, sample_rng
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.workers import WorkerGroup
 
@@ -332,8 +332,7 @@ def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str
         "tasks": [{"task": t.task, "source": t.source, "subset": t.subset, "adapter": t.adapter,
                    "adapter_args": _redacted_adapter_args(t.adapter_args), "config": t.path.name} for t in plan.tasks],
         "judge": options.judge, "judge_args": redact_model_args(options.judge_args),
-        "shifts": [{"label": c.label, "name": c.name, "kind": c.kind, "severity": c.severity,
-                    "version": getattr(c.shift, "version", "")} for c in plan.conditions],
+        "shifts": [condition_manifest(c, options.seed) for c in plan.conditions],
         "limit": options.limit, "batch_size": options.batch_size,
         "data_dir": str(options.data_dir) if options.data_dir else None,
         "summary": {k: v for k, v in summary.__dict__.items() if k not in ("output", "main_process")},

@@ -14,12 +14,18 @@ from typing import Iterator
 
 import numpy as np
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
+SEED_BOUND = 2**32 - 1  # np.random.seed takes 32-bit seeds
+
+
+def draw_seed(rng: np.random.Generator) -> int:
+    """One 32-bit seed from the sample's generator (the same draw `seeded_global_rngs` makes)."""
+    return int(rng.integers(0, SEED_BOUND))
 
 
 @contextmanager
-def seeded_global_rngs(rng: np.random.Generator) -> Iterator[None]:
-    seed = int(rng.integers(0, 2**32 - 1))
+def pinned_global_rngs(seed: int) -> Iterator[None]:
+    """Seed numpy's and Python's global RNGs with `seed` for the block; restore them afterwards."""
     with _LOCK:
         np_state, py_state = np.random.get_state(), random.getstate()
         np.random.seed(seed)
@@ -29,3 +35,9 @@ def seeded_global_rngs(rng: np.random.Generator) -> Iterator[None]:
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
+
+
+@contextmanager
+def seeded_global_rngs(rng: np.random.Generator) -> Iterator[None]:
+    with pinned_global_rngs(draw_seed(rng)):
+        yield

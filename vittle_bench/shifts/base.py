@@ -3,14 +3,18 @@
 A shift is built from a registered factory at one severity (0 = clean) and is pure: its output depends only on
 (sample, name, severity, seed), through the per-sample RNG from `sample_rng`, never on global state.
 Conditions are written `name@severity`; a joint condition joins an image and a text shift with `+`
-(`gaussian_noise@3+keyboard@2`).
+(`gaussian_noise@3+keyboard@2`, severity = the larger of the two); a domain condition is `domain:NAME`
+(rows swapped for another split or language, declared in task/suite YAML, see `domain.py`).
+
+Third-party shifts register a factory `factory(severity) -> Shift` in the entry-point group
+`vittle_bench.shifts` (see docs/plugins.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -19,9 +23,15 @@ from vittle_bench.schema import Sample
 
 KINDS = ("clean", "image", "text", "joint", "domain")
 MAX_SEVERITY = 5
+DOMAIN_PREFIX = "domain:"
 
 
 class Shift(Protocol):
+    """What every shift is. Optional extras the engine and manifest use when present:
+    `params() -> dict` (the parameters a severity maps to, written to manifest.json),
+    `apply_image(image, seed) -> Image` (image shifts: enables the shifted-image cache and worker processes),
+    `preflight() -> None` (raise early, e.g. a hub model that cannot be loaded)."""
+
     name: str
     kind: str
     severity: int
@@ -31,13 +41,21 @@ class Shift(Protocol):
 
 
 ShiftFactory = Callable[[int], Shift]
-SHIFTS: Registry[ShiftFactory] = Registry("shifts", ("vittle_bench.shifts.image", "vittle_bench.shifts.text"))
+SHIFTS: Registry[ShiftFactory] = Registry("shifts", (
+    "vittle_bench.shifts.image", "vittle_bench.shifts.photometric", "vittle_bench.shifts.text",
+    "vittle_bench.shifts.translation"))
 
 
 def sample_rng(seed: int, condition: str, sample_id: str) -> np.random.Generator:
     """Per-sample generator derived from (seed, condition name with severities, sample id) by hashing."""
     digest = hashlib.sha256(f"{seed}\x1f{condition}\x1f{sample_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def shift_params(shift: Shift) -> dict[str, Any]:
+    """The shift's parameters for the manifest ({} for shifts that do not describe themselves)."""
+    params = getattr(shift, "params", None)
+    return dict(params()) if callable(params) else {}
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,12 @@ class JointShift:
     def severity(self) -> int:
         return max(self.image.severity, self.text.severity)
 
+    def params(self) -> dict[str, Any]:
+        return {"image": {"name": self.image.name, "severity": self.image.severity, "version": self.image.version,
+                          **shift_params(self.image)},
+                "text": {"name": self.text.name, "severity": self.text.severity, "version": self.text.version,
+                         **shift_params(self.text)}}
+
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
         image_rng, text_rng = rng.spawn(2)
         return self.text.apply(self.image.apply(sample, image_rng), text_rng)
@@ -77,7 +101,7 @@ class JointShift:
 class ShiftCondition:
     """One column of the grid: a shift at its severity, with the label used in results and cache keys."""
 
-    label: str  # e.g. "clean", "gaussian_noise@3", "gaussian_noise@3+keyboard@2"
+    label: str  # e.g. "clean", "gaussian_noise@3", "gaussian_noise@3+keyboard@2", "domain:coco_de"
     shift: Shift
 
     @property
@@ -93,20 +117,42 @@ class ShiftCondition:
         return self.shift.severity
 
 
+def condition_manifest(condition: ShiftCondition, seed: int) -> dict[str, Any]:
+    """What manifest.json records for one condition: name, kind, severity, version, parameters and seed."""
+    return {"label": condition.label, "name": condition.name, "kind": condition.kind,
+            "severity": condition.severity, "version": getattr(condition.shift, "version", ""),
+            "params": shift_params(condition.shift), "seed": seed}
+
+
+def _check_contract(name: str, shift: object) -> Shift:
+    missing = [a for a in ("name", "kind", "severity", "version", "apply") if not hasattr(shift, a)]
+    if missing:
+        raise ValueError(f"shift {name!r} does not follow the Shift contract (missing {', '.join(missing)})")
+    if shift.kind not in ("image", "text"):  # type: ignore[attr-defined]
+        raise ValueError(f"shift {name!r} has kind {shift.kind!r}; registered shifts are 'image' or 'text' "  # type: ignore[attr-defined]
+                         "(joint conditions combine them, domain shifts are declared in YAML)")
+    return shift  # type: ignore[return-value]
+
+
 def _build_single(text: str) -> Shift:
     name, _, sev = text.partition("@")
     if not sev:
         raise ValueError(f"shift {text!r} needs a severity, e.g. {name}@3 (1-{MAX_SEVERITY})")
     if not sev.isdigit() or not 1 <= int(sev) <= MAX_SEVERITY:
         raise ValueError(f"shift {text!r}: severity must be an integer from 1 to {MAX_SEVERITY}")
-    return SHIFTS.get(name)(int(sev))
+    return _check_contract(name, SHIFTS.get(name)(int(sev)))
 
 
 def parse_condition(text: str) -> ShiftCondition:
-    """Parse `clean`, `name@sev` or `image@sev+text@sev` into a condition (unknown names raise with hints)."""
+    """Parse `clean`, `name@sev`, `image@sev+text@sev` or `domain:NAME` (unknown names raise with hints)."""
     text = text.strip()
     if text == "clean":
         return ShiftCondition("clean", CleanShift())
+    if text.startswith(DOMAIN_PREFIX):
+        from vittle_bench.shifts.domain import DomainShift
+
+        domain = DomainShift(text.removeprefix(DOMAIN_PREFIX))
+        return ShiftCondition(domain.label, domain)
     parts = text.split("+")
     if len(parts) == 1:
         return ShiftCondition(text, _build_single(text))

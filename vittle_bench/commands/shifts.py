@@ -1,0 +1,204 @@
+"""`vittle-bench shifts preview`: one PNG contact sheet (rows = shifts, columns = severities) and the perturbed
+question texts, for an image of yours or a sample of a task — people look rather than read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_QUESTION = "What is happening in this image? Describe the main objects and their colours."
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    shifts = sub.add_parser("shifts", help="inspect shifts")
+    verbs = shifts.add_subparsers(dest="verb", required=True)
+    preview = verbs.add_parser("preview", help="contact sheet of shifts x severities for one sample")
+    source = preview.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="an image file")
+    source.add_argument("--task", help="a task name: its sample number --sample is shown")
+    preview.add_argument("--question", default=DEFAULT_QUESTION, help="question shown with --image")
+    preview.add_argument("--sample", type=int, default=0, help="index of the task's sample (default 0)")
+    preview.add_argument("--shifts", default="", help="shift names (one row each, over --severities), conditions "
+                         "(frost@3+keyboard@2) or suites; default: every image and text shift that runs offline")
+    preview.add_argument("--severities", default="1,2,3,4,5")
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--cell", type=int, default=192, help="thumbnail size in pixels")
+    preview.add_argument("--output", type=Path, required=True, help="directory for contact_sheet.png, questions.md")
+    preview.add_argument("--include-path", action="append", default=[])
+    preview.add_argument("--cache-dir", type=Path, help="where task data lives (default: ~/.cache/vittle-bench)")
+    preview.set_defaults(func=main)
+
+
+def _load_sample(args: argparse.Namespace) -> Any:
+    from vittle_bench.config import ConfigError, resolve_tasks
+    from vittle_bench.schema import Sample
+
+    if args.image is not None:
+        from PIL import Image
+
+        try:
+            with Image.open(args.image) as image:
+                image.load()
+        except OSError as exc:
+            raise ConfigError(f"--image {args.image}: cannot read it ({exc})") from None
+        return Sample("preview", args.image.name, args.question, images=(image,))
+    from vittle_bench.data.sources import load_samples
+
+    spec = resolve_tasks(args.task, [Path(p) for p in args.include_path])
+    cache_dir = args.cache_dir or Path.home() / ".cache" / "vittle-bench"
+    try:
+        samples = load_samples(spec[0], cache_dir)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a hub dataset that cannot be reached: one line, exit 2
+        raise ConfigError(f"task {args.task}: its samples could not be loaded ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not 0 <= args.sample < len(samples):
+        raise ConfigError(f"--sample {args.sample}: task {args.task} has {len(samples)} samples")
+    return samples[args.sample]
+
+
+def plan_rows(text: str, severities: list[int], include_paths: list[Path]) -> dict[str, dict[int, str]]:
+    """Row name -> {severity: condition label}. Names expand over the severities; conditions and suites place
+    each condition at its own severity; domain conditions have nothing to preview and are left out."""
+    from vittle_bench.config import ConfigError, load_suites
+    from vittle_bench.registry import UnknownNameError, unknown_name_message
+    from vittle_bench.shifts import SHIFTS, parse_condition
+
+    items = [i.strip() for i in text.split(",") if i.strip()]
+    if not items:
+        items = [n for n in SHIFTS.names() if SHIFTS.get(n)(1).kind in ("image", "text")
+                 and not hasattr(SHIFTS.get(n)(1), "preflight")]  # preflight = needs an outside resource
+    suites = load_suites(include_paths)
+    rows: dict[str, dict[int, str]] = {}
+    for item in items:
+        labels = [str(c) for c in suites[item]["conditions"]] if item in suites else [item]
+        for label in labels:
+            if label == "clean" or label.startswith("domain:"):
+                continue
+            if "@" not in label and "+" not in label:
+                if label not in SHIFTS:
+                    raise UnknownNameError(unknown_name_message("shifts", label, sorted(suites) + SHIFTS.names()))
+                rows.setdefault(label, {}).update({s: f"{label}@{s}" for s in severities})
+                continue
+            try:
+                condition = parse_condition(label)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            rows.setdefault(condition.name, {})[condition.severity] = condition.label
+    return rows
+
+
+def _thumbnail(image: Any, cell: int, caption: str | None = None) -> Any:
+    """The image fitted into a square tile; with a caption (a perturbed question), the image takes the top
+    half and the wrapped caption the rest."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    from vittle_bench.shifts._imaging import to_rgb
+
+    box = cell if caption is None else cell // 2
+    tile = Image.new("RGB", (cell, cell), (255, 255, 255))
+    if image is not None:
+        thumb = to_rgb(image).copy()
+        thumb.thumbnail((cell, box), Image.BILINEAR)
+        tile.paste(thumb, ((cell - thumb.width) // 2, (box - thumb.height) // 2))
+    if caption is not None:
+        lines = textwrap.wrap(caption, width=max(8, cell // 6))[: max(1, (cell - box) // 12)]
+        ImageDraw.Draw(tile).multiline_text((3, box + 2), "\n".join(lines), fill=(0, 0, 120), spacing=1)
+    return tile
+
+
+def _message_tile(text: str, cell: int) -> Any:
+    from PIL import Image, ImageDraw
+
+    tile = Image.new("RGB", (cell, cell), (215, 215, 215))
+    ImageDraw.Draw(tile).multiline_text((6, cell // 2 - 12), text, fill=(120, 0, 0))
+    return tile
+
+
+def render_sheet(sample: Any, rows: dict[str, dict[int, str]], severities: list[int], seed: int,
+                 cell: int) -> tuple[Any, list[dict[str, Any]]]:
+    """The contact sheet image and one record per cell (label, question, input hash or error)."""
+    from PIL import Image, ImageDraw
+
+    from vittle_bench.shifts import parse_condition, sample_rng
+
+    label_w, head_h, pad = 170, 24, 4
+    columns = ["clean", *[f"severity {s}" for s in severities]]
+    sheet = Image.new("RGB", (label_w + len(columns) * (cell + pad), head_h + (len(rows) + 1) * (cell + pad)),
+                      (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for c, title in enumerate(columns):
+        draw.text((label_w + c * (cell + pad) + 4, 6), title, fill=(0, 0, 0))
+
+    def tile_of(s: Any, show_question: bool = False) -> Any:
+        if not s.images and not show_question:
+            return _message_tile("(no image)", cell)
+        return _thumbnail(s.images[0] if s.images else None, cell, s.question if show_question else None)
+
+    records = [{"row": "clean", "severity": 0, "label": "clean", "question": sample.question,
+                "input_hash": sample.content_hash()}]
+    draw.text((6, head_h + cell // 2), "clean", fill=(0, 0, 0))
+    sheet.paste(tile_of(sample), (label_w, head_h))
+    for r, (row, cells) in enumerate(rows.items(), start=1):
+        top = head_h + r * (cell + pad)
+        draw.text((6, top + cell // 2), row[:26], fill=(0, 0, 0))
+        for c, severity in enumerate(severities, start=1):
+            if severity not in cells:
+                continue
+            label = cells[severity]
+            try:
+                condition = parse_condition(label)
+                shifted = condition.shift.apply(sample, sample_rng(seed, condition.label, sample.sample_id))
+                tile = tile_of(shifted, show_question=condition.kind in ("text", "joint"))
+                records.append({"row": row, "severity": severity, "label": label, "question": shifted.question,
+                                "input_hash": shifted.content_hash()})
+            except Exception as exc:  # noqa: BLE001 - one failing shift is shown, not fatal
+                tile = _message_tile("error\n(see questions.md)", cell)
+                records.append({"row": row, "severity": severity, "label": label, "question": None,
+                                "error": f"{type(exc).__name__}: {exc}"})
+            sheet.paste(tile, (label_w + c * (cell + pad), top))
+    return sheet, records
+
+
+def _markdown(sample: Any, records: list[dict[str, Any]]) -> str:
+    def cell(text: str | None) -> str:
+        return (text or "").replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"# Shift preview: {sample.task} / {sample.sample_id}", "",
+             "Only the question is perturbed; options and answers stay as they are.", "",
+             "| shift | severity | question |", "|---|---|---|"]
+    for r in records:
+        text = cell(r["question"]) if r.get("error") is None else f"**error**: {cell(r['error'])}"
+        lines.append(f"| {r['label']} | {r['severity']} | {text} |")
+    if sample.choices:
+        lines += ["", "Options (never perturbed): " + "; ".join(sample.choices)]
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> int:
+    from vittle_bench.config import ConfigError
+
+    try:
+        severities = sorted({int(s) for s in args.severities.split(",") if s.strip()})
+    except ValueError:
+        raise ConfigError(f"--severities {args.severities!r}: give integers like 1,3,5") from None
+    if not severities or not all(1 <= s <= 5 for s in severities):
+        raise ConfigError("--severities: integers from 1 to 5")
+    rows = plan_rows(args.shifts, severities, [Path(p) for p in args.include_path])
+    sample = _load_sample(args)
+    if sample.load_error:
+        raise ConfigError(f"sample {args.sample} of {args.task} could not be loaded: {sample.load_error}")
+    sheet, records = render_sheet(sample, rows, severities, args.seed, args.cell)
+    args.output.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.output / "contact_sheet.png")
+    (args.output / "questions.md").write_text(_markdown(sample, records))
+    (args.output / "preview.json").write_text(json.dumps({"sample": sample.sample_id, "seed": args.seed,
+                                                          "cells": records}, indent=1, ensure_ascii=False))
+    errors = sum("error" in r for r in records)
+    print(f"{len(records) - 1} shifted cells ({errors} errors) -> {args.output}/contact_sheet.png, questions.md")
+    return 0

@@ -1,0 +1,231 @@
+"""Domain shifts: instead of transforming rows, swap them for another split / config / language of the same
+benchmark (pre-translated questions, long-tail subsets, the EMI paper's pre-shifted copies).
+
+A domain shift is written `domain:NAME` in `--shifts` or a suite's `conditions`. What NAME means for a task is
+declared in YAML, either as another task whose rows to use, or as overrides of the task's own source fields:
+
+    # in a suite YAML (applies to the tasks named)      # ... or in a task YAML (applies to that task)
+    domains:                                             domains:
+      coco_de:                                             adversarial:
+        applies_to: [llava_bench_coco]                       subset: pope_adversarial
+        task: emi_nat_coco_german                          count_only:
+                                                             where: {category: count}
+
+Keys: `task` (take source, subset, split, columns and revision from that task config), overrides of those
+TaskSpec fields and of adapter / adapter_args, and `where` (keep only rows whose Sample field or meta key
+equals a value or is in a list). `applies_to` matches a task's name or its source (with or without the `hf:`
+prefix). A task for which a domain is not declared has no cell for it (the grid skips it, it is not an
+error); a domain declared for none of the selected tasks is a ConfigError. Domain shifts are not graded:
+severity is 1 (graded subsets are separate names, e.g. wild_easy / wild_normal / wild_hard).
+
+`apply` is the identity on rows loaded through `DomainResolver.samples`, which tags them with
+`meta["domain"]`; on any other row it raises, so a runner that has not swapped the rows records a clear
+per-sample error instead of silently scoring the clean rows under a domain label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vittle_bench.schema import Sample
+
+SPEC_KEYS = ("source", "subset", "split", "columns", "revision", "adapter", "adapter_args")
+SOURCE_KEYS = ("source", "subset", "split", "columns", "revision")
+DECLARATION_KEYS = {*SPEC_KEYS, "task", "description", "applies_to", "where"}
+
+
+class DomainError(ValueError):
+    """A malformed or unusable domain declaration (the runner turns it into a ConfigError)."""
+
+
+@dataclass(frozen=True)
+class DomainShift:
+    domain: str
+    severity: int = 1
+    kind: str = "domain"
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if not self.domain or any(c in self.domain for c in "@+, "):
+            raise ValueError(f"domain shift {self.domain!r}: write domain:NAME (letters, digits, _ - .)")
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return f"domain:{self.domain}"
+
+    def params(self) -> dict[str, Any]:
+        return {"domain": self.domain, "rows": "swapped (see the task's domain declaration)"}
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if sample.meta.get("domain") != self.domain:
+            raise RuntimeError(f"{self.label}: this row was not loaded for the domain (the runner must load the "
+                               "domain's rows with DomainResolver.samples; see docs/shifts.md)")
+        return sample
+
+
+class _Tagged(Sequence):
+    """Rows of a domain, each Sample tagged with `meta["domain"]` when it is built (lazily, like the loader)."""
+
+    def __init__(self, rows: Sequence[Sample], domain: str) -> None:
+        self.rows, self.domain = rows, domain
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return _Tagged(self.rows[index], self.domain)
+        sample = self.rows[index]
+        return sample.with_changes(meta={**sample.meta, "domain": self.domain})
+
+
+@dataclass(frozen=True)
+class DomainDeclaration:
+    name: str
+    overrides: dict[str, Any]
+    origin: Path
+    applies_to: tuple[str, ...] = ()  # empty: the task whose YAML declares it
+    where: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    task: str | None = None  # take the source fields of this task config
+
+    def describe(self) -> dict[str, Any]:
+        return {"domain": self.name, "declared_in": str(self.origin), **({"task": self.task} if self.task else {}),
+                **self.overrides, **({"where": self.where} if self.where else {})}
+
+
+def parse_declarations(data: Any, origin: Path, in_task: bool) -> dict[str, DomainDeclaration]:
+    """Validate a `domains:` mapping from a task YAML (`in_task`) or a suite YAML."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DomainError(f"{origin}: `domains` must map domain names to their overrides")
+    declarations = {}
+    for name, body in data.items():
+        if not isinstance(body, dict):
+            raise DomainError(f"{origin}: domain {name!r} must be a mapping of overrides")
+        unknown = set(body) - DECLARATION_KEYS
+        if unknown:
+            raise DomainError(f"{origin}: domain {name!r} has unknown keys {sorted(unknown)} "
+                              f"(allowed: {', '.join(sorted(DECLARATION_KEYS))})")
+        applies_to = body.get("applies_to") or ()
+        applies_to = (applies_to,) if isinstance(applies_to, str) else tuple(applies_to)
+        if not in_task and not applies_to:
+            raise DomainError(f"{origin}: domain {name!r} declared in a suite needs `applies_to` (task names or sources)")
+        overrides = {k: body[k] for k in SPEC_KEYS if k in body}
+        if not overrides and not body.get("where") and not body.get("task"):
+            raise DomainError(f"{origin}: domain {name!r} changes nothing (give a task, source, split, subset or where)")
+        DomainShift(str(name))  # validates the name
+        declarations[str(name)] = DomainDeclaration(str(name), overrides, origin, applies_to, dict(body.get("where") or {}),
+                                                    str(body.get("description", "")), body.get("task"))
+    return declarations
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DomainError(f"{path}: cannot read domain declarations ({str(exc).splitlines()[0]})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _suite_files(include_paths: Sequence[Path]) -> list[Path]:
+    found = sorted(Path(str(files("vittle_bench") / "configs" / "shifts")).glob("*.yaml"))
+    for root in include_paths:
+        found += sorted(Path(root).glob("**/*.yaml"))
+    return found
+
+
+def _identities(spec: Any) -> set[str]:
+    source = str(getattr(spec, "source", ""))
+    return {spec.task, source, source.split(":", 1)[1] if ":" in source else source}
+
+
+class DomainResolver:
+    """Finds, for a task and a domain condition, the TaskSpec whose rows replace the task's own."""
+
+    def __init__(self, include_paths: Sequence[Path] = ()) -> None:
+        self.include_paths = list(include_paths)
+        self._task_specs: dict[str, Any] | None = None
+        self.suite_declarations: list[DomainDeclaration] = []
+        for path in _suite_files(include_paths):
+            data = _read_yaml(path)
+            if "suite" in data:
+                self.suite_declarations += parse_declarations(data.get("domains"), path, in_task=False).values()
+
+    def declaration(self, spec: Any, domain: str) -> DomainDeclaration | None:
+        """The task YAML's own declaration first, then a suite's whose `applies_to` names the task or its source."""
+        own = parse_declarations(_read_yaml(spec.path).get("domains"), spec.path, in_task=True) if spec.path.is_file() else {}
+        if domain in own:
+            return own[domain]
+        identities = _identities(spec)
+        for declaration in self.suite_declarations:
+            if declaration.name == domain and identities & {a.strip() for a in declaration.applies_to}:
+                return declaration
+        return None
+
+    def task_spec(self, spec: Any, condition: Any) -> Any | None:
+        """The derived TaskSpec (same task name, overridden source fields; `path` = the declaring YAML so that
+        relative `local:` sources resolve against it), or None when the domain is not declared for this task."""
+        declaration = self.declaration(spec, condition.shift.domain)
+        if declaration is None:
+            return None
+        if declaration.task is None:
+            return replace(spec, **declaration.overrides, path=declaration.origin)
+        if self._task_specs is None:
+            from vittle_bench.config import load_task_specs
+
+            self._task_specs = load_task_specs(self.include_paths)
+        base = self._task_specs.get(declaration.task)
+        if base is None:
+            raise DomainError(f"{declaration.origin}: domain {declaration.name!r} refers to unknown task "
+                              f"{declaration.task!r}")
+        return replace(spec, **{k: getattr(base, k) for k in SOURCE_KEYS}, **declaration.overrides, path=base.path)
+
+    def check(self, specs: Sequence[Any], conditions: Sequence[Any]) -> None:
+        """Every domain condition must be declared for at least one selected task (else: a typo)."""
+        for condition in conditions:
+            if condition.kind != "domain":
+                continue
+            if not any(self.task_spec(spec, condition) for spec in specs):
+                known = sorted({d.name for d in self.suite_declarations})
+                raise DomainError(f"{condition.label}: no selected task declares domain {condition.shift.domain!r} "
+                                  f"(declare it under `domains:` in the task or suite YAML; suites declare: "
+                                  f"{', '.join(known[:12]) or 'none'})")
+
+    def samples(self, spec: Any, condition: Any, cache_dir: Path, limit: int | None = None) -> Sequence[Sample] | None:
+        """The rows of a task under a domain condition (None when not declared for this task)."""
+        from vittle_bench.data.sources import load_samples
+
+        derived = self.task_spec(spec, condition)
+        if derived is None:
+            return None
+        declaration = self.declaration(spec, condition.shift.domain)
+        rows = load_samples(derived, cache_dir, None if declaration and declaration.where else limit)
+        if declaration and declaration.where:
+            rows = select_rows(rows, declaration.where)
+            rows = rows[:limit] if limit else rows
+        return _Tagged(rows, condition.shift.domain)
+
+
+def _field(sample: Sample, key: str) -> Any:
+    return getattr(sample, key) if key in Sample.__dataclass_fields__ else sample.meta.get(key)
+
+
+def select_rows(samples: Sequence[Sample], where: dict[str, Any]) -> list[Sample]:
+    """Rows whose field (or meta key) equals the value, or is in the list, for every key of `where`."""
+    def keep(sample: Sample) -> bool:
+        return all(_field(sample, k) in (v if isinstance(v, list) else [v]) for k, v in where.items())
+
+    return [s for s in samples if keep(s)]
