@@ -35,7 +35,9 @@ from vittle_bench.models.base import Model, load_model, validate_model_spec
 from vittle_bench.models.openai_compat import redact_model_args
 from vittle_bench.results_io import cell_seed, write_results, run_versions
 from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
-from vittle_bench.shifts import ShiftCondition, condition_manifest, sample_rng
+from vittle_bench.shifts import ShiftCondition, condition_manifest
+from vittle_bench.shifts.engine import ShiftEngine
+from vittle_bench.shifts.image_cache import ShiftedImageCache
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.workers import WorkerGroup
 
@@ -134,8 +136,9 @@ def plan_run(options: RunOptions) -> _Plan:
 class _CellRunner:
     """Runs one model over its share of one task's samples under one shift condition, batch by batch."""
 
-    def __init__(self, model: Model, cache: AnswerCache, options: RunOptions, counters: dict[str, int]) -> None:
-        self.model, self.cache, self.options, self.counters = model, cache, options, counters
+    def __init__(self, model: Model, cache: AnswerCache, engine: ShiftEngine, options: RunOptions,
+                 counters: dict[str, int]) -> None:
+        self.model, self.cache, self.engine, self.options, self.counters = model, cache, engine, options, counters
 
     def _generate(self, requests: list[Request], keys: list[str]) -> list[str | Exception]:
         cached = {} if self.options.fresh else self.cache.get_many(keys)
@@ -158,16 +161,20 @@ class _CellRunner:
         return [cached[k] if k in cached else fresh[i] for i, k in enumerate(keys)]
 
     def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
+        loadable = [s for s in samples if not s.load_error]
+        shifted_of = dict(zip(map(id, loadable), self.engine.apply_many(condition, loadable, self.options.seed)))
         prepared: list[tuple[Sample, Sample | None, Request | None, str | None]] = []
         for sample in samples:
+            shifted = shifted_of.get(id(sample))
             if sample.load_error:
                 prepared.append((sample, None, None, f"load: {sample.load_error}"))
-                continue
-            try:
-                shifted = condition.shift.apply(sample, sample_rng(self.options.seed, condition.label, sample.sample_id))
-                prepared.append((sample, shifted, adapter.build_request(shifted), None))
-            except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
-                prepared.append((sample, None, None, f"shift: {type(exc).__name__}: {exc}"))
+            elif isinstance(shifted, Exception):
+                prepared.append((sample, None, None, f"shift: {type(shifted).__name__}: {shifted}"))
+            else:
+                try:
+                    prepared.append((sample, shifted, adapter.build_request(shifted), None))
+                except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
+                    prepared.append((sample, None, None, f"request: {type(exc).__name__}: {exc}"))
         ready = [i for i, p in enumerate(prepared) if p[2] is not None]
         keys = [cache_key(self.model.fingerprint, prepared[i][2]) for i in ready]
         outputs = dict(zip(ready, self._generate([prepared[i][2] for i in ready], keys)))
@@ -232,6 +239,8 @@ def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence
               shard_path: Path, counters: dict[str, int]) -> list[dict]:
     """This process's share of the grid, appended durably (flush + fsync per batch) to its shard file."""
     cache = AnswerCache(options.cache_dir / "answers.sqlite" if options.use_cache else None)
+    # Shifted images are cached on disk by content hash (size-bounded), so other models and reruns reuse them.
+    engine = ShiftEngine(ShiftedImageCache(options.cache_dir / "shifted-images") if options.use_cache else None)
     share = sum(len(range(group.rank, len(s), group.world_size)) for s in task_samples.values()) * len(plan.conditions)
     model_info = []
     try:
@@ -241,7 +250,7 @@ def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence
                 model_info.append({"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
                                    "fingerprint_info": getattr(model, "fingerprint_info", None),
                                    "model_args": redact_model_args(options.model_args)})
-                runner = _CellRunner(model, cache, options, counters)
+                runner = _CellRunner(model, cache, engine, options, counters)
                 with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
                           disable=not (options.progress and group.is_main)) as bar:
                     for t, spec in enumerate(plan.tasks):
@@ -260,6 +269,7 @@ def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence
                 del model
     finally:
         cache.close()
+        engine.close()
     return model_info
 
 
