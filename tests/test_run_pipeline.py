@@ -140,3 +140,17 @@ def test_metrics_emi_adds_emi_and_emid_rows_and_saves_the_estimator(tiny_random_
 def test_unknown_run_metric_is_a_usage_error(tmp_path, capsys):
     assert main(["run", "--model", "builtin:tiny-llava", "--metrics", "emj", "--output", str(tmp_path)]) == 2
     assert "unknown --metrics" in capsys.readouterr().err
+
+
+def test_domain_shift_swaps_rows_and_undeclared_domain_is_a_usage_error(tiny_random_checkpoint, world_cache, tmp_path):
+    (tmp_path / "mc_domains.yaml").write_text(
+        "task: mc_dom\nsource: builtin:shapes\nsubset: mc\nadapter: closed_form\n"
+        "domains:\n  counting:\n    where: {category: count}\n")
+    args = ["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "mc_dom", "--include-path", str(tmp_path),
+            "--cache-dir", str(world_cache)]
+    assert main([*args, "--shifts", "domain:counting", "--output", str(tmp_path / "run")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    domain = [r for r in records if r["shift_kind"] == "domain"]
+    clean = [r for r in records if r["shift"] == "clean"]
+    assert len(clean) == 200 and 0 < len(domain) < 200 and {r["category"] for r in domain} == {"count"}
+    assert main([*args, "--shifts", "domain:nosuch", "--output", str(tmp_path / "bad")]) == 2

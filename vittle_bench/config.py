@@ -17,7 +17,8 @@ from vittle_bench.shifts import ShiftCondition, parse_condition
 from vittle_bench.tasks import TASK_ADAPTERS
 
 PACKAGE_CONFIGS = Path(str(files("vittle_bench") / "configs"))
-_TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "adapter_args", "groups", "columns", "revision"}
+_TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "adapter_args", "groups", "columns", "revision",
+              "domains"}  # `domains:` is read by shifts/domain.py (rows swapped under a domain condition)
 DEFAULT_TASKS = "builtin"
 DEFAULT_SHIFTS = "quick"
 
@@ -73,7 +74,7 @@ def load_task_specs(include_paths: list[Path] | None = None) -> dict[str, TaskSp
                 f"unknown keys {sorted(unknown)}" if unknown else "", f"missing keys {sorted(missing)}" if missing else ""])))
         if data["adapter"] not in TASK_ADAPTERS:
             raise ConfigError(f"{path}: {unknown_name_message('tasks', data['adapter'], TASK_ADAPTERS.names())}")
-        spec = TaskSpec(path=path, **{k: (tuple(v) if k == "groups" else v) for k, v in data.items()})
+        spec = TaskSpec(path=path, **{k: (tuple(v) if k == "groups" else v) for k, v in data.items() if k != "domains"})
         specs[spec.task] = spec
     return specs
 
@@ -112,7 +113,7 @@ def resolve_shifts(text: str, include_paths: list[Path] | None = None) -> list[S
     for item in filter(None, (n.strip() for n in text.split(","))):
         if item in suites:
             labels += [str(c) for c in suites[item]["conditions"]]
-        elif "@" in item or item == "clean":
+        elif "@" in item or item == "clean" or item.startswith("domain:"):
             labels.append(item)
         else:
             from vittle_bench.shifts import SHIFTS

@@ -36,6 +36,7 @@ from vittle_bench.models.openai_compat import redact_model_args
 from vittle_bench.results_io import cell_seed, write_results, run_versions
 from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition, condition_manifest
+from vittle_bench.shifts.domain import DomainError, DomainResolver
 from vittle_bench.shifts.engine import ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
@@ -93,6 +94,7 @@ class SampleError(RuntimeError):
 class _Plan:
     tasks: list[TaskSpec]
     conditions: list[ShiftCondition]
+    domains: DomainResolver
 
 
 def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
@@ -123,6 +125,11 @@ def plan_run(options: RunOptions) -> _Plan:
         raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
+    domains = DomainResolver(options.include_paths)
+    try:
+        domains.check(tasks, conditions)
+    except DomainError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         options.output.mkdir(parents=True, exist_ok=True)
         probe = options.output / f".write-test-{os.getpid()}"
@@ -130,7 +137,7 @@ def plan_run(options: RunOptions) -> _Plan:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output directory {options.output} is not writable ({exc.strerror})") from None
-    return _Plan(tasks, conditions)
+    return _Plan(tasks, conditions, domains)
 
 
 class _CellRunner:
@@ -235,13 +242,29 @@ def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tupl
         yield index, samples[index]
 
 
-def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence[Sample]], group: WorkerGroup,
-              shard_path: Path, counters: dict[str, int]) -> list[dict]:
+def _cell_samples(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence[Sample]]
+                  ) -> dict[tuple[int, int], Sequence[Sample]]:
+    """(task index, condition index) -> the cell's rows: the task's own, or under a domain condition the rows
+    its declaration swaps in; a domain not declared for a task gives no cell."""
+    cells = {}
+    for t, spec in enumerate(plan.tasks):
+        for c, condition in enumerate(plan.conditions):
+            if condition.kind != "domain":
+                cells[t, c] = task_samples[spec.task]
+                continue
+            rows = plan.domains.samples(spec, condition, options.cache_dir, options.limit, options.data_dir)
+            if rows is not None:
+                cells[t, c] = rows
+    return cells
+
+
+def _evaluate(options: RunOptions, plan: _Plan, cell_samples: dict[tuple[int, int], Sequence[Sample]],
+              group: WorkerGroup, shard_path: Path, counters: dict[str, int]) -> list[dict]:
     """This process's share of the grid, appended durably (flush + fsync per batch) to its shard file."""
     cache = AnswerCache(options.cache_dir / "answers.sqlite" if options.use_cache else None)
     # Shifted images are cached on disk by content hash (size-bounded), so other models and reruns reuse them.
     engine = ShiftEngine(ShiftedImageCache(options.cache_dir / "shifted-images") if options.use_cache else None)
-    share = sum(len(range(group.rank, len(s), group.world_size)) for s in task_samples.values()) * len(plan.conditions)
+    share = sum(len(range(group.rank, len(s), group.world_size)) for s in cell_samples.values())
     model_info = []
     try:
         with shard_path.open("w") as out:
@@ -256,8 +279,10 @@ def _evaluate(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence
                     for t, spec in enumerate(plan.tasks):
                         adapter = make_adapter(spec, options)
                         for c, condition in enumerate(plan.conditions):
+                            if (t, c) not in cell_samples:
+                                continue
                             bar.set_postfix_str(f"{spec.task} / {condition.label}", refresh=False)
-                            mine = list(_my_share(task_samples[spec.task], group.rank, group.world_size))
+                            mine = list(_my_share(cell_samples[t, c], group.rank, group.world_size))
                             for start in range(0, len(mine), options.batch_size):
                                 batch = mine[start:start + options.batch_size]
                                 records = runner.run_batch(adapter, [s for _, s in batch], condition)
@@ -299,7 +324,8 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
             first = records[0]
             seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
             cells += aggregate_cell(adapters[first.task], records, seed)
-            if "emi" in options.metrics and adapters[first.task].name == "open_ended":
+            if "emi" in options.metrics and adapters[first.task].name == "open_ended" and \
+                    plan.conditions[c].kind != "domain":  # EMI re-applies the shift to the task's own rows
                 emi_records[(first.model, first.task, plan.conditions[c].label)] = [
                     {"sample_id": r.sample_id, "raw_output": r.raw_output, "answer": r.answer, "error": r.error}
                     for r in records]
@@ -365,7 +391,8 @@ def run(options: RunOptions) -> RunSummary:
     task_samples = {spec.task: load_samples(spec, options.cache_dir, options.limit, options.data_dir)
                     for spec in plan.tasks}
     counters = {"generated": 0, "cached": 0}
-    model_info = _evaluate(options, plan, task_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)
+    cell_samples = _cell_samples(options, plan, task_samples)
+    model_info = _evaluate(options, plan, cell_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)
     (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps(counters))
     group.wait()
     summary = RunSummary(options.output, 0, 0, 0, 0, 0.0, main_process=False)

@@ -204,7 +204,8 @@ class DomainResolver:
                                   f"(declare it under `domains:` in the task or suite YAML; suites declare: "
                                   f"{', '.join(known[:12]) or 'none'})")
 
-    def samples(self, spec: Any, condition: Any, cache_dir: Path, limit: int | None = None) -> Sequence[Sample] | None:
+    def samples(self, spec: Any, condition: Any, cache_dir: Path, limit: int | None = None,
+                data_dir: Path | None = None) -> Sequence[Sample] | None:
         """The rows of a task under a domain condition (None when not declared for this task)."""
         from vittle_bench.data.sources import load_samples
 
@@ -212,7 +213,7 @@ class DomainResolver:
         if derived is None:
             return None
         declaration = self.declaration(spec, condition.shift.domain)
-        rows = load_samples(derived, cache_dir, None if declaration and declaration.where else limit)
+        rows = load_samples(derived, cache_dir, None if declaration and declaration.where else limit, data_dir)
         if declaration and declaration.where:
             rows = select_rows(rows, declaration.where)
             rows = rows[:limit] if limit else rows
