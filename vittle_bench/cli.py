@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from vittle_bench.commands import COMMAND_MODULES
@@ -31,3 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UnknownNameError) as exc:
         print(f"vittle-bench: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    except BrokenPipeError:  # output piped into `head` and friends: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
