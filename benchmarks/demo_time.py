@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from vittle_bench.data.builtin.world import ensure_world
-    from vittle_bench.leaderboard import load_results, render, wide_table
+    from vittle_bench.leaderboard import build_table, render
     from vittle_bench.models import load_model
     from vittle_bench.models.builtin import weights_dir
     from vittle_bench.runner import RunOptions, run
@@ -48,7 +48,7 @@ def main() -> None:
                              cache_dir=cache, progress=False)
         cold = run(options)
         t0 = time.perf_counter()
-        render(wide_table(load_results([cold.output])), "markdown")
+        render(build_table([cold.output]), "markdown")  # what `vittle-bench run` prints
         t_export = time.perf_counter() - t0
         warm = run(RunOptions(**{**options.__dict__, "output": Path(tmp) / "run2"}))
 

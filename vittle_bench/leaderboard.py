@@ -184,14 +184,6 @@ def widen(long: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def wide_table(results: pd.DataFrame, metric: str | None = None, group_by: str = "shift_kind",
-               samples: pd.DataFrame | None = None, seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
-               confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
-    """One row per (task, model). `metric=None` takes each task's primary metric (accuracy or relative score);
-    pass `samples` (load_samples) to get intervals for columns that average several conditions."""
-    return widen(aggregate(results, samples, metric, group_by, seed, n_boot, confidence))
-
-
 def build_table(run_dirs: list[Path], metric: str | None = None, group_by: str = "shift_kind",
                 layout: str = "wide", seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
                 confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
