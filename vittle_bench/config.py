@@ -47,7 +47,7 @@ def _yaml_files(kind: str, include_paths: list[Path]) -> list[Path]:
     for root in include_paths:
         if not root.is_dir():
             raise ConfigError(f"--include-path {root} is not a directory")
-        found += sorted(root.glob(f"**/*.yaml"))
+        found += sorted(root.glob("**/*.yaml"))
     return found
 
 
