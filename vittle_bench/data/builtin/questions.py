@@ -48,20 +48,31 @@ def colour_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Que
     return _multiple_choice("colour", f"What colour is the {target.shape}?", target.colour, others, rng)
 
 
+_POSITION_KEYS = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}
+
+
+def extreme_object(objects: tuple[SceneObject, ...], direction: str) -> SceneObject | None:
+    """The object furthest in `direction` (a POSITION_WORDS key), or None when the runner-up is too close."""
+    key = _POSITION_KEYS[direction]
+    ranked = sorted(objects, key=key)
+    if len(ranked) > 1 and key(ranked[1]) - key(ranked[0]) < _MARGIN:
+        return None
+    return ranked[0] if ranked else None
+
+
 def position_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question | None:
     if len(objects) < 2 or len({o.name for o in objects}) < len(objects):
         return None
     direction = rng.choice(list(POSITION_WORDS))
-    key = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}[direction]
-    ranked = sorted(objects, key=key)
-    if key(ranked[1]) - key(ranked[0]) < _MARGIN:
+    target = extreme_object(objects, direction)
+    if target is None:
         return None
-    present = [o.name for o in ranked[1:]]
+    present = [o.name for o in sorted(objects, key=_POSITION_KEYS[direction])[1:]]
     absent = [f"{c} {s}" for s in SHAPES for c in COLOURS if f"{c} {s}" not in {o.name for o in objects}]
     rng.shuffle(present)
     rng.shuffle(absent)
     question = f"Which object is {POSITION_WORDS[direction]}?"
-    return _multiple_choice("position", question, ranked[0].name, (present + absent)[:3], rng)
+    return _multiple_choice("position", question, target.name, (present + absent)[:3], rng)
 
 
 def multiple_choice_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
