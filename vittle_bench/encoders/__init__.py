@@ -63,5 +63,13 @@ def l2_normalise(a: np.ndarray) -> np.ndarray:
     return a / np.where(norm > 0, norm, 1.0)
 
 
-__all__ = ["ENCODERS", "Encoder", "OFFLINE_ENCODERS", "PAPER_ENCODERS", "l2_normalise", "load_encoder",
+def encode_in_batches(items: Sequence[Any], batch_size: int, dim: int,
+                      encode_batch: Callable[[Sequence[Any]], np.ndarray]) -> np.ndarray:
+    """Run `encode_batch` (one batch -> float array) over `items` and L2-normalise the rows: the loop every
+    encoder shares, so each one only says how it pools."""
+    out = [encode_batch(items[start:start + batch_size]) for start in range(0, len(items), batch_size)]
+    return l2_normalise(np.concatenate(out) if out else np.zeros((0, dim)))
+
+
+__all__ = ["encode_in_batches", "ENCODERS", "Encoder", "OFFLINE_ENCODERS", "PAPER_ENCODERS", "l2_normalise", "load_encoder",
            "load_encoder_pair"]

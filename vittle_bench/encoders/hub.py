@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vittle_bench.encoders import ENCODERS, l2_normalise
+from vittle_bench.encoders import ENCODERS, encode_in_batches
 
 CLIP_ID = "openai/clip-vit-base-patch32"
 XLMR_ID = "xlm-roberta-base"
@@ -37,14 +37,13 @@ class ClipPatchEncoder:
         self.device, self.batch_size = device, batch_size
 
     @torch.inference_mode()
+    def _encode_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        pixels = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+        hidden = self.model(pixel_values=pixels.to(self.device), output_hidden_states=True).hidden_states[-1]
+        return hidden[:, 1:, :].mean(dim=1).float().cpu().numpy()
+
     def encode(self, items: Sequence[Image.Image]) -> np.ndarray:
-        out = []
-        for start in range(0, len(items), self.batch_size):
-            images = [im.convert("RGB") for im in items[start:start + self.batch_size]]
-            pixels = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
-            hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
-            out.append(hidden[:, 1:, :].mean(dim=1).float().cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim)))
+        return encode_in_batches(items, self.batch_size, self.dim, self._encode_batch)
 
 
 class XlmrInputEmbeddingEncoder:
@@ -60,18 +59,17 @@ class XlmrInputEmbeddingEncoder:
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
 
     @torch.inference_mode()
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                               max_length=self.max_length).to(self.device)
+        # hidden_states[0] is the embedding module's output; calling it alone skips the 12 layers
+        # (tests check it equals the full model's hidden_states[0]).
+        hidden = self.model.embeddings(input_ids=batch["input_ids"])
+        mask = batch["attention_mask"][:, 1:, None].to(hidden.dtype)
+        return ((hidden[:, 1:, :] * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
+
     def encode(self, items: Sequence[str]) -> np.ndarray:
-        out = []
-        for start in range(0, len(items), self.batch_size):
-            batch = self.tokenizer(list(items[start:start + self.batch_size]), return_tensors="pt", padding=True,
-                                   truncation=True, max_length=self.max_length).to(self.device)
-            # hidden_states[0] is the embedding module's output; calling it alone skips the 12 layers
-            # (tests check it equals the full model's hidden_states[0]).
-            hidden = self.model.embeddings(input_ids=batch["input_ids"])
-            mask = batch["attention_mask"][:, 1:, None].to(hidden.dtype)
-            pooled = (hidden[:, 1:, :] * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out.append(pooled.float().cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim)))
+        return encode_in_batches(items, self.batch_size, self.dim, self._encode_batch)
 
 
 ENCODERS.register("clip-vit-b32")(ClipPatchEncoder)

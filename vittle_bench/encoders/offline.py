@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vittle_bench.encoders import ENCODERS, l2_normalise
+from vittle_bench.encoders import ENCODERS, encode_in_batches
 
 EFFNET_SIZE = 224
 
@@ -44,15 +44,15 @@ class MiniLmEncoder:
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
 
     @torch.inference_mode()
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                               max_length=self.max_length).to(self.device)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].to(hidden.dtype)
+        return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy()
+
     def encode(self, items: Sequence[str]) -> np.ndarray:
-        out = []
-        for start in range(0, len(items), self.batch_size):
-            batch = self.tokenizer(list(items[start:start + self.batch_size]), return_tensors="pt", padding=True,
-                                   truncation=True, max_length=self.max_length).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"][..., None].to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim)))
+        return encode_in_batches(items, self.batch_size, self.dim, self._encode_batch)
 
 
 class EfficientNetLite0Encoder:
@@ -78,12 +78,11 @@ class EfficientNetLite0Encoder:
         return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) - 127.0) / 128.0
 
     @torch.inference_mode()
+    def _encode_batch(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.model.extract_features(self._pixels(images).to(self.device)).mean(dim=(2, 3)).float().cpu().numpy()
+
     def encode(self, items: Sequence[Image.Image]) -> np.ndarray:
-        out = []
-        for start in range(0, len(items), self.batch_size):
-            features = self.model.extract_features(self._pixels(items[start:start + self.batch_size]).to(self.device))
-            out.append(features.mean(dim=(2, 3)).float().cpu().numpy())
-        return l2_normalise(np.concatenate(out) if out else np.zeros((0, self.dim)))
+        return encode_in_batches(items, self.batch_size, self.dim, self._encode_batch)
 
 
 ENCODERS.register("minilm-l6")(MiniLmEncoder)
