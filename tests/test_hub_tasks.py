@@ -164,6 +164,34 @@ def test_samples_are_lazy_sliceable_and_limited(hub_dir, cache):
         samples[4]
 
 
+def test_limit_streams_only_the_first_rows_of_a_hub_split(hub_dir, cache, tmp_path, monkeypatch):
+    """`--limit N` on a hub source streams the first N rows (never the whole split) and keeps them in the cache
+    directory; the Samples equal the first N of a full download. The hub is played by the fixture's real
+    Arrow data served as a stream, through the same datasets.load_dataset call."""
+    import datasets
+
+    spec = SPECS["pope_random"]
+    full, _ = open_dataset(spec, cache, hub_dir)
+    calls = []
+
+    def fake_hub(repo, config=None, split=None, revision=None, streaming=False):
+        calls.append((repo, config, split, streaming))
+        if not streaming:
+            raise AssertionError("the whole split was requested")
+        return full.to_iterable_dataset()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    limited = load_samples(spec, tmp_path, 3, None)
+    assert calls == [("lmms-lab/POPE", "Full", "random", True)]
+    expected = HubSamples(spec.task, full, limited.cmap)[:3]
+    assert len(limited) == 3
+    for got, want in zip(limited, expected):
+        assert (got.sample_id, got.question, got.answer) == (want.sample_id, want.question, want.answer)
+        assert got.images[0].tobytes() == want.images[0].tobytes()
+    assert load_samples(spec, tmp_path, 3, None)[2].sample_id == expected[2].sample_id
+    assert len(calls) == 1  # the second run reads the cached rows
+
+
 def test_a_bad_row_becomes_a_per_sample_error(tmp_path, cache):
     rows = fixture_rows()[("lmms-lab/POPE", "Full")]["random"]
     buf = io.BytesIO()

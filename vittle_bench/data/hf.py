@@ -6,7 +6,9 @@ Where `hf:org/name` (task `subset` = hub config, `split`, `revision`) is looked 
    `save_to_disk` DatasetDict (the split is picked from it), a saved Dataset (at the root or at <split>/),
    or parquet files with the hub's schema (files named `<split>-*.parquet` / `<split>.parquet` or inside a
    `<split>/` folder, i.e. the hub repo's own layout or its refs/convert/parquet layout);
-2. the hub, datasets.load_dataset(org/name, config, split=split, revision=revision).
+2. the hub, datasets.load_dataset(org/name, config, split=split, revision=revision). With `--limit N` only
+   the first N rows are streamed (the same rows a full download would put first) and kept under the cache
+   directory, so trying a 9,000-question split on 20 questions does not download all of it.
 `lmms-lab/X` and `lmms-lab-encoder/X` are the same datasets (lmms-eval moved some ids): both are tried, in
 both places.
 
@@ -124,8 +126,10 @@ def _offline_hint(repo: str, config: str | None) -> str:
             f"copy DIR here and pass --data-dir DIR (the hub repo's parquet files under DIR/{repo}/ work too).")
 
 
-def open_dataset(spec: TaskSpec, cache_dir: Path, data_dir: Path | None = None) -> tuple[Any, str]:
-    """(datasets.Dataset, where it came from) for a task, or a one-paragraph ConfigError saying how to fix it."""
+def open_dataset(spec: TaskSpec, cache_dir: Path, data_dir: Path | None = None,
+                 limit: int | None = None) -> tuple[Any, str]:
+    """(datasets.Dataset, where it came from) for a task, or a one-paragraph ConfigError saying how to fix it.
+    `limit` only changes what is fetched from the hub (its first rows); local copies are opened whole."""
     scheme, target = source_target(spec)
     split, config = spec.split, _config(spec)
     if not split:
@@ -146,16 +150,38 @@ def open_dataset(spec: TaskSpec, cache_dir: Path, data_dir: Path | None = None) 
                 dataset = load_local(root, split, cache_dir, spec.task) if root.exists() else None
                 if dataset is not None:
                     return dataset, str(root)
-    return _load_hub(spec, target, config, split, looked, data_dir)
+    return _load_hub(spec, target, config, split, looked, data_dir, cache_dir, limit)
+
+
+def _first_rows(repo: str, config: str | None, split: str, revision: str | None, limit: int,
+                cache_dir: Path) -> Any:
+    """The split's first `limit` rows, streamed once and then read from cache_dir (images kept as bytes)."""
+    from datasets import Dataset, Image, load_dataset, load_from_disk
+
+    path = cache_dir / "hf-first-rows" / repo / (config or "default") / (revision or "main") / f"{split}-{limit}"
+    if (path / "state.json").is_file():
+        return load_from_disk(str(path))
+    stream = load_dataset(repo, config, split=split, revision=revision, streaming=True)
+    features = stream.features
+    if features is not None:
+        for column, feature in features.items():
+            if isinstance(feature, Image):
+                stream = stream.cast_column(column, Image(decode=False))
+        features = stream.features
+    dataset = Dataset.from_list(list(stream.take(limit)), features=features)
+    dataset.save_to_disk(str(path))
+    return load_from_disk(str(path))
 
 
 def _load_hub(spec: TaskSpec, target: str, config: str | None, split: str, looked: list[Path],
-              data_dir: Path | None) -> tuple[Any, str]:
+              data_dir: Path | None, cache_dir: Path, limit: int | None) -> tuple[Any, str]:
     from datasets import load_dataset
 
     failures: list[str] = []
     for repo in repo_ids(target):
         try:
+            if limit:
+                return _first_rows(repo, config, split, spec.revision, limit, cache_dir), f"hub:{repo} (first {limit} rows)"
             return load_dataset(repo, config, split=split, revision=spec.revision), f"hub:{repo}"
         except ValueError as exc:  # unknown split or config: the repo answered, the task config is wrong
             raise ConfigError(f"task {spec.task}: {describe(spec)}: {str(exc).splitlines()[0]}") from None
@@ -216,10 +242,12 @@ class HubSamples(Sequence):
                           meta={"row_index": index})
 
 
-def load_hub_samples(spec: TaskSpec, cache_dir: Path, data_dir: Path | None = None) -> HubSamples:
-    """The task's Samples (lazy) after checking that every column its `columns:` needs exists."""
+def load_hub_samples(spec: TaskSpec, cache_dir: Path, data_dir: Path | None = None,
+                     limit: int | None = None) -> HubSamples:
+    """The task's Samples (lazy) after checking that every column its `columns:` needs exists; with `limit`,
+    a hub split is fetched only as far as its first `limit` rows."""
     cmap = ColumnMap.from_spec(spec.task, spec.columns)
-    dataset, origin = open_dataset(spec, cache_dir, data_dir)
+    dataset, origin = open_dataset(spec, cache_dir, data_dir, limit)
     missing = cmap.missing(list(dataset.column_names))
     if missing:
         scheme, target = source_target(spec)

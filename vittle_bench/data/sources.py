@@ -26,7 +26,7 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
     elif scheme in ("hf", "disk"):
         from vittle_bench.data.hf import load_hub_samples
 
-        samples = load_hub_samples(spec, cache_dir, data_dir)
+        samples = load_hub_samples(spec, cache_dir, data_dir, limit)
     elif scheme == "local":
         from vittle_bench.data.local import load_local_jsonl
 
