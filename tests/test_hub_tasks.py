@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
+from fake_openai_server import FakeServer, ok
 from fixtures_hub import (EMI_NATURAL_SPLITS, EMI_SYNTHETIC_SPLITS, POPE_FEATURES, build_hub_fixtures, fixture_rows,
                           photo)
 from PIL import Image
@@ -69,14 +70,24 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_every_hub_config_loads_runs_through_a_model_and_scores(hub_dir, cache, tiny_random_checkpoint, one_thread):
+@pytest.fixture
+def judge_server():
+    """An OpenAI-compatible judge on localhost that prefers the evaluated model (WildVision verdict B>A)."""
+    with FakeServer(default=lambda payload: ok("Mine is better. My final verdict: [[B>A]]")) as server:
+        yield server
+
+
+def test_every_hub_config_loads_runs_through_a_model_and_scores(hub_dir, cache, tiny_random_checkpoint, one_thread,
+                                                                 judge_server):
     model = load_model(f"hf:{tiny_random_checkpoint}")
+    pairwise_judge = {"judge": "openai:judge", "judge_args": {"base_url": judge_server.url}}
     cells = []
     for spec in HUB:
         samples = load_samples(spec, cache, None, hub_dir)
         rows = _fixture_split(spec)
         assert len(samples) == len(next(iter(rows.values()))), spec.task
-        adapter = TASK_ADAPTERS.get(spec.adapter)(**{**spec.adapter_args, "max_new_tokens": 3})
+        judged = pairwise_judge if spec.adapter == "pairwise" else {}
+        adapter = TASK_ADAPTERS.get(spec.adapter)(**{**spec.adapter_args, "max_new_tokens": 3, **judged})
         for sample in samples:
             assert sample.load_error is None, (spec.task, sample.load_error)
             assert sample.images and all(im.mode == "RGB" for im in sample.images) and sample.question
@@ -99,10 +110,11 @@ def test_every_hub_config_loads_runs_through_a_model_and_scores(hub_dir, cache, 
         metrics = {m: v for m, v, *_ in adapter.aggregate(records, seed=0)}
         primary = {"pope": ["accuracy", "f1", "yes_ratio"], "closed_form": ["accuracy", "unparseable_rate"],
                    "mme": ["mme_perception", "mme_cognition", "accuracy", "accuracy_plus"],
-                   "open_ended": ["relative_score_overlap"]}[spec.adapter]
+                   "open_ended": ["relative_score_overlap"], "pairwise": ["win_rate", "mean_verdict"]}[spec.adapter]
         for name in primary:
             assert math.isfinite(metrics[name]), (spec.task, name, metrics)
     assert next(outputs_iter, None) is None
+    assert len(judge_server.log) == len(_fixture_split(SPECS["wildvision_bench"])["question_id"])
 
 
 def test_samples_and_prompts_match_the_rows_and_lmms_eval(hub_dir, cache):

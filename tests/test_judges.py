@@ -13,10 +13,13 @@ from fake_openai_server import FakeServer, ok, status
 from vittle_bench.cli import main
 from vittle_bench.judges import load_judge
 from vittle_bench.judges.cache import JudgmentCache
+from vittle_bench.config import ConfigError
 from vittle_bench.judges.openai_compat import OpenAIJudge, judge_prompt, parse_score_pair
+from vittle_bench.judges.pairwise import parse_verdict
 from vittle_bench.registry import UnknownNameError
 from vittle_bench.schema import Sample, SampleResult
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
+from vittle_bench.tasks.pairwise import PairwiseAdapter
 
 FAST = {"timeout": 2.0, "max_retries": 1, "parse_retries": 1, "backoff": 0.01}
 
@@ -166,3 +169,80 @@ def test_embedding_judge_end_to_end_is_labelled(tiny_random_checkpoint, world_ca
     assert all(r["scorer"] == "embedding" and 1.0 <= r["score"] <= 10.0 and r["reference_score"] == 10.0 for r in records)
     value = results.set_index("metric").loc["relative_score_embedding", "value"]
     assert value == pytest.approx(100 * np.mean([r["score"] for r in records]) / 10.0, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- WildVision's pairwise judge
+@pytest.mark.parametrize("review,expected", [
+    ("My final verdict is tie: [[A=B]]", 0),
+    ("B is far better.\n\nMy final verdict is: [[B>>A]]", 2),
+    ("[[B>A]]", 1), ("Assistant A wins: [[A>B]].", -1), ("**[[A>>B]]**", -2),
+    ("Verdict [[B>A]] ... as said, [[B>A]]", 1),  # the same label twice is one verdict
+])
+def test_pairwise_verdicts_are_parsed(review, expected):
+    assert parse_verdict(review) == expected
+
+
+@pytest.mark.parametrize("review", ["", "B is better.", "[[B>A]] no wait [[A>B]]", "[[C>A]]", "[[]]", "[B>A]"])
+def test_unreadable_verdicts_are_not_guessed(review):
+    assert parse_verdict(review) is None
+
+
+def test_pairwise_judge_shows_image_prompt_and_both_answers_and_scores_from_the_models_side(tmp_path):
+    from PIL import Image
+
+    from vittle_bench.judges.pairwise import PairwiseJudge
+
+    image = Image.new("RGB", (8, 6), (200, 10, 10))
+    wild = Sample("wildvision_bench", "q1", "What is funny here?", images=(image,), answer="BASELINE ANSWER")
+    verdicts = {"good": [ok("... [[B>>A]]")], "worse": [ok("[[A>B]]")], "vague": [ok("Both fine.")]}
+    key_of = lambda p: next(a for a in verdicts if f"Assistant B's Answer|>\n{a}\n" in p["messages"][1]["content"][0]["text"])
+    with FakeServer(key_of=key_of, scripts=verdicts) as server:
+        judge = PairwiseJudge("judge", base_url=server.url, cache=str(tmp_path / "j.sqlite"), **FAST)
+        got = judge.judge_many([(wild, "good"), (wild, "worse"), (wild, "vague")])
+        llava = OpenAIJudge("judge", base_url=server.url, cache=str(tmp_path / "j.sqlite"), **FAST)
+        assert llava.identity["protocol"] != judge.identity["protocol"]  # the two protocols never share a cache key
+    assert [(j.model_score, j.reference_score, j.failed) for j in got] == [(2.0, 0.0, False), (-1.0, 0.0, False),
+                                                                           (None, None, True)]
+    payload = server.log[0]["payload"]
+    assert payload["temperature"] == 0.0 and payload["messages"][0]["content"].startswith("Please act as an impartial judge")
+    text, picture = payload["messages"][1]["content"]
+    assert text["text"].startswith("<|User Prompt|>\nWhat is funny here?\n\n<|The Start of Assistant A's Answer|>\n"
+                                   "BASELINE ANSWER\n<|The End of Assistant A's Answer|>")
+    assert picture["image_url"]["url"].startswith("data:image/png;base64,")
+    assert len(server.log) == 1 + 1 + 2  # the unreadable verdict was asked once more
+
+
+def _verdict(score) -> SampleResult:
+    return SampleResult("m", "wildvision_bench", "clean", "clean", 0, "s", "", "", "ref", "ans", "ans", True, score,
+                        reference_score=None if score is None else 0.0)
+
+
+def test_pairwise_adapter_reports_win_tie_loss_and_needs_an_llm_judge():
+    adapter = PairwiseAdapter(judge="openai:gpt-4o")
+    rows = {name: value for name, value, *_ in adapter.aggregate([_verdict(v) for v in (2, 1, 0, -1, None, 1)], seed=0)}
+    assert rows["win_rate"] == pytest.approx(3 / 5) and rows["tie_rate"] == pytest.approx(1 / 5)
+    assert rows["loss_rate"] == pytest.approx(1 / 5) and rows["mean_verdict"] == pytest.approx(3 / 5)
+    assert rows["judge_failed"] == 1.0
+    for judge in ("", "overlap", "embedding", "openai"):
+        with pytest.raises(ConfigError, match="--judge openai:MODEL"):
+            PairwiseAdapter(judge=judge)
+
+
+def test_wildvision_without_an_llm_judge_exits_2_before_any_model_loads(tmp_path, capsys):
+    code = main(["run", "--model", "builtin:tiny-llava", "--tasks", "wildvision_bench", "--shifts", "clean",
+                 "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--judge openai:MODEL" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_win_rate_is_a_primary_percent_metric_whose_per_sample_form_matches_the_adapter():
+    from vittle_bench.leaderboard import display_factor, primary_metric
+    from vittle_bench.metrics.stats import sample_metric
+
+    records = [_verdict(v) for v in (2, 1, 0, -1, None, 1)]
+    frame = pd.DataFrame({"score": [r.score for r in records], "error": [None] * len(records)})
+    num, den, counted = sample_metric("win_rate").parts(frame)
+    adapter_value = dict((m, v) for m, v, *_ in PairwiseAdapter(judge="openai:j").aggregate(records, 0))["win_rate"]
+    assert num.sum() / den.sum() == pytest.approx(adapter_value) and counted.tolist() == [1, 1, 1, 1, 0, 1]
+    assert sample_metric("win_rate").binary and primary_metric({"judge_failed", "win_rate"}) == "win_rate"
+    assert display_factor("win_rate") == 100.0

@@ -26,9 +26,10 @@ from vittle_bench.config import ConfigError
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.stats import SampleGrid, condition_label, sample_metric
 
-PRIMARY_METRICS = ("accuracy", "relative_score", "relative_score_overlap")
-PERCENT_METRICS = {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_rate"}
-LOWER_IS_BETTER = {"unparseable_rate", "judge_failed", "n_errors", "emid", "emid_bound"}  # by base name
+PRIMARY_METRICS = ("accuracy", "relative_score", "relative_score_overlap", "win_rate")
+PERCENT_METRICS = {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_rate", "win_rate", "tie_rate",
+                   "loss_rate"}
+LOWER_IS_BETTER = {"unparseable_rate", "judge_failed", "n_errors", "emid", "emid_bound", "loss_rate"}  # by base name
 KIND_ORDER = ("clean", "image", "text", "joint", "domain")
 GROUP_BYS = ("shift_kind", "shift", "severity", "condition")
 FORMATS = ("csv", "markdown", "latex", "html")

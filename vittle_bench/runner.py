@@ -120,6 +120,8 @@ def plan_run(options: RunOptions) -> _Plan:
         raise ConfigError("no tasks selected")
     if options.judge:
         judge_class(options.judge)  # an unknown judge fails here, before any model loads
+    for spec in tasks:
+        make_adapter(spec, options)  # so does a task whose adapter cannot work with this judge choice
     unknown = set(options.metrics) - set(RUN_METRICS)
     if unknown:
         raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")

@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from vittle_bench.judges.base import JUDGES, Judgment
 from vittle_bench.judges.cache import JudgmentCache, judgment_key
@@ -90,6 +90,7 @@ class OpenAIJudge:
     label: ClassVar[str] = ""  # a real LLM judge: its metric is `relative_score`
     needs_target: ClassVar[bool] = True
     uses_cache: ClassVar[bool] = True
+    protocol: ClassVar[str] = "llava-bench/1"  # part of every cache key: another protocol never hits these
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, concurrency: int = 8,
                  max_retries: int = 4, parse_retries: int = 2, timeout: float = 120.0, backoff: float = 1.0,
@@ -101,7 +102,7 @@ class OpenAIJudge:
         self.cache = JudgmentCache(cache)
         # What the cache key and the record say about this judge (no key, no credentials in the URL).
         self.identity = {"judge": self.name, "base_url": public_url(self.client.base_url),
-                         "temperature": self.temperature, "max_tokens": self.max_tokens, "protocol": "llava-bench/1"}
+                         "temperature": self.temperature, "max_tokens": self.max_tokens, "protocol": self.protocol}
         self.stats = {"judged": 0, "cached": 0, "failed": 0, "unparseable_reviews": 0}
         self._lock = threading.Lock()
 
@@ -109,11 +110,15 @@ class OpenAIJudge:
         with self._lock:
             self.stats[key] += n
 
-    def messages(self, sample: Sample, answer: str) -> list[dict[str, str]]:
+    def messages(self, sample: Sample, answer: str) -> list[dict[str, Any]]:
         return [{"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": judge_prompt(sample.question, sample.answer or "", answer, sample.context)}]
 
-    def _ask(self, messages: list[dict[str, str]]) -> tuple[str, tuple[float, float]] | str:
+    def parse_review(self, review: str) -> tuple[float, float] | None:
+        """(reference score, model score) from a review, or None when it cannot be read."""
+        return parse_score_pair(review)
+
+    def _ask(self, messages: list[dict[str, Any]]) -> tuple[str, tuple[float, float]] | str:
         """(review, (reference score, model score)) or the reason the judgment failed."""
         payload = {"model": self.model, "messages": messages, "temperature": self.temperature,
                    "max_tokens": self.max_tokens}
@@ -123,7 +128,7 @@ class OpenAIJudge:
                 review = self.client.complete(payload)
             except RequestFailed as exc:
                 return f"request failed: {exc}"
-            pair = parse_score_pair(review)
+            pair = self.parse_review(review)
             if pair is not None:
                 return review, pair
             self._count("unparseable_reviews")
@@ -137,7 +142,7 @@ class OpenAIJudge:
     def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
         """Judgments in order: cache hits first, the rest concurrently (bounded by `concurrency`)."""
         judgments: list[Judgment | None] = [None] * len(items)
-        todo: list[tuple[int, str, list[dict[str, str]]]] = []
+        todo: list[tuple[int, str, list[dict[str, Any]]]] = []
         for i, (sample, answer) in enumerate(items):
             if not sample.answer:
                 judgments[i] = Judgment.failure("no reference answer")

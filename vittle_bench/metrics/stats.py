@@ -259,6 +259,12 @@ def _relative_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.where(judged, r["reference_score"].fillna(0).astype(float), 0.0), judged)
 
 
+def _win_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise verdicts (-2..+2): a win is a positive verdict; unjudged samples are not counted."""
+    judged = _valid(r) & r["score"].notna().to_numpy()
+    return (judged & (r["score"].fillna(0).to_numpy() > 0)).astype(float), judged.astype(float), judged
+
+
 def _within(parts: Parts, category: str) -> Parts:
     """The same metric over one category's samples (adapters report it as `<metric>/<category>`)."""
     def within(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,6 +283,7 @@ _SAMPLE_METRICS: dict[str, tuple[Parts, dict]] = {
     "f1": (_f1_parts, {"zero": 0.0}),
     "relative_score": (_relative_parts, {"scale": 100.0}),
     "relative_score_overlap": (_relative_parts, {"scale": 100.0}),
+    "win_rate": (_win_parts, {"binary": True}),
 }
 
 

@@ -27,4 +27,4 @@ class TaskAdapter(Protocol):
 
 TASK_ADAPTERS: Registry[type] = Registry(
     "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended",
-              "vittle_bench.tasks.yes_no"))
+              "vittle_bench.tasks.pairwise", "vittle_bench.tasks.yes_no"))
