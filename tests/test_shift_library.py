@@ -332,6 +332,42 @@ def test_mt_shift_fails_with_one_clear_error_offline():
         shift.apply(Sample("t", "1", "Is there a cat?"), np.random.default_rng(0))
 
 
+def test_mt_shift_translates_only_the_stem_with_a_seq2seq_checkpoint(tmp_path, monkeypatch):
+    """The success path, on a tiny random MarianMT saved like a hub checkpoint (OPUS-MT itself needs the hub):
+    the model loads through the same from_pretrained calls, only the question stem is translated, the
+    protected tail stays verbatim, and greedy decoding gives the same text on every call."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    import vittle_bench.shifts.translation as translation
+
+    words = "is there a cat dog in the image ? ist da eine katze hund im bild".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    word_level = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    config = MarianConfig(vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                          decoder_ffn_dim=32, max_position_embeddings=1024, pad_token_id=0, eos_token_id=1,
+                          decoder_start_token_id=0, forced_eos_token_id=1)
+    MarianMTModel(config).save_pretrained(tmp_path)
+    monkeypatch.setitem(translation.MT_MODELS, "de", str(tmp_path))
+
+    shift = parse_condition("mt_de@1").shift
+    shift.preflight()
+    tail = "\nA. yes\nB. no\nAnswer with the option's letter from the given choices directly."
+    stem = "is there a cat in the image ?"
+    sample = Sample("t", "1", stem + tail, meta={"question_stem_chars": len(stem)})
+    first = shift.apply(sample, np.random.default_rng(0))
+    assert first.question.endswith(tail) and first.question != sample.question
+    assert shift.apply(sample, np.random.default_rng(1)).question == first.question  # greedy: no randomness
+    translated = first.question[: -len(tail)].split()
+    assert translated and set(translated) <= set(words) | {"<unk>"}  # decoded from the model's own vocabulary
+
+
 def test_domain_shift_swaps_rows_declared_in_a_suite(tmp_path, world_cache):
     from vittle_bench.config import load_task_specs, resolve_shifts
     from vittle_bench.shifts.domain import DomainError, DomainResolver
