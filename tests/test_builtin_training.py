@@ -44,3 +44,24 @@ def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monke
     # ...but never a tower trained with another stage-1 recipe.
     with pytest.raises(ValueError, match="another stage-1 recipe"):
         stage1_model(Recipe(**{**TINY, "stage1_steps": 3}), checkpoint, log=lambda m: None)
+
+
+def test_each_turn_weighs_the_same_in_the_stage2_loss():
+    """A one-word answer and a long description count equally: the loss is the mean over turns of each
+    turn's mean token cross-entropy."""
+    from vittle_bench.models.tiny_llava import build_processor
+    from vittle_bench.models.tiny_llava_train import ConversationEncoder, turn_balanced_loss
+
+    turns = [("Is there a red circle in the image?", "Yes"),
+             ("Describe the objects in the image.", "There are 2 objects: a small red circle and a large blue ring.")]
+    ids, labels, weights = ConversationEncoder(build_processor()).encode(turns)
+    answers = [[w for w, lab in zip(weights, labels) if lab != -100 and w == w0] for w0 in sorted(set(weights) - {0.0})]
+    assert sorted(len(a) for a in answers) == [2, 16] and all(sum(a) == pytest.approx(1.0) for a in answers)
+    torch.manual_seed(0)
+    logits = torch.randn(1, len(ids), 50)
+    labels_t = torch.tensor([[lab % 50 if lab != -100 else -100 for lab in labels]])
+    ce = torch.nn.functional.cross_entropy(logits[0, :-1], labels_t[0, 1:], ignore_index=-100, reduction="none")
+    turn_of = torch.tensor(weights[1:])
+    per_turn = [ce[(turn_of == w) & (labels_t[0, 1:] != -100)].mean() for w in sorted(set(weights) - {0.0})]
+    expected = torch.stack(per_turn).mean()
+    assert turn_balanced_loss(logits, labels_t, torch.tensor([weights])) == pytest.approx(expected.item(), rel=1e-5)

@@ -80,7 +80,7 @@ def test_labels_supervise_exactly_the_assistant_turns(tiny_random_checkpoint, ll
     for r, row in enumerate(load_rows(llava_data / "data.json")):
         turns = [(row["conversations"][i]["value"].replace("<image>", "").strip(), row["conversations"][i + 1]["value"])
                  for i in range(0, len(row["conversations"]), 2)]
-        ids, labels = encoder.encode(turns)
+        ids, labels, _ = encoder.encode(turns)
         n = int(batch["attention_mask"][r].sum())
         if "image" in row:
             assert batch["input_ids"][r, :n].tolist() == ids

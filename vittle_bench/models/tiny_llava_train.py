@@ -48,7 +48,8 @@ class Recipe:
     vision_layers: int = 4  # 3 layers: held-out category presence 0.80 after stage 1; 4 layers: 0.88
     text_layers: int = 4  # 2 layers learn counting and captions but not the two-hop "colour -> option letter"
     probe_every: int = 200
-    stage2_vision_aux: float = 0.5  # weight of the stage-1 losses kept on the tower during stage 2
+    balance_turns: bool = True  # every turn weighs the same in the loss (see turn_balanced_loss)
+    stage2_vision_aux: float = 0.0  # weight of the stage-1 losses kept on the tower during stage 2
     turn_weights: dict[str, float] = field(default_factory=lambda: {
         "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.15, "multiple_choice": 0.3, "describe": 0.15})
 
@@ -176,21 +177,23 @@ class ConversationEncoder:
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
-    def encode(self, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
-        ids, labels = [self.tok.bos_token_id], [-100]
+    def encode(self, turns: list[tuple[str, str]]) -> tuple[list[int], list[int], list[float]]:
+        """(input ids, labels, loss weights); each turn's answer tokens share a weight of 1 in all."""
+        ids, labels, weights = [self.tok.bos_token_id], [-100], [0.0]
         for i, (prompt, answer) in enumerate(turns):
             head = "USER: " + ("<image>\n" if i == 0 else "") + prompt + " ASSISTANT:"
             head_ids = [t for x in self._ids(head) for t in ([x] * IMAGE_TOKENS if x == self.image_id else [x])]
             answer_ids = self._ids(" " + answer) + [self.tok.eos_token_id]
             ids += head_ids + answer_ids
             labels += [-100] * len(head_ids) + answer_ids
-        return ids, labels
+            weights += [0.0] * len(head_ids) + [1.0 / len(answer_ids)] * len(answer_ids)
+        return ids, labels, weights
 
     def check_matches_processor(self, image, prompt: str) -> None:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         expected = self.processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
-        ids, _ = self.encode([(prompt, "x")])
+        ids = self.encode([(prompt, "x")])[0]
         if ids[: len(expected)] != expected:
             raise AssertionError("training sequences do not match the chat template's tokenization")
 
@@ -199,17 +202,28 @@ def _stage2_batch(encoder: ConversationEncoder, processor: LlavaProcessor, rng: 
                   first_index: int) -> tuple[dict[str, torch.Tensor], list]:
     scenes = [draw_scene(scene_rng(recipe.seed + 2 * TRAIN_SEED_OFFSET, first_index + i)) for i in range(recipe.stage2_batch)]
     encoded = [encoder.encode(training_turns(s.objects, rng, recipe)) for s in scenes]
-    length = max(len(ids) for ids, _ in encoded)
+    length = max(len(ids) for ids, _, _ in encoded)
     pad = encoder.tok.pad_token_id
     input_ids = torch.full((len(encoded), length), pad)
     labels = torch.full((len(encoded), length), -100)
+    weights = torch.zeros((len(encoded), length))
     attention = torch.zeros((len(encoded), length), dtype=torch.long)
-    for i, (ids, lab) in enumerate(encoded):
+    for i, (ids, lab, w) in enumerate(encoded):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         labels[i, : len(ids)] = torch.tensor(lab)
+        weights[i, : len(ids)] = torch.tensor(w)
         attention[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "loss_weights": weights,
             "pixel_values": _pixels(processor, [s.image for s in scenes])}, scenes
+
+
+def turn_balanced_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy in which every turn weighs the same, however long its answer: averaged per
+    token, a 20-token description outweighs a one-word POPE answer twenty times over."""
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
+                         reduction="none")
+    w = weights[:, 1:].flatten()
+    return (ce * w).sum() / w.sum()
 
 
 def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
@@ -242,7 +256,11 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
         lr = cosine_lr(recipe.lr, step, recipe.stage2_steps, recipe.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["mult"]
-        loss = model(**batch).loss
+        weights, labels = batch.pop("loss_weights"), batch.pop("labels")
+        if recipe.balance_turns:
+            loss = turn_balanced_loss(model(**batch).logits, labels, weights)
+        else:
+            loss = model(**batch, labels=labels).loss
         ce = loss.item()
         if aux:
             loss = loss + recipe.stage2_vision_aux * vision_losses(vision_heads, captured.pop("hidden"), scenes)
