@@ -69,8 +69,10 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
 STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "vision_layers", "text_layers")
 
 
-def _stage1_key(recipe: Recipe) -> str:
-    return json.dumps({k: recipe_dict(recipe)[k] for k in STAGE1_FIELDS}, sort_keys=True)
+def _stage1_key(recipe: Recipe, processor) -> str:
+    """What a stage-1 checkpoint must match: the stage-1 recipe and the tokenizer's vocabulary."""
+    return json.dumps({**{k: recipe_dict(recipe)[k] for k in STAGE1_FIELDS}, "vocab": processor.tokenizer.get_vocab()},
+                      sort_keys=True)
 
 
 def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], None]):
@@ -82,8 +84,8 @@ def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], N
     heads = VisionHeads(model.model.vision_tower.config.hidden_size)
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True)
-        if saved.get("stage1_recipe") != _stage1_key(recipe):
-            raise ValueError(f"{checkpoint} was trained with another stage-1 recipe; delete it or pass another path")
+        if saved.get("stage1_recipe") != _stage1_key(recipe, processor):
+            raise ValueError(f"{checkpoint} was trained with another stage-1 recipe or tokenizer; delete it or pass another path")
         model.load_state_dict(saved["state"])
         heads.load_state_dict(saved["heads"])
         return processor, model, heads, json.loads(saved["report"])
@@ -93,7 +95,7 @@ def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], N
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state": model.state_dict(), "heads": heads.state_dict(), "report": json.dumps(report),
-                    "stage1_recipe": _stage1_key(recipe)}, checkpoint)
+                    "stage1_recipe": _stage1_key(recipe, processor)}, checkpoint)
     return processor, model, heads, report
 
 

@@ -48,10 +48,11 @@ class Recipe:
     vision_layers: int = 4  # 3 layers: held-out category presence 0.80 after stage 1; 4 layers: 0.88
     text_layers: int = 4  # 2 layers learn counting and captions but not the two-hop "colour -> option letter"
     probe_every: int = 200
-    balance_turns: bool = True  # every turn weighs the same in the loss (see turn_balanced_loss)
+    balance_turns: bool = False  # every turn weighs the same in the loss (see turn_balanced_loss)
     stage2_vision_aux: float = 0.0  # weight of the stage-1 losses kept on the tower during stage 2
     turn_weights: dict[str, float] = field(default_factory=lambda: {
-        "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.15, "multiple_choice": 0.3, "describe": 0.15})
+        "pope": 0.25, "pope_binding": 0.1, "colour_presence": 0.05, "shape_presence": 0.1, "multiple_choice": 0.3,
+        "describe": 0.2})
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
@@ -155,7 +156,8 @@ def training_turns(objects, rng: random.Random, recipe: Recipe) -> list[tuple[st
             q = qa.open_question(objects)
             prompt = q.question
         else:
-            builder = {"pope": qa.pope_style_question, "colour_presence": qa.colour_presence_question,
+            builder = {"pope": qa.pope_style_question, "pope_binding": qa.binding_negative_question,
+                       "colour_presence": qa.colour_presence_question,
                        "shape_presence": qa.shape_presence_question}[kind]
             q = builder(objects, rng)
             prompt = pope.build_request(Sample("train", "", q.question)).prompt

@@ -132,3 +132,17 @@ def pope_style_question(objects: tuple[SceneObject, ...], rng: random.Random) ->
         candidates = all_names
     candidates = sorted(set(candidates) - present) or sorted(set(all_names) - present)
     return Question("pope", pope_question_text(rng.choice(candidates)), "No")
+
+
+def binding_negative_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
+    """Training-only POPE-form negative whose colour and shape are both in the scene, on different objects
+    ('a red ring' next to a red square and a blue ring): it cannot be answered by checking colour and shape
+    separately, only by binding them. Falls back to a POPE-style question when no such pair exists."""
+    from vittle_bench.data.coco_pope import pope_question_text
+
+    present = {o.name for o in objects}
+    candidates = sorted({f"{a.colour} {b.shape}" for a in objects for b in objects} - present)
+    if not candidates:
+        return pope_style_question(objects, rng)
+    return Question("pope", pope_question_text(rng.choice(candidates)), "No")
+
