@@ -37,8 +37,7 @@ def load_benchmark_model(tmp: Path):
 
     torch.manual_seed(0)
     processor = build_processor()
-    recipe = Recipe()
-    model = build_model(processor, vision_layers=recipe.vision_layers, text_layers=recipe.text_layers)  # built-in architecture, random weights
+    model = build_model(processor, text_layers=Recipe().text_layers)  # the built-in architecture, random weights
     path = tmp / "tiny-llava-random"
     model.save_pretrained(path)
     processor.save_pretrained(path)

@@ -61,7 +61,7 @@ def timed(fn, device: torch.device) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--vision-layers", type=int, default=4)
+    parser.add_argument("--vision-layers", type=int, default=3)
     parser.add_argument("--text-layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)

@@ -19,8 +19,7 @@ import torch
 from vittle_bench.data.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
 from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.models.tiny_llava import build_model, build_processor
-from vittle_bench.models.tiny_llava_train import (ConversationEncoder, Recipe, VisionHeads, pretrain_vision, recipe_dict,
-                                                  train_stage2)
+from vittle_bench.models.tiny_llava_train import ConversationEncoder, Recipe, pretrain_vision, recipe_dict, train_stage2
 from vittle_bench.schema import Sample
 from vittle_bench.tasks.closed_form import ClosedFormAdapter
 from vittle_bench.tasks.pope import PopeAdapter
@@ -66,47 +65,33 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
             "mc_acc": round(sum(LETTERS[i] == q.answer for i, q in zip(letters, mc)) / n, 3)}
 
 
-STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "vision_layers", "text_layers")
-
-
-def _stage1_key(recipe: Recipe, processor) -> str:
-    """What a stage-1 checkpoint must match: the stage-1 recipe and the tokenizer's vocabulary."""
-    return json.dumps({**{k: recipe_dict(recipe)[k] for k in STAGE1_FIELDS}, "vocab": processor.tokenizer.get_vocab()},
-                      sort_keys=True)
-
-
 def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], None]):
-    """The model (and stage-1 heads) after stage 1, shared by every variant; cached at `checkpoint` (if
-    given) so variants can be trained in separate processes from the very same tower."""
+    """The model after stage 1, shared by every variant; cached at `checkpoint` (if given) so variants
+    can be trained in separate processes from the very same tower."""
     torch.manual_seed(recipe.seed)
     processor = build_processor()
-    model = build_model(processor, vision_layers=recipe.vision_layers, text_layers=recipe.text_layers)
-    heads = VisionHeads(model.model.vision_tower.config.hidden_size)
+    model = build_model(processor, text_layers=recipe.text_layers)
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True)
-        if saved.get("stage1_recipe") != _stage1_key(recipe, processor):
-            raise ValueError(f"{checkpoint} was trained with another stage-1 recipe or tokenizer; delete it or pass another path")
         model.load_state_dict(saved["state"])
-        heads.load_state_dict(saved["heads"])
-        return processor, model, heads, json.loads(saved["report"])
+        return processor, model, json.loads(saved["report"])
     with torch.no_grad():
         model.model.language_model.embed_tokens.weight.normal_(0, recipe.embedding_std)
-    report, heads = pretrain_vision(model, processor, recipe, log)
+    report = pretrain_vision(model, processor, recipe, log)
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": model.state_dict(), "heads": heads.state_dict(), "report": json.dumps(report),
-                    "stage1_recipe": _stage1_key(recipe, processor)}, checkpoint)
-    return processor, model, heads, report
+        torch.save({"state": model.state_dict(), "report": json.dumps(report)}, checkpoint)
+    return processor, model, report
 
 
 def train_builtin(output_root: Path, variants: list[str], recipe: Recipe | None = None,
                   log: Callable[[str], None] = print, stage1_checkpoint: Path | None = None) -> dict[str, dict]:
     recipe = recipe or Recipe()
-    processor, base, base_heads, stage1 = stage1_model(recipe, stage1_checkpoint, log)
+    processor, base, stage1 = stage1_model(recipe, stage1_checkpoint, log)
     reports = {}
     for name in variants:
         torch.manual_seed(recipe.seed + 1)
-        model, heads = copy.deepcopy(base), copy.deepcopy(base_heads)
+        model = copy.deepcopy(base)
         vittle = VARIANTS[name]
         handle = attach_bottleneck(model, vittle) if vittle else None
 
@@ -116,7 +101,7 @@ def train_builtin(output_root: Path, variants: list[str], recipe: Recipe | None 
 
         start = time.time()
         stage2 = train_stage2(model, processor, recipe, lambda m: log(f"[{name}] {m}"),
-                              regularizer if handle else None, lambda: probe(model, processor), heads)
+                              regularizer if handle else None, lambda: probe(model, processor))
         final_probe = probe(model, processor)
         log(f"[{name}] done: {final_probe}")
         out = output_root / name

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import random
 
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
                           LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
 from vittle_bench.data.builtin.questions import POSITION_WORDS, multiple_choice_question, open_question
-from vittle_bench.data.builtin.scenes import CATEGORIES, COLOURS, IMAGE_SIZE, SHAPES, draw_scene, scene_rng
+from vittle_bench.data.builtin.scenes import CATEGORIES, IMAGE_SIZE, draw_scene, scene_rng
 from vittle_bench.tasks.closed_form import MC_SUFFIX, format_options
 from vittle_bench.tasks.pope import POPE_SUFFIX
 
@@ -52,17 +52,9 @@ def _tokenizer_corpus() -> list[str]:
     return lines
 
 
-def _words_and_object_names() -> pre_tokenizers.Split:
-    """Whitespace-style word splitting, except that an object name ("red circle") stays one token, the way a
-    word-level vocabulary holds multi-word class names. With two tokens, the decoder had to learn to bind
-    colour to shape before it could look for the object, and it answered POPE by colour alone instead."""
-    names = f"(?:{'|'.join(COLOURS)}) (?:{'|'.join(SHAPES)})"
-    return pre_tokenizers.Split(Regex(rf"{names}|\w+|[^\w\s]+"), behavior="removed", invert=True)
-
-
 def build_processor() -> LlavaProcessor:
     word_level = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    word_level.pre_tokenizer = _words_and_object_names()
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
     word_level.train_from_iterator(_tokenizer_corpus(), trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, bos_token="<s>", eos_token="</s>",
                                         pad_token="<pad>", unk_token="<unk>", padding_side="left")

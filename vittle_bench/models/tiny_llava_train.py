@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from vittle_bench.data.builtin import questions as qa
-from vittle_bench.data.builtin.questions import POSITION_WORDS, extreme_object
 from vittle_bench.data.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, label_map, scene_rng
 from vittle_bench.models.tiny_llava import IMAGE_TOKENS, PATCH_SIZE
 from vittle_bench.tasks.closed_form import ClosedFormAdapter
@@ -35,7 +34,7 @@ TRAIN_SEED_OFFSET = 1_000  # scene seeds >= this are training scenes; the evalua
 @dataclass
 class Recipe:
     seed: int = 0
-    stage1_steps: int = 3000
+    stage1_steps: int = 1000
     stage1_batch: int = 64
     stage1_lr: float = 2e-3
     stage2_steps: int = 1400
@@ -45,14 +44,10 @@ class Recipe:
     vision_lr_mult: float = 0.3
     warmup: int = 50
     embedding_std: float = 0.15
-    vision_layers: int = 4  # 3 layers: held-out category presence 0.80 after stage 1; 4 layers: 0.88
     text_layers: int = 4  # 2 layers learn counting and captions but not the two-hop "colour -> option letter"
     probe_every: int = 200
-    balance_turns: bool = False  # every turn weighs the same in the loss (see turn_balanced_loss)
-    stage2_vision_aux: float = 0.0  # weight of the stage-1 losses kept on the tower during stage 2
     turn_weights: dict[str, float] = field(default_factory=lambda: {
-        "pope": 0.25, "pope_binding": 0.1, "colour_presence": 0.05, "shape_presence": 0.1, "multiple_choice": 0.3,
-        "describe": 0.2})
+        "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.15, "multiple_choice": 0.3, "describe": 0.15})
 
 
 def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
@@ -75,7 +70,6 @@ class VisionHeads(nn.Module):
         self.presence = nn.Linear(hidden, n)
         self.presence_per_token = nn.Linear(hidden, n)
         self.count = nn.Linear(hidden, MAX_OBJECTS)
-        self.extremes_per_token = nn.Linear(hidden, len(POSITION_WORDS) * n)
 
 
 def _patch_labels(scene) -> np.ndarray:
@@ -87,35 +81,8 @@ def _patch_labels(scene) -> np.ndarray:
     return np.where(counts.max(1) >= 0.12 * patches.shape[1], counts.argmax(1) + 1, 0)
 
 
-def _extreme_labels(scene) -> list[int]:
-    """Category of the leftmost / rightmost / highest / lowest object (-100 where two are too close to call)."""
-    extremes = [extreme_object(scene.objects, d) for d in POSITION_WORDS]
-    return [CATEGORIES.index(o.name) if o is not None else -100 for o in extremes]
-
-
-def vision_losses(heads: VisionHeads, hidden: torch.Tensor, scenes: list) -> torch.Tensor:
-    """Stage-1 objective on the tower's last hidden states (CLS dropped): per-patch category, category
-    presence (pooled and from every token), object count, and from every token the category of the object
-    furthest in each direction (what position questions ask; without it they stayed near chance)."""
-    patch = torch.from_numpy(np.stack([_patch_labels(s) for s in scenes]))
-    presence = torch.zeros(len(scenes), len(CATEGORIES))
-    for i, s in enumerate(scenes):
-        for o in s.objects:
-            presence[i, CATEGORIES.index(o.name)] = 1
-    count = torch.tensor([len(s.objects) - 1 for s in scenes])
-    extremes = torch.tensor([_extreme_labels(s) for s in scenes])
-    pooled = hidden.mean(1)
-    return (F.cross_entropy(heads.patch(hidden).flatten(0, 1), patch.flatten())
-            + 3 * F.binary_cross_entropy_with_logits(heads.presence(pooled), presence)
-            + 3 * F.binary_cross_entropy_with_logits(heads.presence_per_token(hidden),
-                                                     presence[:, None].expand(-1, hidden.shape[1], -1))
-            + 0.5 * F.cross_entropy(heads.count(pooled), count)
-            + F.cross_entropy(heads.extremes_per_token(hidden).reshape(-1, len(CATEGORIES)),
-                              extremes[:, None].expand(-1, hidden.shape[1], -1).reshape(-1)))
-
-
 def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
-                    log: Callable[[str], None]) -> tuple[dict, VisionHeads]:
+                    log: Callable[[str], None]) -> dict:
     tower = model.model.vision_tower
     heads = VisionHeads(tower.config.hidden_size)
     params = list(tower.parameters()) + list(heads.parameters())
@@ -126,7 +93,18 @@ def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProces
         scenes = [draw_scene(scene_rng(recipe.seed + TRAIN_SEED_OFFSET, index + i)) for i in range(recipe.stage1_batch)]
         index += recipe.stage1_batch
         hidden = tower(_pixels(processor, [s.image for s in scenes]), output_hidden_states=True).hidden_states[-1][:, 1:]
-        loss = vision_losses(heads, hidden, scenes)
+        patch = torch.from_numpy(np.stack([_patch_labels(s) for s in scenes]))
+        presence = torch.zeros(len(scenes), len(CATEGORIES))
+        for i, s in enumerate(scenes):
+            for o in s.objects:
+                presence[i, CATEGORIES.index(o.name)] = 1
+        count = torch.tensor([len(s.objects) - 1 for s in scenes])
+        pooled = hidden.mean(1)
+        loss = (F.cross_entropy(heads.patch(hidden).flatten(0, 1), patch.flatten())
+                + 3 * F.binary_cross_entropy_with_logits(heads.presence(pooled), presence)
+                + 3 * F.binary_cross_entropy_with_logits(heads.presence_per_token(hidden),
+                                                         presence[:, None].expand(-1, hidden.shape[1], -1))
+                + 0.5 * F.cross_entropy(heads.count(pooled), count))
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(recipe.stage1_lr, step, recipe.stage1_steps, 30)
         optimizer.zero_grad(set_to_none=True)
@@ -135,8 +113,7 @@ def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProces
         optimizer.step()
         if step % 100 == 0 or step == recipe.stage1_steps - 1:
             log(f"stage1 step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
-    report = {"steps": recipe.stage1_steps, "wall_s": round(time.time() - start, 1), "final_loss": round(loss.item(), 4)}
-    return report, heads
+    return {"steps": recipe.stage1_steps, "wall_s": round(time.time() - start, 1), "final_loss": round(loss.item(), 4)}
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -156,8 +133,7 @@ def training_turns(objects, rng: random.Random, recipe: Recipe) -> list[tuple[st
             q = qa.open_question(objects)
             prompt = q.question
         else:
-            builder = {"pope": qa.pope_style_question, "pope_binding": qa.binding_negative_question,
-                       "colour_presence": qa.colour_presence_question,
+            builder = {"pope": qa.pope_style_question, "colour_presence": qa.colour_presence_question,
                        "shape_presence": qa.shape_presence_question}[kind]
             q = builder(objects, rng)
             prompt = pope.build_request(Sample("train", "", q.question)).prompt
@@ -179,93 +155,65 @@ class ConversationEncoder:
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
-    def encode(self, turns: list[tuple[str, str]]) -> tuple[list[int], list[int], list[float]]:
-        """(input ids, labels, loss weights); each turn's answer tokens share a weight of 1 in all."""
-        ids, labels, weights = [self.tok.bos_token_id], [-100], [0.0]
+    def encode(self, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+        ids, labels = [self.tok.bos_token_id], [-100]
         for i, (prompt, answer) in enumerate(turns):
             head = "USER: " + ("<image>\n" if i == 0 else "") + prompt + " ASSISTANT:"
             head_ids = [t for x in self._ids(head) for t in ([x] * IMAGE_TOKENS if x == self.image_id else [x])]
             answer_ids = self._ids(" " + answer) + [self.tok.eos_token_id]
             ids += head_ids + answer_ids
             labels += [-100] * len(head_ids) + answer_ids
-            weights += [0.0] * len(head_ids) + [1.0 / len(answer_ids)] * len(answer_ids)
-        return ids, labels, weights
+        return ids, labels
 
     def check_matches_processor(self, image, prompt: str) -> None:
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         expected = self.processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
-        ids = self.encode([(prompt, "x")])[0]
+        ids, _ = self.encode([(prompt, "x")])
         if ids[: len(expected)] != expected:
             raise AssertionError("training sequences do not match the chat template's tokenization")
 
 
 def _stage2_batch(encoder: ConversationEncoder, processor: LlavaProcessor, rng: random.Random, recipe: Recipe,
-                  first_index: int) -> tuple[dict[str, torch.Tensor], list]:
+                  first_index: int) -> dict[str, torch.Tensor]:
     scenes = [draw_scene(scene_rng(recipe.seed + 2 * TRAIN_SEED_OFFSET, first_index + i)) for i in range(recipe.stage2_batch)]
     encoded = [encoder.encode(training_turns(s.objects, rng, recipe)) for s in scenes]
-    length = max(len(ids) for ids, _, _ in encoded)
+    length = max(len(ids) for ids, _ in encoded)
     pad = encoder.tok.pad_token_id
     input_ids = torch.full((len(encoded), length), pad)
     labels = torch.full((len(encoded), length), -100)
-    weights = torch.zeros((len(encoded), length))
     attention = torch.zeros((len(encoded), length), dtype=torch.long)
-    for i, (ids, lab, w) in enumerate(encoded):
+    for i, (ids, lab) in enumerate(encoded):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         labels[i, : len(ids)] = torch.tensor(lab)
-        weights[i, : len(ids)] = torch.tensor(w)
         attention[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "loss_weights": weights,
-            "pixel_values": _pixels(processor, [s.image for s in scenes])}, scenes
-
-
-def turn_balanced_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy in which every turn weighs the same, however long its answer: averaged per
-    token, a 20-token description outweighs a one-word POPE answer twenty times over."""
-    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
-                         reduction="none")
-    w = weights[:, 1:].flatten()
-    return (ce * w).sum() / w.sum()
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+            "pixel_values": _pixels(processor, [s.image for s in scenes])}
 
 
 def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
                  log: Callable[[str], None], regularizer: Callable[[float], torch.Tensor] | None = None,
-                 probe: Callable[[], dict] | None = None, vision_heads: VisionHeads | None = None) -> dict:
+                 probe: Callable[[], dict] | None = None) -> dict:
     """Stage 2. `regularizer(progress)` (Vittle's KL term) is added to the loss after each forward;
-    `probe()` (a cheap held-out check) is logged every `recipe.probe_every` steps. With
-    `recipe.stage2_vision_aux` > 0 the stage-1 losses (through `vision_heads`) keep the tower's features
-    grounded while the language model's gradients flow into it."""
+    `probe()` (a cheap held-out check) is logged every `recipe.probe_every` steps."""
     encoder = ConversationEncoder(processor)
     encoder.check_matches_processor(draw_scene(scene_rng(0, 0)).image, PopeAdapter().build_request(
         Sample("t", "", "Is there a red circle in the image?")).prompt)
-    tower = model.model.vision_tower
-    aux = recipe.stage2_vision_aux > 0
-    if aux and vision_heads is None:
-        raise ValueError("stage2_vision_aux needs the stage-1 vision heads")
-    vision_params = list(tower.parameters()) + (list(vision_heads.parameters()) if aux else [])
+    vision_params = list(model.model.vision_tower.parameters())
     vision_ids = {id(p) for p in vision_params}
     other = [p for p in model.parameters() if id(p) not in vision_ids]
     groups = [{"params": vision_params, "mult": recipe.vision_lr_mult}, {"params": other, "mult": 1.0}]
     optimizer = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=0.01, betas=(0.9, 0.98))
-    captured: dict[str, torch.Tensor] = {}
-    hook = tower.register_forward_hook(
-        lambda _m, _i, out: captured.__setitem__("hidden", out.hidden_states[-1][:, 1:])) if aux else None
     rng = random.Random(recipe.seed + 7)
     start, history = time.time(), []
     model.train()
     for step in range(recipe.stage2_steps):
-        batch, scenes = _stage2_batch(encoder, processor, rng, recipe, step * recipe.stage2_batch)
+        batch = _stage2_batch(encoder, processor, rng, recipe, step * recipe.stage2_batch)
         lr = cosine_lr(recipe.lr, step, recipe.stage2_steps, recipe.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["mult"]
-        weights, labels = batch.pop("loss_weights"), batch.pop("labels")
-        if recipe.balance_turns:
-            loss = turn_balanced_loss(model(**batch).logits, labels, weights)
-        else:
-            loss = model(**batch, labels=labels).loss
+        loss = model(**batch).loss
         ce = loss.item()
-        if aux:
-            loss = loss + recipe.stage2_vision_aux * vision_losses(vision_heads, captured.pop("hidden"), scenes)
         if regularizer is not None:
             loss = loss + regularizer(step / max(1, recipe.stage2_steps - 1))
         optimizer.zero_grad(set_to_none=True)
@@ -278,8 +226,6 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
         if step % 100 == 0 or step == recipe.stage2_steps - 1:
             log(f"stage2 step {step} ce {np.mean(history[-50:]):.4f} loss {loss.item():.4f} lr {lr:.2e} "
                 f"({time.time() - start:.0f}s)")
-    if hook is not None:
-        hook.remove()
     model.eval()
     return {"steps": recipe.stage2_steps, "wall_s": round(time.time() - start, 1),
             "final_ce": round(float(np.mean(history[-50:])), 4)}

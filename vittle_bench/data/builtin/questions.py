@@ -48,31 +48,20 @@ def colour_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Que
     return _multiple_choice("colour", f"What colour is the {target.shape}?", target.colour, others, rng)
 
 
-_POSITION_KEYS = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}
-
-
-def extreme_object(objects: tuple[SceneObject, ...], direction: str) -> SceneObject | None:
-    """The object furthest in `direction` (a POSITION_WORDS key), or None when the runner-up is too close."""
-    key = _POSITION_KEYS[direction]
-    ranked = sorted(objects, key=key)
-    if len(ranked) > 1 and key(ranked[1]) - key(ranked[0]) < _MARGIN:
-        return None
-    return ranked[0] if ranked else None
-
-
 def position_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question | None:
     if len(objects) < 2 or len({o.name for o in objects}) < len(objects):
         return None
     direction = rng.choice(list(POSITION_WORDS))
-    target = extreme_object(objects, direction)
-    if target is None:
+    key = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}[direction]
+    ranked = sorted(objects, key=key)
+    if key(ranked[1]) - key(ranked[0]) < _MARGIN:
         return None
-    present = [o.name for o in sorted(objects, key=_POSITION_KEYS[direction])[1:]]
+    present = [o.name for o in ranked[1:]]
     absent = [f"{c} {s}" for s in SHAPES for c in COLOURS if f"{c} {s}" not in {o.name for o in objects}]
     rng.shuffle(present)
     rng.shuffle(absent)
     question = f"Which object is {POSITION_WORDS[direction]}?"
-    return _multiple_choice("position", question, target.name, (present + absent)[:3], rng)
+    return _multiple_choice("position", question, ranked[0].name, (present + absent)[:3], rng)
 
 
 def multiple_choice_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
@@ -132,17 +121,3 @@ def pope_style_question(objects: tuple[SceneObject, ...], rng: random.Random) ->
         candidates = all_names
     candidates = sorted(set(candidates) - present) or sorted(set(all_names) - present)
     return Question("pope", pope_question_text(rng.choice(candidates)), "No")
-
-
-def binding_negative_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
-    """Training-only POPE-form negative whose colour and shape are both in the scene, on different objects
-    ('a red ring' next to a red square and a blue ring): it cannot be answered by checking colour and shape
-    separately, only by binding them. Falls back to a POPE-style question when no such pair exists."""
-    from vittle_bench.data.coco_pope import pope_question_text
-
-    present = {o.name for o in objects}
-    candidates = sorted({f"{a.colour} {b.shape}" for a in objects for b in objects} - present)
-    if not candidates:
-        return pope_style_question(objects, rng)
-    return Question("pope", pope_question_text(rng.choice(candidates)), "No")
-
