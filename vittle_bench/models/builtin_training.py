@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from vittle_bench.config import ConfigError
 from vittle_bench.data.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
 from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.models.tiny_llava import build_model, build_processor
@@ -65,14 +66,29 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
             "mc_acc": round(sum(LETTERS[i] == q.answer for i, q in zip(letters, mc)) / n, 3)}
 
 
+STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers")
+
+
+def _stage1_key(recipe: Recipe, processor) -> str:
+    """What a stage-1 checkpoint must match: the stage-1 part of the recipe and the tokenizer's vocabulary."""
+    fields = recipe_dict(recipe)
+    return json.dumps({**{k: fields[k] for k in STAGE1_FIELDS}, "vocab": processor.tokenizer.get_vocab()},
+                      sort_keys=True)
+
+
 def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], None]):
     """The model after stage 1, shared by every variant; cached at `checkpoint` (if given) so variants
-    can be trained in separate processes from the very same tower."""
+    can be trained in separate processes from the very same tower. A checkpoint made with another seed,
+    stage-1 recipe or tokenizer is refused rather than silently reused."""
     torch.manual_seed(recipe.seed)
     processor = build_processor()
     model = build_model(processor, text_layers=recipe.text_layers)
+    key = _stage1_key(recipe, processor)
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True)
+        if saved.get("stage1_recipe") != key:
+            raise ConfigError(f"{checkpoint} holds a stage-1 model made with another seed, stage-1 recipe or "
+                              "tokenizer; delete it (or train into another --output) to train stage 1 again")
         model.load_state_dict(saved["state"])
         return processor, model, json.loads(saved["report"])
     with torch.no_grad():
@@ -80,7 +96,7 @@ def stage1_model(recipe: Recipe, checkpoint: Path | None, log: Callable[[str], N
     report = pretrain_vision(model, processor, recipe, log)
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": model.state_dict(), "report": json.dumps(report)}, checkpoint)
+        torch.save({"state": model.state_dict(), "report": json.dumps(report), "stage1_recipe": key}, checkpoint)
     return processor, model, report
 
 
