@@ -120,7 +120,8 @@ def test_every_hub_config_loads_runs_through_a_model_and_scores(hub_dir, cache, 
 def test_samples_and_prompts_match_the_rows_and_lmms_eval(hub_dir, cache):
     def load(task):
         spec = SPECS[task]
-        adapter = TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args)
+        judge = {"judge": "openai:judge"} if spec.adapter == "pairwise" else {}  # builds prompts only, never judges
+        adapter = TASK_ADAPTERS.get(spec.adapter)(**spec.adapter_args, **judge)
         return [(s, adapter.build_request(s)) for s in load_samples(spec, cache, None, hub_dir)]
 
     sqa = load("scienceqa_img")
