@@ -232,7 +232,8 @@ def test_wildvision_without_an_llm_judge_exits_2_before_any_model_loads(tmp_path
     code = main(["run", "--model", "builtin:tiny-llava", "--tasks", "wildvision_bench", "--shifts", "clean",
                  "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "--judge openai:MODEL" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert code == 2 and "task wildvision_bench" in err and "--judge openai:MODEL" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def test_win_rate_is_a_primary_percent_metric_whose_per_sample_form_matches_the_adapter():

@@ -120,8 +120,11 @@ def plan_run(options: RunOptions) -> _Plan:
         raise ConfigError("no tasks selected")
     if options.judge:
         judge_class(options.judge)  # an unknown judge fails here, before any model loads
-    for spec in tasks:
-        make_adapter(spec, options)  # so does a task whose adapter cannot work with this judge choice
+    for spec in tasks:  # so does a task whose adapter cannot work with this judge choice
+        try:
+            make_adapter(spec, options)
+        except ConfigError as exc:
+            raise ConfigError(f"task {spec.task}: {exc}") from None
     unknown = set(options.metrics) - set(RUN_METRICS)
     if unknown:
         raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
