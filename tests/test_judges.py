@@ -127,6 +127,17 @@ def test_metric_names_label_stand_in_judges_and_bad_specs_fail_early():
     assert "judge_args" not in repr(OpenEndedAdapter(judge="openai:j", judge_args={"api_key": "sk-x"}))
 
 
+@pytest.mark.parametrize("judge", ["openai:gpt-4o-2024-08-06", "embedding", "overlap"])
+def test_every_judges_metric_is_what_leaderboards_and_compare_show(judge):
+    """A run with any judge ends by printing its leaderboard (the embedding judge's run used to stop with
+    'no results to show'), and its cells can be compared sample by sample."""
+    from vittle_bench.leaderboard import primary_metric
+    from vittle_bench.metrics.stats import sample_metric
+
+    name = OpenEndedAdapter(judge=judge).metric_name
+    assert primary_metric({name, "judge_failed", f"{name}/detail"}) == name and sample_metric(name) is not None
+
+
 # ----------------------------------------------------------------------------- the offline embedding judge
 @pytest.fixture(scope="module")
 def embedding_judge():

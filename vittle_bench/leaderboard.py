@@ -26,7 +26,7 @@ from vittle_bench.config import ConfigError
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.stats import SampleGrid, condition_label, sample_metric
 
-PRIMARY_METRICS = ("accuracy", "relative_score", "relative_score_overlap", "win_rate")
+PRIMARY_METRICS = ("accuracy", "relative_score", "relative_score_embedding", "relative_score_overlap", "win_rate")
 PERCENT_METRICS = {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_rate", "win_rate", "tie_rate",
                    "loss_rate"}
 LOWER_IS_BETTER = {"unparseable_rate", "judge_failed", "n_errors", "emid", "emid_bound", "loss_rate"}  # by base name

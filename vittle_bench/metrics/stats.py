@@ -282,6 +282,7 @@ _SAMPLE_METRICS: dict[str, tuple[Parts, dict]] = {
     "recall": (_counted(_pred_yes, _gold_yes), {"zero": 0.0}),
     "f1": (_f1_parts, {"zero": 0.0}),
     "relative_score": (_relative_parts, {"scale": 100.0}),
+    "relative_score_embedding": (_relative_parts, {"scale": 100.0}),
     "relative_score_overlap": (_relative_parts, {"scale": 100.0}),
     "win_rate": (_win_parts, {"binary": True}),
 }
