@@ -1,4 +1,4 @@
-"""`train_builtin` end to end on a tiny recipe (the committed weights take ~45 CPU minutes): variants share
+"""`train_builtin` end to end on a tiny recipe (the committed weights take ~25 CPU minutes each): variants share
 one stage-1 checkpoint, which is refused when it was made with another seed, and the saved directories load
 like any HF checkpoint."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
@@ -14,8 +15,8 @@ from vittle_bench.config import ConfigError
 from vittle_bench.models.builtin_training import stage1_model, train_builtin
 from vittle_bench.models.tiny_llava_train import Recipe
 
-TINY = dict(stage1_steps=2, stage1_batch=4, stage2_steps=2, stage2_batch=2, turns=2, warmup=1, text_layers=1,
-            probe_every=10_000)
+TINY = dict(stage1_steps=2, stage1_batch=4, grounding_steps=1, stage2_steps=2, stage2_batch=2, turns=2, warmup=1,
+            text_layers=1, probe_every=10_000)
 
 
 def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monkeypatch):
@@ -29,8 +30,10 @@ def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monke
     assert checkpoint.is_file() and set(reports) == {"tiny-llava", "tiny-llava-vittle-f"}
     for name in reports:
         log = json.loads((tmp_path / name / "training_log.json").read_text())
-        assert log["variant"] == name and log["stage2"]["steps"] == 2 and log["recipe"]["text_layers"] == 1
-        assert LlavaForConditionalGeneration.from_pretrained(tmp_path / name).config.text_config.num_hidden_layers == 1
+        assert log["variant"] == name and log["stage2"]["steps"] == 1 + 2 and log["recipe"]["text_layers"] == 1
+        loaded = LlavaForConditionalGeneration.from_pretrained(tmp_path / name)
+        assert loaded.config.text_config.num_hidden_layers == 1
+        assert loaded.config._attn_implementation == "sdpa"  # grounding trains with eager attention only
     assert (tmp_path / "tiny-llava-vittle-f" / "vittle_config.json").is_file()
 
     # Another process reuses the tower stored in the checkpoint rather than training its own (marked here,
@@ -42,6 +45,82 @@ def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monke
     _, model, _ = stage1_model(recipe, checkpoint, log=lambda m: None)
     assert torch.equal(model.state_dict()[key], saved["state"][key])
     # ...but never one made with another seed or stage-1 recipe (train-builtin --seed 1 used to reuse it).
-    for other in (Recipe(**{**TINY, "seed": 1}), Recipe(**{**TINY, "stage1_steps": 3})):
+    for other in (Recipe(**{**TINY, "seed": 1}), Recipe(**{**TINY, "stage1_steps": 3}),
+                  Recipe(**{**TINY, "align_weight": 0.0})):
         with pytest.raises(ConfigError, match="another seed, stage-1 recipe or tokenizer"):
             stage1_model(other, checkpoint, log=lambda m: None)
+
+
+# ----------------------------------------------------------------------------- alignment and grounding
+def test_presence_questions_carry_the_attributes_they_ask_about():
+    import random
+
+    from vittle_bench.data.builtin import questions as qa
+    from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+
+    rng = random.Random(0)
+    for i in range(30):
+        objects = draw_scene(scene_rng(5, i)).objects
+        pope = qa.pope_style_question(objects, rng)
+        colour, shape = pope.query
+        assert f"a {colour} {shape} in" in pope.question
+        assert (pope.answer == "Yes") == any((o.colour, o.shape) == (colour, shape) for o in objects)
+        colour_q = qa.colour_presence_question(objects, rng)
+        assert colour_q.query[1] is None and (colour_q.answer == "Yes") == any(o.colour == colour_q.query[0] for o in objects)
+        shape_q = qa.shape_presence_question(objects, rng)
+        assert shape_q.query[0] is None and (shape_q.answer == "Yes") == any(o.shape == shape_q.query[1] for o in objects)
+    assert qa.count_question(objects, rng).query is None
+
+
+def test_encode_grounded_points_at_the_last_attribute_word_of_each_presence_turn():
+    from vittle_bench.models.tiny_llava import build_processor
+    from vittle_bench.models.tiny_llava_train import ConversationEncoder
+
+    processor = build_processor()
+    encoder, tok = ConversationEncoder(processor), processor.tokenizer
+    turns = [("Is there a red ring in the image?", "No", ("red", "ring")),
+             ("How many objects are in the image?", "B", None),
+             ("Is there a blue object in the image?", "Yes", ("blue", None)),
+             ("Is there a ring in the image?", "Yes", (None, "ring"))]
+    ids, labels, grounded = encoder.encode_grounded(turns)
+    assert (ids, labels) == encoder.encode([t[:2] for t in turns])
+    assert [q for _, q in grounded] == [("red", "ring"), ("blue", None), (None, "ring")]
+    assert [tok.convert_ids_to_tokens(ids[p]) for p, _ in grounded] == ["ring", "blue", "ring"]
+    assert [tok.convert_ids_to_tokens(ids[p - 1]) for p, _ in grounded] == ["red", "a", "a"]
+    assert grounded[0][0] < grounded[1][0] < grounded[2][0]  # each turn's own word, not an earlier turn's
+
+
+def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
+    import numpy as np
+
+    from vittle_bench.data.builtin.scenes import CATEGORIES
+    from vittle_bench.models.tiny_llava_train import grounding_targets
+
+    red_ring, blue_ring = CATEGORIES.index("red ring") + 1, CATEGORIES.index("blue ring") + 1
+    image = 9
+    input_ids = torch.tensor([[1, 5, image, image, image, image, 7, 8, 8]])
+    patch_labels = np.array([[0, red_ring, blue_ring, red_ring]])
+    grounded = [[(7, ("red", "ring")), (7, (None, "ring")), (8, ("blue", None)), (8, ("green", "ring"))]]
+    rows, positions, masks = grounding_targets(input_ids, image, patch_labels, grounded)
+    assert rows.tolist() == [0, 0, 0, 0] and positions.tolist() == [7, 7, 8, 8]
+    assert [m.nonzero().flatten().tolist() for m in masks] == [[3, 5], [3, 4, 5], [4], [0]]
+    assert grounding_targets(input_ids, image, patch_labels, [[]]) is None
+
+
+def test_grounding_and_alignment_losses_against_hand_computed_values():
+    from vittle_bench.models.tiny_llava_train import alignment_loss, grounding_loss
+
+    attention = torch.zeros(2, 3, 4)
+    attention[0, 2] = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    attention[1, 1] = torch.tensor([0.5, 0.25, 0.25, 0.0])
+    masks = torch.tensor([[False, False, True, True], [True, False, False, False]])
+    loss = grounding_loss(attention, (torch.tensor([0, 1]), torch.tensor([2, 1]), masks))
+    assert loss.item() == pytest.approx(-(np.log(0.7) + np.log(0.5)) / 2, rel=1e-5)
+
+    targets = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, -1.0]])  # row 0: background
+    labels = torch.tensor([[0, 1, 2]])
+    exact = targets[labels]
+    assert alignment_loss(exact, labels, targets).item() == 0.0
+    off = exact + torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])
+    # mean squared error (0 + 1 + 4) / 6, over the targets' mean square (1 + 1 + 9 + 1) / 4
+    assert alignment_loss(off, labels, targets).item() == pytest.approx((5 / 6) / 3)

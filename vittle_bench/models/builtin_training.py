@@ -66,7 +66,7 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
             "mc_acc": round(sum(LETTERS[i] == q.answer for i, q in zip(letters, mc)) / n, 3)}
 
 
-STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers")
+STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers", "align_weight")
 
 
 def _stage1_key(recipe: Recipe, processor) -> str:

@@ -22,6 +22,9 @@ class Question:
     question: str
     answer: str
     choices: tuple[str, ...] = ()
+    # (colour, shape) a presence question asks about, None for the attribute it leaves open; training uses it
+    # to point the answer's attention at the image patches that decide it
+    query: tuple[str | None, str | None] | None = None
 
 
 def _multiple_choice(kind: str, question: str, correct: str, distractors: list[str], rng: random.Random) -> Question:
@@ -90,8 +93,10 @@ def colour_presence_question(objects: tuple[SceneObject, ...], rng: random.Rando
     present = sorted({o.colour for o in objects})
     absent = [c for c in COLOURS if c not in present]
     if rng.random() < 0.5 or not absent:
-        return Question("colour_presence", f"Is there a {rng.choice(present)} object in the image?", "Yes")
-    return Question("colour_presence", f"Is there a {rng.choice(absent)} object in the image?", "No")
+        colour, answer = rng.choice(present), "Yes"
+    else:
+        colour, answer = rng.choice(absent), "No"
+    return Question("colour_presence", f"Is there a {colour} object in the image?", answer, query=(colour, None))
 
 
 def shape_presence_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
@@ -99,18 +104,18 @@ def shape_presence_question(objects: tuple[SceneObject, ...], rng: random.Random
     present = sorted({o.shape for o in objects})
     absent = [s for s in SHAPES if s not in present]
     if rng.random() < 0.5 or not absent:
-        return Question("shape_presence", f"Is there a {rng.choice(present)} in the image?", "Yes")
-    return Question("shape_presence", f"Is there a {rng.choice(absent)} in the image?", "No")
+        shape, answer = rng.choice(present), "Yes"
+    else:
+        shape, answer = rng.choice(absent), "No"
+    return Question("shape_presence", f"Is there a {shape} in the image?", answer, query=(None, shape))
 
 
 def pope_style_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
     """Training turn in POPE's form. Half positives; negatives are hard (same shape or same colour as an
     object in the scene) two times out of three, as the adversarial split asks for."""
-    from vittle_bench.data.coco_pope import pope_question_text
-
     present = {o.name for o in objects}
     if rng.random() < 0.5:
-        return Question("pope", pope_question_text(rng.choice(sorted(present))), "Yes")
+        return _pope_question(rng.choice(sorted(present)), "Yes")
     style = rng.random()
     all_names = [f"{c} {s}" for s in SHAPES for c in COLOURS]
     if style < 1 / 3:
@@ -120,4 +125,11 @@ def pope_style_question(objects: tuple[SceneObject, ...], rng: random.Random) ->
     else:
         candidates = all_names
     candidates = sorted(set(candidates) - present) or sorted(set(all_names) - present)
-    return Question("pope", pope_question_text(rng.choice(candidates)), "No")
+    return _pope_question(rng.choice(candidates), "No")
+
+
+def _pope_question(name: str, answer: str) -> Question:
+    from vittle_bench.data.coco_pope import pope_question_text
+
+    colour, shape = name.split()
+    return Question("pope", pope_question_text(name), answer, query=(colour, shape))
