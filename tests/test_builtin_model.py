@@ -1,5 +1,5 @@
 """The committed built-in models: they load through the ordinary HF path, their processor matches the
-training recipe's tokenisation, and the baseline meets the issue's quality targets on clean data."""
+training recipe's tokenisation, and the baseline's quality on clean data against the issue's targets."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from vittle_bench.models.tiny_llava_train import ConversationEncoder
 from vittle_bench.schema import Request
 from vittle_bench.vittle import get_vittle_handle
 
-POPE_FLOOR, MC_FLOOR = 0.65, 0.6  # measured with the committed weights: 0.710 and 0.695 (README)
+POPE_FLOOR, MC_FLOOR = 0.85, 0.55  # measured with the committed weights: 0.947 and 0.625 (README)
 
 
 @pytest.mark.parametrize("name", BUILTIN_MODELS)
@@ -30,7 +30,8 @@ def test_committed_weights_load_and_training_format_matches_the_chat_template(na
     plain = LlavaForConditionalGeneration.from_pretrained(weights_dir(name))  # a plain loader still works
     assert not hasattr(plain, "vittle_bottleneck")
     log = json.loads((weights_dir(name) / "training_log.json").read_text())
-    assert log["variant"] == name and log["stage2"]["steps"] == log["recipe"]["stage2_steps"]
+    recipe = log["recipe"]
+    assert log["variant"] == name and log["stage2"]["steps"] == recipe["grounding_steps"] + recipe["stage2_steps"]
 
 
 def test_batching_does_not_change_answers():
@@ -59,9 +60,12 @@ def test_baseline_uses_the_image_and_the_strongest_shift_bites(baseline_run):
     assert baseline_run[("shapes_pope_adversarial", "gaussian_noise", "accuracy")] < pope_clean - 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's targets (POPE >= 0.75 with yes-ratio 0.35-0.65, MC >= 0.8) are "
-                   "not reached by the committed weights yet; see README 'The built-in world and model'")
-def test_baseline_meets_the_issue_targets(baseline_run):
+def test_baseline_meets_the_issue_pope_targets(baseline_run):
     assert baseline_run[("shapes_pope_adversarial", "clean", "accuracy")] >= 0.75
     assert 0.35 <= baseline_run[("shapes_pope_adversarial", "clean", "yes_ratio")] <= 0.65
+
+
+@pytest.mark.xfail(strict=True, reason="the issue's multiple-choice target (>= 0.8) is not reached by the committed "
+                   "weights yet (0.625); see README 'The built-in world and model'")
+def test_baseline_meets_the_issue_mc_target(baseline_run):
     assert baseline_run[("shapes_mc", "clean", "accuracy")] >= 0.8
