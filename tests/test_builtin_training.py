@@ -91,8 +91,6 @@ def test_encode_grounded_points_at_the_last_attribute_word_of_each_presence_turn
 
 
 def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
-    import numpy as np
-
     from vittle_bench.data.builtin.scenes import CATEGORIES
     from vittle_bench.models.tiny_llava_train import grounding_targets
 

@@ -155,8 +155,7 @@ PRESENCE_BUILDERS = {"pope": qa.pope_style_question, "colour_presence": qa.colou
                      "shape_presence": qa.shape_presence_question}
 
 
-Query = tuple[str | None, str | None]  # (colour, shape) a presence question asks about; None = either
-Turn = tuple[str, str, Query | None]  # prompt, answer, query
+Turn = tuple[str, str, qa.Query | None]  # prompt, answer, query
 
 
 def training_turns(objects, rng: random.Random, recipe: Recipe, presence_only: bool = False) -> list[Turn]:
@@ -205,7 +204,7 @@ class ConversationEncoder:
         ids, labels, _ = self.encode_grounded(turns)
         return ids, labels
 
-    def encode_grounded(self, turns: list[tuple]) -> tuple[list[int], list[int], list[tuple[int, Query]]]:
+    def encode_grounded(self, turns: list[tuple]) -> tuple[list[int], list[int], list[tuple[int, qa.Query]]]:
         """Also (position of the question's last attribute word, query) for each turn with a presence query."""
         ids, labels, grounded = [self.tok.bos_token_id], [-100], []
         for i, (prompt, answer, *query) in enumerate(turns):
@@ -228,7 +227,7 @@ class ConversationEncoder:
             raise AssertionError("training sequences do not match the chat template's tokenization")
 
 
-def _matches(category: int, query: Query) -> bool:
+def _matches(category: int, query: qa.Query) -> bool:
     if category == 0:
         return False
     colour, shape = CATEGORIES[category - 1].split()
@@ -236,7 +235,7 @@ def _matches(category: int, query: Query) -> bool:
 
 
 def grounding_targets(input_ids: torch.Tensor, image_id: int, patch_labels: np.ndarray,
-                      grounded: list[list[tuple[int, Query]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+                      grounded: list[list[tuple[int, qa.Query]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """(rows, positions, target masks over the sequence): the image patches whose object the query names,
     or <s> (position 0, the usual attention sink) when no patch does."""
     rows, positions, masks = [], [], []

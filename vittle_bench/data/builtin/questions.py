@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from vittle_bench.data.builtin.scenes import COLOURS, SHAPES, SceneObject
 
 LETTERS = "ABCD"
+Query = tuple[str | None, str | None]  # (colour, shape) a presence question asks about; None = either
 POSITION_WORDS = {"left": "furthest to the left", "right": "furthest to the right", "top": "highest", "bottom": "lowest"}
 _MARGIN = 3.0  # pixels: the extreme object must beat the runner-up by this much to be unambiguous
 
@@ -22,9 +23,9 @@ class Question:
     question: str
     answer: str
     choices: tuple[str, ...] = ()
-    # (colour, shape) a presence question asks about, None for the attribute it leaves open; training uses it
-    # to point the answer's attention at the image patches that decide it
-    query: tuple[str | None, str | None] | None = None
+    # presence questions only: training points the attention of the question's attribute word at the image
+    # patches that decide the answer
+    query: Query | None = None
 
 
 def _multiple_choice(kind: str, question: str, correct: str, distractors: list[str], rng: random.Random) -> Question:
