@@ -52,45 +52,66 @@ def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monke
 
 
 # ----------------------------------------------------------------------------- alignment and grounding
-def test_presence_questions_carry_the_attributes_they_ask_about():
+def test_questions_carry_the_word_and_object_their_grounding_names():
     import random
 
     from vittle_bench.data.builtin import questions as qa
     from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 
-    rng = random.Random(0)
-    for i in range(30):
+    rng, positions = random.Random(0), 0
+    for i in range(60):
         objects = draw_scene(scene_rng(5, i)).objects
         pope = qa.pope_style_question(objects, rng)
-        colour, shape = pope.query
-        assert f"a {colour} {shape} in" in pope.question
-        assert (pope.answer == "Yes") == any((o.colour, o.shape) == (colour, shape) for o in objects)
+        g = pope.grounding
+        assert f"a {g.colour} {g.shape} in" in pope.question and g.word == g.shape
+        assert (pope.answer == "Yes") == any((o.colour, o.shape) == (g.colour, g.shape) for o in objects)
         colour_q = qa.colour_presence_question(objects, rng)
-        assert colour_q.query[1] is None and (colour_q.answer == "Yes") == any(o.colour == colour_q.query[0] for o in objects)
+        g = colour_q.grounding
+        assert (g.word, g.shape) == (g.colour, None)
+        assert (colour_q.answer == "Yes") == any(o.colour == g.colour for o in objects)
         shape_q = qa.shape_presence_question(objects, rng)
-        assert shape_q.query[0] is None and (shape_q.answer == "Yes") == any(o.shape == shape_q.query[1] for o in objects)
-    assert qa.count_question(objects, rng).query is None
+        g = shape_q.grounding
+        assert (g.word, g.colour) == (g.shape, None) and (shape_q.answer == "Yes") == any(o.shape == g.shape for o in objects)
+        colour_mc = qa.colour_question(objects, rng)
+        if colour_mc:  # grounded on the one object of the shape asked about, whose colour is the answer
+            g = colour_mc.grounding
+            assert g.word == g.shape and f"the {g.shape}?" in colour_mc.question and g.colour is None
+            [target] = [o for o in objects if o.shape == g.shape]
+            assert colour_mc.choices["ABCD".index(colour_mc.answer)] == target.colour
+        position = qa.position_question(objects, rng)
+        if position:  # grounded from the direction word on the object that is the answer
+            positions += 1
+            g = position.grounding
+            assert position.question.endswith(f"{g.word}?")
+            assert position.choices["ABCD".index(position.answer)] == f"{g.colour} {g.shape}"
+    assert positions > 10
+    assert qa.count_question(objects, rng).grounding is None
 
 
-def test_encode_grounded_points_at_the_last_attribute_word_of_each_presence_turn():
+def test_encode_grounded_points_at_the_grounded_word_of_each_turn():
+    from vittle_bench.data.builtin.questions import Grounding
     from vittle_bench.models.tiny_llava import build_processor
     from vittle_bench.models.tiny_llava_train import ConversationEncoder
 
     processor = build_processor()
     encoder, tok = ConversationEncoder(processor), processor.tokenizer
-    turns = [("Is there a red ring in the image?", "No", ("red", "ring")),
+    groundings = [Grounding("ring", "red", "ring"), Grounding("blue", "blue", None), Grounding("ring", None, "ring"),
+                  Grounding("left", "red", "ring")]
+    turns = [("Is there a red ring in the image?", "No", groundings[0]),
              ("How many objects are in the image?", "B", None),
-             ("Is there a blue object in the image?", "Yes", ("blue", None)),
-             ("Is there a ring in the image?", "Yes", (None, "ring"))]
+             ("Is there a blue object in the image?", "Yes", groundings[1]),
+             ("Is there a ring in the image?", "Yes", groundings[2]),
+             ("Which object is furthest to the left?\nA. red ring\nB. blue ring", "A", groundings[3])]
     ids, labels, grounded = encoder.encode_grounded(turns)
     assert (ids, labels) == encoder.encode([t[:2] for t in turns])
-    assert [q for _, q in grounded] == [("red", "ring"), ("blue", None), (None, "ring")]
-    assert [tok.convert_ids_to_tokens(ids[p]) for p, _ in grounded] == ["ring", "blue", "ring"]
-    assert [tok.convert_ids_to_tokens(ids[p - 1]) for p, _ in grounded] == ["red", "a", "a"]
-    assert grounded[0][0] < grounded[1][0] < grounded[2][0]  # each turn's own word, not an earlier turn's
+    assert [g for _, g in grounded] == groundings
+    assert [tok.convert_ids_to_tokens(ids[p]) for p, _ in grounded] == ["ring", "blue", "ring", "left"]
+    assert [tok.convert_ids_to_tokens(ids[p - 1]) for p, _ in grounded] == ["red", "a", "a", "the"]
+    assert [p for p, _ in grounded] == sorted({p for p, _ in grounded})  # each turn's own word, not an earlier turn's
 
 
 def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
+    from vittle_bench.data.builtin.questions import Grounding
     from vittle_bench.data.builtin.scenes import CATEGORIES
     from vittle_bench.models.tiny_llava_train import grounding_targets
 
@@ -98,7 +119,8 @@ def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
     image = 9
     input_ids = torch.tensor([[1, 5, image, image, image, image, 7, 8, 8]])
     patch_labels = np.array([[0, red_ring, blue_ring, red_ring]])
-    grounded = [[(7, ("red", "ring")), (7, (None, "ring")), (8, ("blue", None)), (8, ("green", "ring"))]]
+    grounded = [[(7, Grounding("ring", "red", "ring")), (7, Grounding("ring", None, "ring")),
+                 (8, Grounding("blue", "blue", None)), (8, Grounding("ring", "green", "ring"))]]
     rows, positions, masks = grounding_targets(input_ids, image, patch_labels, grounded)
     assert rows.tolist() == [0, 0, 0, 0] and positions.tolist() == [7, 7, 8, 8]
     assert [m.nonzero().flatten().tolist() for m in masks] == [[3, 5], [3, 4, 5], [4], [0]]

@@ -50,7 +50,8 @@ def _answer_logits(model, processor, scenes, prompts: list[str]) -> torch.Tensor
 
 
 def probe(model, processor, n: int = 300) -> dict[str, float]:
-    """Teacher-forced checks on held-out scenes (POPE: Yes vs No logit; MC: best of the four letters).
+    """Teacher-forced checks on held-out scenes (POPE: Yes vs No logit; MC: best of the four letters, overall
+    and per question kind).
     A cheap progress signal only; reported figures come from `vittle-bench run`."""
     rng, tok = random.Random(PROBE_SEED), processor.tokenizer
     scenes = [draw_scene(scene_rng(PROBE_SEED, i)) for i in range(n)]
@@ -61,9 +62,11 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
     logits = _answer_logits(model, processor, scenes, [ClosedFormAdapter().build_request(
         Sample("p", "", q.question, choices=q.choices)).prompt for q in mc])
     letters = logits[:, tok.convert_tokens_to_ids(list(LETTERS))].argmax(-1).tolist()
+    correct = [LETTERS[i] == q.answer for i, q in zip(letters, mc)]
+    by_kind = {f"mc_{kind}": round(sum(c for c, q in zip(correct, mc) if q.kind == kind)
+                                   / sum(q.kind == kind for q in mc), 3) for kind in sorted({q.kind for q in mc})}
     return {"pope_acc": round(sum(y == (q.answer == "Yes") for y, q in zip(said_yes, pope)) / n, 3),
-            "yes_ratio": round(sum(said_yes) / n, 3),
-            "mc_acc": round(sum(LETTERS[i] == q.answer for i, q in zip(letters, mc)) / n, 3)}
+            "yes_ratio": round(sum(said_yes) / n, 3), "mc_acc": round(sum(correct) / n, 3), **by_kind}
 
 
 STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers", "align_weight")

@@ -52,10 +52,12 @@ class Recipe:
     # Alignment: projected image tokens regress onto the word embeddings of their object's colour and shape
     # (stage 1 and stage 2), so that the decoder can match an image token against a question word.
     align_weight: float = 1.0
-    # Grounding: for presence questions, head 0 of the first decoder layer attends from the question's
-    # attribute word ("ring" in "Is there a ring ...") to the image patches showing it (to <s> when none
-    # does), supervised; stage 2 opens with `grounding_steps` single-turn presence steps. Without both, the
-    # decoder learned to match one attribute (colour) and never the other, even from perfect image tokens.
+    # Grounding: head 0 of the first decoder layer attends from a question word to the image patches of the
+    # object that decides the answer (to <s> when none does), supervised: presence questions from their last
+    # attribute word ("ring" in "Is there a ring ..."), colour questions from the shape asked about,
+    # position questions from the direction word. Stage 2 opens with `grounding_steps` single-turn presence
+    # steps. Without alignment and grounding the decoder learned to match one attribute (colour) and never
+    # the other, even from perfect image tokens.
     grounding_weight: float = 1.0
     grounding_layer: int = 0
     grounding_steps: int = 600
@@ -151,15 +153,16 @@ def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProces
 
 
 # ----------------------------------------------------------------------------- stage 2
-PRESENCE_BUILDERS = {"pope": qa.pope_style_question, "colour_presence": qa.colour_presence_question,
-                     "shape_presence": qa.shape_presence_question}
+PRESENCE_BUILDERS: dict[str, Callable[..., qa.Question]] = {
+    "pope": qa.pope_style_question, "colour_presence": qa.colour_presence_question,
+    "shape_presence": qa.shape_presence_question}
 
 
-Turn = tuple[str, str, qa.Query | None]  # prompt, answer, query
+Turn = tuple[str, str, qa.Grounding | None]  # prompt, answer, grounding
 
 
 def training_turns(objects, rng: random.Random, recipe: Recipe, presence_only: bool = False) -> list[Turn]:
-    """(prompt, answer, query) turns for one scene, each prompt built by the same adapter the evaluation uses.
+    """(prompt, answer, grounding) turns for one scene, each prompt built by the same adapter the evaluation uses.
     `presence_only`: one yes/no presence turn (the grounding warm-up)."""
     weights_by_kind = recipe.turn_weights
     if presence_only:
@@ -183,7 +186,7 @@ def training_turns(objects, rng: random.Random, recipe: Recipe, presence_only: b
             prompt = pope.build_request(Sample("train", "", q.question)).prompt
         if prompt not in seen:
             seen.add(prompt)
-            turns.append((prompt, q.answer, q.query))
+            turns.append((prompt, q.answer, q.grounding))
     return turns
 
 
@@ -204,16 +207,16 @@ class ConversationEncoder:
         ids, labels, _ = self.encode_grounded(turns)
         return ids, labels
 
-    def encode_grounded(self, turns: list[tuple]) -> tuple[list[int], list[int], list[tuple[int, qa.Query]]]:
-        """Also (position of the question's last attribute word, query) for each turn with a presence query."""
+    def encode_grounded(self, turns: list[tuple]) -> tuple[list[int], list[int], list[tuple[int, qa.Grounding]]]:
+        """Also (position of the grounded word, grounding) for each turn that has a grounding."""
         ids, labels, grounded = [self.tok.bos_token_id], [-100], []
-        for i, (prompt, answer, *query) in enumerate(turns):
+        for i, (prompt, answer, *grounding) in enumerate(turns):
             head = "USER: " + ("<image>\n" if i == 0 else "") + prompt + " ASSISTANT:"
             head_ids = [t for x in self._ids(head) for t in ([x] * IMAGE_TOKENS if x == self.image_id else [x])]
             answer_ids = self._ids(" " + answer) + [self.tok.eos_token_id]
-            if query and query[0] is not None:
-                word = self.tok.convert_tokens_to_ids(query[0][1] or query[0][0])
-                grounded.append((len(ids) + max(k for k, t in enumerate(head_ids) if t == word), query[0]))
+            if grounding and grounding[0] is not None:
+                word = self.tok.convert_tokens_to_ids(grounding[0].word)
+                grounded.append((len(ids) + head_ids.index(word), grounding[0]))
             ids += head_ids + answer_ids
             labels += [-100] * len(head_ids) + answer_ids
         return ids, labels, grounded
@@ -227,22 +230,22 @@ class ConversationEncoder:
             raise AssertionError("training sequences do not match the chat template's tokenization")
 
 
-def _matches(category: int, query: qa.Query) -> bool:
+def _matches(category: int, grounding: qa.Grounding) -> bool:
     if category == 0:
         return False
     colour, shape = CATEGORIES[category - 1].split()
-    return query[0] in (None, colour) and query[1] in (None, shape)
+    return grounding.colour in (None, colour) and grounding.shape in (None, shape)
 
 
 def grounding_targets(input_ids: torch.Tensor, image_id: int, patch_labels: np.ndarray,
-                      grounded: list[list[tuple[int, qa.Query]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """(rows, positions, target masks over the sequence): the image patches whose object the query names,
+                      grounded: list[list[tuple[int, qa.Grounding]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(rows, positions, target masks over the sequence): the image patches of the object the grounding names,
     or <s> (position 0, the usual attention sink) when no patch does."""
     rows, positions, masks = [], [], []
     for row, turns in enumerate(grounded):
         image_positions = (input_ids[row] == image_id).nonzero().flatten()
-        for position, query in turns:
-            hits = torch.tensor([_matches(c, query) for c in patch_labels[row].tolist()])
+        for position, grounding in turns:
+            hits = torch.tensor([_matches(c, grounding) for c in patch_labels[row].tolist()])
             mask = torch.zeros(input_ids.shape[1], dtype=torch.bool)
             if hits.any():
                 mask[image_positions[hits]] = True

@@ -7,14 +7,23 @@ model is trained on the exact phrasing it is evaluated on (as instruction-tuned 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vittle_bench.data.builtin.scenes import COLOURS, SHAPES, SceneObject
 
 LETTERS = "ABCD"
-Query = tuple[str | None, str | None]  # (colour, shape) a presence question asks about; None = either
 POSITION_WORDS = {"left": "furthest to the left", "right": "furthest to the right", "top": "highest", "bottom": "lowest"}
 _MARGIN = 3.0  # pixels: the extreme object must beat the runner-up by this much to be unambiguous
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Training only: the question word whose first-layer attention is supervised, and the object
+    (colour, shape; None = any) whose image patches it must land on."""
+
+    word: str
+    colour: str | None
+    shape: str | None
 
 
 @dataclass(frozen=True)
@@ -23,9 +32,7 @@ class Question:
     question: str
     answer: str
     choices: tuple[str, ...] = ()
-    # presence questions only: training points the attention of the question's attribute word at the image
-    # patches that decide the answer
-    query: Query | None = None
+    grounding: Grounding | None = None
 
 
 def _multiple_choice(kind: str, question: str, correct: str, distractors: list[str], rng: random.Random) -> Question:
@@ -49,7 +56,8 @@ def colour_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Que
     target = rng.choice(unique)
     others = [c for c in COLOURS if c != target.colour]
     rng.shuffle(others)
-    return _multiple_choice("colour", f"What colour is the {target.shape}?", target.colour, others, rng)
+    question = _multiple_choice("colour", f"What colour is the {target.shape}?", target.colour, others, rng)
+    return replace(question, grounding=Grounding(target.shape, None, target.shape))
 
 
 def position_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question | None:
@@ -64,8 +72,10 @@ def position_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Q
     absent = [f"{c} {s}" for s in SHAPES for c in COLOURS if f"{c} {s}" not in {o.name for o in objects}]
     rng.shuffle(present)
     rng.shuffle(absent)
-    question = f"Which object is {POSITION_WORDS[direction]}?"
-    return _multiple_choice("position", question, ranked[0].name, (present + absent)[:3], rng)
+    question = _multiple_choice("position", f"Which object is {POSITION_WORDS[direction]}?", ranked[0].name,
+                                (present + absent)[:3], rng)
+    word = POSITION_WORDS[direction].split()[-1]
+    return replace(question, grounding=Grounding(word, ranked[0].colour, ranked[0].shape))
 
 
 def multiple_choice_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
@@ -97,7 +107,8 @@ def colour_presence_question(objects: tuple[SceneObject, ...], rng: random.Rando
         colour, answer = rng.choice(present), "Yes"
     else:
         colour, answer = rng.choice(absent), "No"
-    return Question("colour_presence", f"Is there a {colour} object in the image?", answer, query=(colour, None))
+    return Question("colour_presence", f"Is there a {colour} object in the image?", answer,
+                    grounding=Grounding(colour, colour, None))
 
 
 def shape_presence_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
@@ -108,7 +119,8 @@ def shape_presence_question(objects: tuple[SceneObject, ...], rng: random.Random
         shape, answer = rng.choice(present), "Yes"
     else:
         shape, answer = rng.choice(absent), "No"
-    return Question("shape_presence", f"Is there a {shape} in the image?", answer, query=(None, shape))
+    return Question("shape_presence", f"Is there a {shape} in the image?", answer,
+                    grounding=Grounding(shape, None, shape))
 
 
 def pope_style_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
@@ -133,4 +145,4 @@ def _pope_question(name: str, answer: str) -> Question:
     from vittle_bench.data.coco_pope import pope_question_text
 
     colour, shape = name.split()
-    return Question("pope", pope_question_text(name), answer, query=(colour, shape))
+    return Question("pope", pope_question_text(name), answer, grounding=Grounding(shape, colour, shape))
