@@ -144,3 +144,26 @@ def test_grounding_and_alignment_losses_against_hand_computed_values():
     off = exact + torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])
     # mean squared error (0 + 1 + 4) / 6, over the targets' mean square (1 + 1 + 9 + 1) / 4
     assert alignment_loss(off, labels, targets).item() == pytest.approx((5 / 6) / 3)
+
+
+def test_probe_reports_mc_accuracy_per_question_kind_consistent_with_the_overall():
+    import random
+
+    from vittle_bench.data.builtin.questions import multiple_choice_question, pope_style_question
+    from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+    from vittle_bench.models.builtin_training import PROBE_SEED, probe
+    from vittle_bench.models.tiny_llava import build_model, build_processor
+
+    torch.manual_seed(0)
+    processor = build_processor()
+    n = 40
+    result = probe(build_model(processor, text_layers=1).eval(), processor, n=n)
+    # the probe's own question stream: POPE questions first, then one MC question per scene
+    rng = random.Random(PROBE_SEED)
+    scenes = [draw_scene(scene_rng(PROBE_SEED, i)) for i in range(n)]
+    for s in scenes:
+        pope_style_question(s.objects, rng)
+    kinds = [multiple_choice_question(s.objects, rng).kind for s in scenes]
+    assert {k for k in result if k.startswith("mc_") and k != "mc_acc"} == {f"mc_{k}" for k in set(kinds)}
+    weighted = sum(result[f"mc_{k}"] * kinds.count(k) for k in set(kinds)) / n
+    assert weighted == pytest.approx(result["mc_acc"], abs=0.01)
