@@ -32,6 +32,7 @@ from vittle_bench.tasks.pope import PopeAdapter
 from vittle_bench.schema import Sample
 
 TRAIN_SEED_OFFSET = 1_000  # scene seeds >= this are training scenes; the evaluation world uses seed 0
+CATEGORY_WORDS = tuple(tuple(name.split()) for name in CATEGORIES)  # (colour, shape) of each category
 
 
 @dataclass
@@ -102,7 +103,7 @@ def word_targets(model: LlavaForConditionalGeneration, processor: LlavaProcessor
     red ring looks to the decoder like the words "red ring" (LLaVA's alignment stage, done with labels)."""
     embeddings = model.get_input_embeddings().weight
     ids = processor.tokenizer.convert_tokens_to_ids
-    rows = [embeddings[ids(colour)] + embeddings[ids(shape)] for colour, shape in (c.split() for c in CATEGORIES)]
+    rows = [embeddings[ids(colour)] + embeddings[ids(shape)] for colour, shape in CATEGORY_WORDS]
     return torch.cat([torch.zeros_like(rows[0])[None], torch.stack(rows)])
 
 
@@ -233,7 +234,7 @@ class ConversationEncoder:
 def _matches(category: int, grounding: qa.Grounding) -> bool:
     if category == 0:
         return False
-    colour, shape = CATEGORIES[category - 1].split()
+    colour, shape = CATEGORY_WORDS[category - 1]
     return grounding.colour in (None, colour) and grounding.shape in (None, shape)
 
 
@@ -305,10 +306,12 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
     rng = random.Random(recipe.seed + 7)
     start, history, grounding_history = time.time(), [], []
     total = recipe.grounding_steps + recipe.stage2_steps
+    attn_implementation = model.config._attn_implementation
     if recipe.grounding_weight:
         model.set_attn_implementation("eager")  # the grounding loss reads attention weights; sdpa returns none
     projected: list[torch.Tensor] = []  # the projector's output of the current step, for the alignment loss
-    hook = model.model.multi_modal_projector.register_forward_hook(lambda _m, _i, out: projected.append(out))
+    hook = (model.model.multi_modal_projector.register_forward_hook(lambda _m, _i, out: projected.append(out))
+            if recipe.align_weight else None)
     model.train()
     for step in range(total):
         batch = _stage2_batch(encoder, processor, rng, recipe, step * recipe.stage2_batch,
@@ -342,8 +345,9 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
             grounded = f" grounding {np.mean(grounding_history[-50:]):.3f}" if grounding_history else ""
             log(f"stage2 step {step} ce {np.mean(history[-50:]):.4f}{grounded} loss {loss.item():.4f} lr {lr:.2e} "
                 f"({time.time() - start:.0f}s)")
-    hook.remove()
-    model.set_attn_implementation("sdpa")
+    if hook is not None:
+        hook.remove()
+    model.set_attn_implementation(attn_implementation)
     model.eval()
     return {"steps": total, "wall_s": round(time.time() - start, 1),
             "final_ce": round(float(np.mean(history[-50:])), 4)}
