@@ -16,7 +16,7 @@ from vittle_bench.models.builtin_training import stage1_model, train_builtin
 from vittle_bench.models.tiny_llava_train import Recipe
 
 TINY = dict(stage1_steps=2, stage1_batch=4, grounding_steps=1, stage2_steps=2, stage2_batch=2, turns=2, warmup=1,
-            text_layers=1, probe_every=10_000)
+            text_layers=1, option_grounding_layer=0, probe_every=10_000)
 
 
 def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monkeypatch):
@@ -46,7 +46,7 @@ def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monke
     assert torch.equal(model.state_dict()[key], saved["state"][key])
     # ...but never one made with another seed or stage-1 recipe (train-builtin --seed 1 used to reuse it).
     for other in (Recipe(**{**TINY, "seed": 1}), Recipe(**{**TINY, "stage1_steps": 3}),
-                  Recipe(**{**TINY, "align_weight": 0.0})):
+                  Recipe(**{**TINY, "align_weight": 0.0}), Recipe(**{**TINY, "extreme_weight": 0.0})):
         with pytest.raises(ConfigError, match="another seed, stage-1 recipe or tokenizer"):
             stage1_model(other, checkpoint, log=lambda m: None)
 
@@ -78,36 +78,67 @@ def test_questions_carry_the_word_and_object_their_grounding_names():
             assert g.word == g.shape and f"the {g.shape}?" in colour_mc.question and g.colour is None
             [target] = [o for o in objects if o.shape == g.shape]
             assert colour_mc.choices["ABCD".index(colour_mc.answer)] == target.colour
+            # each option (a colour word) is grounded on the patches of that colour
+            assert colour_mc.option_groundings == tuple(qa.Grounding(c, c, None) for c in colour_mc.choices)
         position = qa.position_question(objects, rng)
         if position:  # grounded from the direction word on the object that is the answer
             positions += 1
             g = position.grounding
             assert position.question.endswith(f"{g.word}?")
             assert position.choices["ABCD".index(position.answer)] == f"{g.colour} {g.shape}"
+            # each option ("red ring") is grounded from its shape word on that object's patches
+            assert [f"{o.colour} {o.shape}" for o in position.option_groundings] == list(position.choices)
+            assert all(o.word == o.shape for o in position.option_groundings)
     assert positions > 10
-    assert qa.count_question(objects, rng).grounding is None
+    count = qa.count_question(objects, rng)
+    assert count.grounding is None and count.option_groundings == ()
 
 
-def test_encode_grounded_points_at_the_grounded_word_of_each_turn():
+def test_encode_turns_points_at_the_grounded_word_options_and_answer_position_of_each_turn():
     from vittle_bench.data.builtin.questions import Grounding
     from vittle_bench.models.tiny_llava import build_processor
-    from vittle_bench.models.tiny_llava_train import ConversationEncoder
+    from vittle_bench.models.tiny_llava_train import ConversationEncoder, Turn
 
     processor = build_processor()
     encoder, tok = ConversationEncoder(processor), processor.tokenizer
     groundings = [Grounding("ring", "red", "ring"), Grounding("blue", "blue", None), Grounding("ring", None, "ring"),
                   Grounding("left", "red", "ring")]
-    turns = [("Is there a red ring in the image?", "No", groundings[0]),
-             ("How many objects are in the image?", "B", None),
-             ("Is there a blue object in the image?", "Yes", groundings[1]),
-             ("Is there a ring in the image?", "Yes", groundings[2]),
-             ("Which object is furthest to the left?\nA. red ring\nB. blue ring", "A", groundings[3])]
-    ids, labels, grounded = encoder.encode_grounded(turns)
-    assert (ids, labels) == encoder.encode([t[:2] for t in turns])
+    options = (Grounding("ring", "blue", "ring"), Grounding("ring", "red", "ring"))
+    turns = [Turn("Is there a red ring in the image?", "No", groundings[0]),
+             Turn("How many objects are in the image?\nA. 1\nB. 2", "B", None, ("1", "2")),
+             Turn("Is there a blue object in the image?", "Yes", groundings[1]),
+             Turn("Is there a ring in the image?", "Yes", groundings[2]),
+             Turn("Which object is furthest to the left?\nA. blue ring\nB. red ring", "B", groundings[3],
+                  ("blue ring", "red ring"), options)]
+    encoded = encoder.encode_turns(turns)
+    ids, name = encoded.ids, tok.convert_ids_to_tokens
+    assert (ids, encoded.labels) == encoder.encode([(t.prompt, t.answer) for t in turns])
+    grounded = encoded.grounded
     assert [g for _, g in grounded] == groundings
-    assert [tok.convert_ids_to_tokens(ids[p]) for p, _ in grounded] == ["ring", "blue", "ring", "left"]
-    assert [tok.convert_ids_to_tokens(ids[p - 1]) for p, _ in grounded] == ["red", "a", "a", "the"]
+    assert [name(ids[p]) for p, _ in grounded] == ["ring", "blue", "ring", "left"]
+    assert [name(ids[p - 1]) for p, _ in grounded] == ["red", "a", "a", "the"]
     assert [p for p, _ in grounded] == sorted({p for p, _ in grounded})  # each turn's own word, not an earlier turn's
+    # options: the last word of each option line of the position turn, with the object it names
+    assert [g for _, g in encoded.options] == list(options)
+    assert [name(ids[p - 3: p + 1]) for p, _ in encoded.options] == [["A", ".", "blue", "ring"], ["B", ".", "red", "ring"]]
+    # pointers: from the token before each MC answer onto the last word of the correct option
+    assert [name(ids[start - 3:end]) for _, start, end in encoded.pointers] == [["1", "B", ".", "2"],
+                                                                              ["B", ".", "red", "ring"]]
+    assert [end - start for _, start, end in encoded.pointers] == [1, 1]
+    assert [encoded.labels[p + 1] for p, _, _ in encoded.pointers] == [tok.convert_tokens_to_ids("B")] * 2
+    assert all(name(ids[p]) == ":" and p > end for p, _, end in encoded.pointers)
+    # bindings: from each option's last word onto its own letter
+    assert [(name(ids[p]), name(ids[start:end])) for p, start, end in encoded.bindings] == [
+        ("1", ["A"]), ("2", ["B"]), ("ring", ["A"]), ("ring", ["B"])]
+
+
+def test_pointer_targets_mask_the_correct_option_span():
+    from vittle_bench.models.tiny_llava_train import pointer_targets
+
+    rows, positions, masks = pointer_targets(6, [[(5, 1, 3)], [], [(4, 2, 4), (5, 0, 1)]])
+    assert rows.tolist() == [0, 2, 2] and positions.tolist() == [5, 4, 5]
+    assert [m.nonzero().flatten().tolist() for m in masks] == [[1, 2], [2, 3], [0]]
+    assert pointer_targets(6, [[], []]) is None
 
 
 def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
@@ -144,6 +175,10 @@ def test_grounding_and_alignment_losses_against_hand_computed_values():
     off = exact + torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]])
     # mean squared error (0 + 1 + 4) / 6, over the targets' mean square (1 + 1 + 9 + 1) / 4
     assert alignment_loss(off, labels, targets).item() == pytest.approx((5 / 6) / 3)
+    # per-patch extras (the extreme directions' words) add to the word targets
+    extra = torch.tensor([[[0.0, 0.0], [0.5, 0.0], [0.0, -0.5]]])
+    assert alignment_loss(exact + extra, labels, targets, extra).item() == 0.0
+    assert alignment_loss(exact, labels, targets, extra).item() == pytest.approx((0.5 / 6) / 3)
 
 
 def test_probe_reports_mc_accuracy_per_question_kind_consistent_with_the_overall():
@@ -167,3 +202,29 @@ def test_probe_reports_mc_accuracy_per_question_kind_consistent_with_the_overall
     assert {k for k in result if k.startswith("mc_") and k != "mc_acc"} == {f"mc_{k}" for k in set(kinds)}
     weighted = sum(result[f"mc_{k}"] * kinds.count(k) for k in set(kinds)) / n
     assert weighted == pytest.approx(result["mc_acc"], abs=0.01)
+
+
+def test_recipe_refuses_an_attention_loss_on_a_layer_the_decoder_lacks():
+    with pytest.raises(ValueError, match="option_grounding_layer = 4 is not a layer of a 4-layer decoder"):
+        Recipe(option_grounding_layer=4)
+    assert Recipe(text_layers=2, option_grounding_layer=1).option_grounding_layer == 1
+
+
+def test_extreme_labels_flag_the_patches_of_the_unambiguous_unique_extreme_objects():
+    from vittle_bench.data.builtin.scenes import CATEGORIES, Scene, SceneObject
+    from vittle_bench.models.tiny_llava_train import EXTREME_DIRECTIONS, extreme_labels
+
+    def category(name: str) -> int:
+        return CATEGORIES.index(name) + 1
+
+    red_circle = SceneObject("circle", "red", "small", cx=10.0, cy=30.0, radius=5.0)
+    blue_ring = SceneObject("ring", "blue", "small", cx=40.0, cy=31.0, radius=5.0)  # 1 px lower: top/bottom ambiguous
+    patches = np.array([0, category("red circle"), category("blue ring"), category("blue ring")])
+    flags = extreme_labels(Scene(None, (red_circle, blue_ring)), patches)
+    assert EXTREME_DIRECTIONS == ("left", "right", "top", "bottom")
+    assert flags.tolist() == [[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]]
+    # a second red circle (not the extreme one) makes "the red circle's patches" ambiguous: no flag
+    other = SceneObject("circle", "red", "small", cx=30.0, cy=5.0, radius=5.0)
+    flags = extreme_labels(Scene(None, (red_circle, blue_ring, other)), patches)
+    assert flags[:, 0].tolist() == [0, 0, 0, 0] and flags[:, 1].tolist() == [0, 0, 1, 1]
+    assert flags[:, 2].tolist() == [0, 0, 0, 0]  # highest by far, but a red circle too

@@ -69,7 +69,7 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
             "yes_ratio": round(sum(said_yes) / n, 3), "mc_acc": round(sum(correct) / n, 3), **by_kind}
 
 
-STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers", "align_weight")
+STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers", "align_weight", "extreme_weight")
 
 
 def _stage1_key(recipe: Recipe, processor) -> str:

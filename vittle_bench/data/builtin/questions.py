@@ -33,6 +33,9 @@ class Question:
     answer: str
     choices: tuple[str, ...] = ()
     grounding: Grounding | None = None
+    # Training only: per choice, the object that choice names (its last word is the grounded token); empty
+    # when the choices name no object (counting).
+    option_groundings: tuple[Grounding, ...] = ()
 
 
 def _multiple_choice(kind: str, question: str, correct: str, distractors: list[str], rng: random.Random) -> Question:
@@ -57,25 +60,38 @@ def colour_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Que
     others = [c for c in COLOURS if c != target.colour]
     rng.shuffle(others)
     question = _multiple_choice("colour", f"What colour is the {target.shape}?", target.colour, others, rng)
-    return replace(question, grounding=Grounding(target.shape, None, target.shape))
+    return replace(question, grounding=Grounding(target.shape, None, target.shape),
+                   option_groundings=tuple(Grounding(c, c, None) for c in question.choices))
+
+
+_DISTANCE_FROM_EDGE = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}
+
+
+def extreme_object(objects: tuple[SceneObject, ...], direction: str) -> SceneObject | None:
+    """The object furthest in `direction` (a POSITION_WORDS key), None when another is within _MARGIN of it."""
+    key = _DISTANCE_FROM_EDGE[direction]
+    ranked = sorted(objects, key=key)
+    if len(ranked) > 1 and key(ranked[1]) - key(ranked[0]) < _MARGIN:
+        return None
+    return ranked[0]
 
 
 def position_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question | None:
     if len(objects) < 2 or len({o.name for o in objects}) < len(objects):
         return None
     direction = rng.choice(list(POSITION_WORDS))
-    key = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}[direction]
-    ranked = sorted(objects, key=key)
-    if key(ranked[1]) - key(ranked[0]) < _MARGIN:
+    answer = extreme_object(objects, direction)
+    if answer is None:
         return None
-    present = [o.name for o in ranked[1:]]
+    present = [o.name for o in sorted(objects, key=_DISTANCE_FROM_EDGE[direction])[1:]]
     absent = [f"{c} {s}" for s in SHAPES for c in COLOURS if f"{c} {s}" not in {o.name for o in objects}]
     rng.shuffle(present)
     rng.shuffle(absent)
-    question = _multiple_choice("position", f"Which object is {POSITION_WORDS[direction]}?", ranked[0].name,
+    question = _multiple_choice("position", f"Which object is {POSITION_WORDS[direction]}?", answer.name,
                                 (present + absent)[:3], rng)
     word = POSITION_WORDS[direction].split()[-1]
-    return replace(question, grounding=Grounding(word, ranked[0].colour, ranked[0].shape))
+    return replace(question, grounding=Grounding(word, answer.colour, answer.shape),
+                   option_groundings=tuple(Grounding(name.split()[1], *name.split()) for name in question.choices))
 
 
 def multiple_choice_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question:
