@@ -335,7 +335,7 @@ def grounding_targets(input_ids: torch.Tensor, image_id: int, patch_labels: np.n
                       grounded: list[list[tuple[int, qa.Grounding]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """(rows, positions, target masks over the sequence): the image patches of the object the grounding names,
     or <s> (position 0, the usual attention sink) when no patch does."""
-    rows, positions, masks = [], [], []
+    targets = []
     for row, turns in enumerate(grounded):
         image_positions = (input_ids[row] == image_id).nonzero().flatten()
         for position, grounding in turns:
@@ -345,26 +345,26 @@ def grounding_targets(input_ids: torch.Tensor, image_id: int, patch_labels: np.n
                 mask[image_positions[hits]] = True
             else:
                 mask[0] = True
-            rows.append(row)
-            positions.append(position)
-            masks.append(mask)
-    if not rows:
-        return None
-    return torch.tensor(rows), torch.tensor(positions), torch.stack(masks)
+            targets.append((row, position, mask))
+    return _stacked(targets)
 
 
 def pointer_targets(length: int, pointers: list[list[tuple[int, int, int]]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """(rows, query positions, masks over the sequence) from (query, first, one-past-last target) triples."""
-    rows, positions, masks = [], [], []
+    targets = []
     for row, turns in enumerate(pointers):
         for position, start, end in turns:
             mask = torch.zeros(length, dtype=torch.bool)
             mask[start:end] = True
-            rows.append(row)
-            positions.append(position)
-            masks.append(mask)
-    if not rows:
+            targets.append((row, position, mask))
+    return _stacked(targets)
+
+
+def _stacked(targets: list[tuple[int, int, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(row, query position, mask) triples as three batched tensors; None when there are none."""
+    if not targets:
         return None
+    rows, positions, masks = zip(*targets)
     return torch.tensor(rows), torch.tensor(positions), torch.stack(masks)
 
 
