@@ -1,7 +1,9 @@
 """The one training recipe of the built-in tiny LLaVA (and of its Vittle twins, which differ only by the
 bottleneck): stage 1 pre-trains the vision tower on dense scene labels and aligns the projector's image
-tokens with the words that name them; stage 2 trains the whole LLaVA, first on single presence questions
-with supervised grounding, then on mixed multi-turn instructions about each scene.
+tokens with the words that name them (and, on the objects furthest left / right / up / down, with those
+directions' words); stage 2 trains the whole LLaVA, first on single presence questions with supervised
+grounding, then on mixed multi-turn instructions about each scene, with further supervised attention heads
+that carry a multiple-choice answer from the image to an option and its letter.
 
 Why two stages: trained from scratch in one stage, a model this small learns the language prior (one answer
 to every POPE question) long before it learns to look; dense per-patch labels give the tower features worth
