@@ -17,7 +17,7 @@ from vittle_bench.models.tiny_llava_train import ConversationEncoder
 from vittle_bench.schema import Request
 from vittle_bench.vittle import get_vittle_handle
 
-POPE_FLOOR, MC_FLOOR = 0.8, 0.75  # measured with the committed weights: 0.837 and 0.78 (README)
+POPE_FLOOR, MC_FLOOR = 0.9, 0.82  # measured with the committed weights: 0.947 and 0.855 (README)
 
 
 @pytest.mark.parametrize("name", BUILTIN_MODELS)
@@ -60,12 +60,7 @@ def test_baseline_uses_the_image_and_the_strongest_shift_bites(baseline_run):
     assert baseline_run[("shapes_pope_adversarial", "gaussian_noise", "accuracy")] < pope_clean - 0.03
 
 
-def test_baseline_meets_the_issue_pope_targets(baseline_run):
+def test_baseline_meets_the_issue_targets(baseline_run):
     assert baseline_run[("shapes_pope_adversarial", "clean", "accuracy")] >= 0.75
     assert 0.35 <= baseline_run[("shapes_pope_adversarial", "clean", "yes_ratio")] <= 0.65
-
-
-@pytest.mark.xfail(strict=True, reason="the issue's multiple-choice target (>= 0.8) is not reached by the committed "
-                   "weights yet (0.78); see README 'The built-in world and model'")
-def test_baseline_meets_the_issue_mc_target(baseline_run):
     assert baseline_run[("shapes_mc", "clean", "accuracy")] >= 0.8
