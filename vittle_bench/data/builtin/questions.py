@@ -67,23 +67,31 @@ def colour_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Que
 _DISTANCE_FROM_EDGE = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}
 
 
-def extreme_object(objects: tuple[SceneObject, ...], direction: str) -> SceneObject | None:
-    """The object furthest in `direction` (a POSITION_WORDS key), None when another is within _MARGIN of it."""
+def _ranked_towards(objects: tuple[SceneObject, ...], direction: str) -> list[SceneObject] | None:
+    """The objects from the one furthest in `direction` (a POSITION_WORDS key) onwards; None when the
+    furthest is not unambiguous (another lies within _MARGIN of it)."""
     key = _DISTANCE_FROM_EDGE[direction]
     ranked = sorted(objects, key=key)
     if len(ranked) > 1 and key(ranked[1]) - key(ranked[0]) < _MARGIN:
         return None
-    return ranked[0]
+    return ranked
+
+
+def extreme_object(objects: tuple[SceneObject, ...], direction: str) -> SceneObject | None:
+    """The object furthest in `direction`, None when another is within _MARGIN of it."""
+    ranked = _ranked_towards(objects, direction)
+    return ranked[0] if ranked else None
 
 
 def position_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Question | None:
     if len(objects) < 2 or len({o.name for o in objects}) < len(objects):
         return None
     direction = rng.choice(list(POSITION_WORDS))
-    answer = extreme_object(objects, direction)
-    if answer is None:
+    ranked = _ranked_towards(objects, direction)
+    if ranked is None:
         return None
-    present = [o.name for o in sorted(objects, key=_DISTANCE_FROM_EDGE[direction])[1:]]
+    answer = ranked[0]
+    present = [o.name for o in ranked[1:]]
     absent = [f"{c} {s}" for s in SHAPES for c in COLOURS if f"{c} {s}" not in {o.name for o in objects}]
     rng.shuffle(present)
     rng.shuffle(absent)
