@@ -28,7 +28,7 @@ def write_results(path: Path, cells: list[CellResult]) -> None:
         writer.writerow(RESULT_COLUMNS)
         for c in cells:
             writer.writerow([c.model, c.task, c.shift, c.shift_kind, c.severity, c.metric, _number(c.value),
-                             _number(c.ci_low), _number(c.ci_high), c.n])
+                             _number(c.ci_low), _number(c.ci_high), c.n, c.condition])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -204,7 +204,7 @@ class _CellRunner:
                 request: Request | None, error: str | None, output: str | Exception | None, key: str) -> SampleResult:
         record = SampleResult(
             model=self.model.name, task=sample.task, shift=condition.name, shift_kind=condition.kind,
-            severity=condition.severity, sample_id=sample.sample_id,
+            severity=condition.severity, condition=condition.label, sample_id=sample.sample_id,
             input_hash=shifted.content_hash() if shifted else "", prompt=request.prompt if request else "",
             answer=sample.answer, raw_output=None, parsed=None, parse_ok=False, score=None,
             category=sample.category, scorer=getattr(adapter, "judge", None), error=error, cache_key=key)
@@ -238,8 +238,8 @@ def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int)
     ok = [r for r in records if r.error is None]
     rows = list(adapter.aggregate(ok, seed)) if ok else []
     rows.append(("n_errors", float(len(records) - len(ok)), None, None, len(records)))
-    return [CellResult(first.model, first.task, first.shift, first.shift_kind, first.severity, metric, value, low, high, n)
-            for metric, value, low, high, n in rows]
+    return [CellResult(first.model, first.task, first.shift, first.shift_kind, first.severity, metric, value, low, high, n,
+                       condition=first.condition) for metric, value, low, high, n in rows]
 
 
 def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tuple[int, Sample]]:

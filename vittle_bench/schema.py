@@ -99,6 +99,7 @@ class SampleResult:
     reference_score: float | None = None  # open-ended: the judge's score of the reference answer
     error: str | None = None
     cache_key: str = ""
+    condition: str = ""  # the full condition label ("frost@3+keyboard@1"): the cell's key, unique per condition
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -118,6 +119,8 @@ class CellResult:
     ci_low: float | None
     ci_high: float | None
     n: int
+    condition: str = ""  # the full condition label: `shift` and `severity` alone do not tell joint conditions apart
 
 
-RESULT_COLUMNS = ["model", "task", "shift", "shift_kind", "severity", "metric", "value", "ci_low", "ci_high", "n"]
+RESULT_COLUMNS = ["model", "task", "shift", "shift_kind", "severity", "metric", "value", "ci_low", "ci_high", "n",
+                  "condition"]

@@ -148,7 +148,8 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
     def row(model: str, task: str, label: str, metric: str, value: float, low: float | None, high: float | None,
             n: int) -> CellResult:
         c = by_label[label]
-        return CellResult(model, task, c.name, c.kind, c.severity, emi_metric(metric, encoders), value, low, high, n)
+        return CellResult(model=model, task=task, shift=c.name, shift_kind=c.kind, severity=c.severity,
+                          metric=emi_metric(metric, encoders), value=value, ci_low=low, ci_high=high, n=n, condition=label)
 
     for (model, task, label), cell in cells.items():
         if len(cell.sample_ids) < 2:
