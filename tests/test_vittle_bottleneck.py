@@ -18,6 +18,7 @@ from vittle_bench.vittle import (
     attach_bottleneck,
     bottleneck_parameter_fraction,
     count_bottleneck_parameters,
+    gaussian_kl,
     get_vittle_handle,
     load_vittle_if_present,
     resolve_decoder_layers,
@@ -102,6 +103,50 @@ def test_gradients_reach_heads_and_prior(model, prior):
     if prior == "learnable":
         for p in (b.visual_prior.mu_p, b.visual_prior.logvar_p, b.text_prior.mu_p, b.text_prior.logvar_p):
             assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_learnable_prior_pushed_past_the_bound_comes_back_as_the_reference_does(model):
+    """Issue 19 (g). The reference (deeplearning-wisc/vittle, vittle_llama.py::vib_kld_loss_lp) runs
+    ``logsigma_sq_prior.data.clamp_(min=-2.3025, max=2.3025)`` before each KL: a prior log-variance that a step
+    pushed past the bound restarts from the bound and follows the KL's gradient back. Replayed here step by step
+    with the same KL, so the only thing compared is how the bound acts."""
+    bound, d = 2.3025, 4
+    mu, logvar = torch.zeros(d), torch.full((d,), 0.8)  # the posterior: the KL is smallest at logvar_p = 0.8
+    ours = LearnableGaussianPrior(d, logvar_clamp=bound)
+    reference = torch.nn.Parameter(torch.zeros(d))
+    with torch.no_grad():
+        ours.logvar_p.fill_(3.0)  # pushed past the bound
+        reference.fill_(3.0)
+    opt_ours, opt_reference = torch.optim.SGD([ours.logvar_p], lr=1.0), torch.optim.SGD([reference], lr=1.0)
+    path = []
+    for _ in range(40):
+        opt_ours.zero_grad()
+        ours.kl(mu, logvar).sum().backward()
+        opt_ours.step()
+        reference.data.clamp_(min=-bound, max=bound)
+        opt_reference.zero_grad()
+        gaussian_kl(mu, logvar, torch.zeros(d), reference).sum().backward()
+        opt_reference.step()
+        torch.testing.assert_close(ours.logvar_p.detach(), reference.detach())
+        path.append(ours.logvar_p[0].item())
+    assert path[0] < bound and abs(path[19] - 0.8) < 1e-3  # leaves the bound at the first step
+    torch.testing.assert_close(ours.logvar_p.detach(), torch.full((d,), 0.8))
+
+    # Evaluation reads an out-of-range value through the bound and never rewrites it.
+    with torch.no_grad():
+        ours.logvar_p.fill_(3.0)
+    ours.eval()
+    torch.testing.assert_close(ours.kl(mu, logvar), gaussian_kl(mu, logvar, torch.zeros(d), torch.full((d,), bound)))
+    assert ours.logvar_p[0].item() == 3.0
+
+    # Attached to a model and trained: the prior past the bound still gets a gradient from the model's loss.
+    handle = attach_bottleneck(model, VittleConfig(prior="learnable", visual_layer=0, text_layer=1))
+    prior = handle.bottleneck.text_prior
+    with torch.no_grad():
+        prior.logvar_p.fill_(3.0)
+    model.train()
+    (model(**batch(labels_from=7)).loss + handle.regularizer()).backward()
+    assert prior.logvar_p.max().item() == pytest.approx(2.3) and (prior.logvar_p.grad > 0).all()
 
 
 def test_gradient_checkpointing_gives_same_gradients(model):

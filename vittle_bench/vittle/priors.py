@@ -39,10 +39,19 @@ class FixedGaussianPrior(nn.Module):
 class LearnableGaussianPrior(nn.Module):
     """Vittle(L): a per-dimension Gaussian N(mu_p, diag(e^logvar_p)) trained with the model.
 
-    Initialised at N(0, I) so training starts from Vittle(F). ``logvar_p`` is clamped to
-    ``[-logvar_clamp, logvar_clamp]`` inside ``kl`` (the same range as the posterior): without it the
-    prior can shrink its variance towards zero and the KL explodes. Clamping in the forward pass
-    (rather than editing ``.data`` as the public code does) keeps the parameter itself untouched.
+    Initialised at N(0, I) so training starts from Vittle(F). ``logvar_p`` is kept inside
+    ``[-logvar_clamp, logvar_clamp]`` (the posterior's range): without a bound the prior can shrink its
+    variance towards zero and the KL explodes.
+
+    How the bound acts follows the reference (deeplearning-wisc/vittle,
+    ``vittle/model/language_model/vittle_llama.py::vib_kld_loss_lp``): before each KL it clamps the
+    parameter's *data* (``logsigma_sq_prior.data.clamp_(-2.3025, 2.3025)``), outside autograd, so an
+    optimizer step that pushed ``logvar_p`` past the bound is undone at the next forward and the gradient
+    is taken at the bound, where it is not zero: a prior pushed out comes back to where the KL pulls it.
+    A clamp inside the graph would instead give zero gradient past the bound and leave the parameter
+    stuck there. What differs from the reference: the bound is ``logvar_clamp`` (2.3 by default; the
+    reference's 2.3025 is ln 10), and the data is clamped only in training mode: an evaluation never
+    rewrites loaded weights, it reads the parameter through the same bounds.
     """
 
     def __init__(self, hidden_size: int, logvar_clamp: float = 2.3) -> None:
@@ -54,7 +63,13 @@ class LearnableGaussianPrior(nn.Module):
 
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(N(mu, e^logvar) || N(mu_p, e^logvar_p)) per element (float32), broadcast over leading dims."""
-        logvar_p = self.logvar_p.clamp(-self.logvar_clamp, self.logvar_clamp)
+        logvar_p: torch.Tensor
+        if self.training:
+            with torch.no_grad():  # the reference's data clamp: outside autograd, before each KL
+                self.logvar_p.clamp_(-self.logvar_clamp, self.logvar_clamp)
+            logvar_p = self.logvar_p
+        else:
+            logvar_p = self.logvar_p.clamp(-self.logvar_clamp, self.logvar_clamp)
         return gaussian_kl(mu, logvar, self.mu_p, logvar_p)
 
 
