@@ -3,8 +3,11 @@ datasets feature types (../shared/DATASETS.md, checked against the dataset cards
 
 `build_hub_fixtures(root)` writes them in the layouts a user's `--data-dir` may hold: save_to_disk
 DatasetDicts (at DIR/org/name or DIR/org/name/<config>), hub-style parquet files (MMMU's data/<split>-*.parquet,
-MMStar's <config>/<split>-*.parquet), and one dataset under the lmms-lab-encoder alias (MME). Images are real
-photographs shipped with scikit-image (one grayscale, to exercise RGB conversion), downscaled.
+MMStar's refs/convert/parquet layout <config>/<split>/0000.parquet), and one dataset under the lmms-lab-encoder
+alias (MME). A dataset with a config sits under DIR/org/name/<config>, named as on the hub, and the tests check
+that this folder is what serves each task: the loader's fallback to DIR/org/name also finds parquet files below
+it, which would hide a task config that names a wrong config. Images are real photographs shipped with
+scikit-image (one grayscale, to exercise RGB conversion), downscaled.
 
 The features below are written out by hand on purpose: they are the reference the loader is tested against,
 not a copy of anything the package defines.
@@ -155,7 +158,7 @@ def fixture_rows() -> dict[tuple[str, str | None], dict[str, dict[str, list[Any]
                       "Is the output of the code 6? Please answer yes or no."],
             answer=["Yes", "No", "Yes", "No"],
             category=["existence", "existence", "code_reasoning", "code_reasoning"])},
-        ("Lin-Chen/MMStar", "mmstar"): {"val": _rows(
+        ("Lin-Chen/MMStar", "val"): {"val": _rows(
             index=[0, 1],
             question=["Which option describes the object in the image correctly?\nOptions: A: a cup of tea, B: a cup "
                       "of coffee, C: a glass of water, D: a bowl of soup",
@@ -186,9 +189,9 @@ def build_hub_fixtures(root: Path) -> Path:
         if repo == "lmms-lab/MMMU":  # the hub repo's own parquet layout
             for split, rows in splits.items():
                 _parquet(root / repo / "data" / f"{split}-00000-of-00001.parquet", rows, features)
-        elif repo == "Lin-Chen/MMStar":  # parquet inside the config folder
+        elif repo == "Lin-Chen/MMStar":  # the hub's refs/convert/parquet layout: <config>/<split>/0000.parquet
             for split, rows in splits.items():
-                _parquet(root / repo / "mmstar" / f"{split}-00000-of-00001.parquet", rows, features)
+                _parquet(root / repo / config / split / "0000.parquet", rows, features)
         elif repo == "lmms-lab/MME":  # lmms-eval's newer id for the same dataset
             _save(root / "lmms-lab-encoder" / "MME", splits, features)
         else:

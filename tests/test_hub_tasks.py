@@ -130,7 +130,7 @@ def test_samples_and_prompts_match_the_rows_and_lmms_eval(hub_dir, cache):
                                 "choices directly.")
     assert sqa[0][0].answer == "B" and sqa[1][0].context is None and sqa[1][1].prompt.startswith("Which material")
     star = load("mmstar")
-    raw = fixture_rows()[("Lin-Chen/MMStar", "mmstar")]["val"]["question"][0]
+    raw = fixture_rows()[("Lin-Chen/MMStar", "val")]["val"]["question"][0]
     assert star[0][1].prompt == raw + "\nAnswer with the option's letter from the given choices directly"
     assert star[0][0].question == "Which option describes the object in the image correctly?"
     assert star[0][0].choices[1] == "a cup of coffee" and star[0][0].category == "coarse perception"
@@ -159,7 +159,12 @@ def test_samples_and_prompts_match_the_rows_and_lmms_eval(hub_dir, cache):
 
 def test_mirror_layouts_and_alias_ids(hub_dir, cache):
     assert open_dataset(SPECS["mme"], cache, hub_dir)[1].endswith("lmms-lab-encoder/MME")
-    assert open_dataset(SPECS["mmstar"], cache, hub_dir)[1].endswith("Lin-Chen/MMStar/mmstar")
+    # A fixture under the config folder the task names is what serves it: the repo-folder fallback also finds
+    # parquet files below it (MMStar's), and serving from there would hide a task config naming a wrong config.
+    assert open_dataset(SPECS["mmstar"], cache, hub_dir)[1] == str(hub_dir / "Lin-Chen" / "MMStar" / "val")
+    for spec in HUB:
+        if spec.subset:
+            assert open_dataset(spec, cache, hub_dir)[1].endswith(f"/{spec.subset}"), spec.task
     assert open_dataset(SPECS["mmmu_val"], cache, hub_dir)[1].endswith("lmms-lab/MMMU")
     assert open_dataset(SPECS["pope_random"], cache, hub_dir)[1].endswith("lmms-lab/POPE/Full")
     encoder_id = dataclasses.replace(SPECS["pope_random"], source="hf:lmms-lab-encoder/POPE")
@@ -236,7 +241,7 @@ def test_a_missing_dataset_offline_exits_2_with_one_paragraph(tmp_path, capsys, 
     assert code == 2
     assert "Traceback" not in err and len(err.splitlines()) == 1
     assert "Lin-Chen/MMStar" in err and "--data-dir" in err and "save_to_disk" in err and "OfflineModeIsEnabled" in err
-    with pytest.raises(ConfigError, match="looked in .*Lin-Chen/MMStar/mmstar"):
+    with pytest.raises(ConfigError, match="looked in .*Lin-Chen/MMStar/val"):
         load_samples(SPECS["mmstar"], tmp_path, None, tmp_path / "empty")
 
 

@@ -44,7 +44,7 @@ KNOWN_SIZES: dict[tuple[str, str | None, str], str] = {
     ("lmms-lab/MMMU", None, "validation"): "900",
     ("lmms-lab/MMMU", None, "dev"): "150",
     ("lmms-lab/MME", None, "test"): "2374",
-    ("Lin-Chen/MMStar", "mmstar", "val"): "1500",
+    ("Lin-Chen/MMStar", "val", "val"): "1500",
 }
 _EMI_NATURAL_SIZES = {"llava_bench_coco": "90", "llava_bench_in_the_wild_easy": "30",
                       "llava_bench_in_the_wild_normal": "60", "llava_bench_in_the_wild_hard": "30"}
