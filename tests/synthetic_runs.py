@@ -5,14 +5,14 @@ metrics in results.csv come from the real task adapters' `aggregate`, exactly as
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
+from vittle_bench.results_io import write_results
 from vittle_bench.runner import aggregate_cell
-from vittle_bench.schema import RESULT_COLUMNS, SampleResult
+from vittle_bench.schema import SampleResult
 from vittle_bench.tasks.closed_form import ClosedFormAdapter
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
 from vittle_bench.tasks.pope import PopeAdapter
@@ -21,6 +21,15 @@ from vittle_bench.tasks.pope import PopeAdapter
 CONDITIONS = [("clean", "clean", 0), ("gaussian_noise", "image", 1), ("gaussian_noise", "image", 3),
               ("gaussian_noise", "image", 5), ("defocus_blur", "image", 3), ("keyboard", "text", 1),
               ("keyboard", "text", 3), ("gaussian_noise+keyboard", "joint", 3)]
+
+
+def condition_label(shift: str, kind: str, severity: int) -> str:
+    if kind == "clean":
+        return "clean"
+    if kind == "joint":
+        image, text = shift.split("+")
+        return f"{image}@{severity}+{text}@{severity}"
+    return f"{shift}@{severity}"
 TASKS = {"syn_mc": ClosedFormAdapter, "syn_pope": PopeAdapter, "syn_open": OpenEndedAdapter}
 
 
@@ -53,13 +62,7 @@ def write_run(path: Path, model: str, skill: float, n: int = 60, seed: int = 0,
     with (path / "samples.jsonl").open("w") as f:
         for r in records:
             f.write(json.dumps(r.to_json()) + "\n")
-    with (path / "results.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(RESULT_COLUMNS)
-        for c in cells:
-            writer.writerow([c.model, c.task, c.shift, c.shift_kind, c.severity, c.metric, f"{c.value:.6g}",
-                             "" if c.ci_low is None else f"{c.ci_low:.6g}",
-                             "" if c.ci_high is None else f"{c.ci_high:.6g}", c.n])
+    write_results(path / "results.csv", cells)
     (path / "manifest.json").write_text(json.dumps({"command_line": "synthetic", "seed": seed,
                                                     "models": [{"name": model}]}))
     return path
@@ -68,7 +71,7 @@ def write_run(path: Path, model: str, skill: float, n: int = 60, seed: int = 0,
 def _record(task: str, model: str, shift: str, kind: str, severity: int, i: int, correct: bool,
             rng: np.random.Generator, failed: bool) -> SampleResult:
     base = dict(model=model, task=task, shift=shift, shift_kind=kind, severity=severity, sample_id=f"s{i}",
-                input_hash="", prompt="", category=None)
+                input_hash="", prompt="", category=None, condition=condition_label(shift, kind, severity))
     if failed:
         return SampleResult(**base, answer=None, raw_output=None, parsed=None, parse_ok=False, score=None,
                             error="generate: RuntimeError: synthetic failure")

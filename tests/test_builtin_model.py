@@ -17,7 +17,7 @@ from vittle_bench.models.tiny_llava_train import ConversationEncoder
 from vittle_bench.schema import Request
 from vittle_bench.vittle import get_vittle_handle
 
-POPE_FLOOR, MC_FLOOR = 0.9, 0.82  # measured with the committed weights: 0.947 and 0.855 (README)
+POPE_FLOOR, MC_FLOOR = 90.0, 82.0  # percent; measured with the committed weights: 94.7 and 85.5 (README)
 
 
 @pytest.mark.parametrize("name", BUILTIN_MODELS)
@@ -55,12 +55,12 @@ def test_baseline_uses_the_image_and_the_strongest_shift_bites(baseline_run):
     that answers one word to everything, with both answers in use, and noise at severity 5 hurts."""
     pope_clean = baseline_run[("shapes_pope_adversarial", "clean", "accuracy")]
     assert pope_clean >= POPE_FLOOR
-    assert 0.2 <= baseline_run[("shapes_pope_adversarial", "clean", "yes_ratio")] <= 0.9
+    assert 20 <= baseline_run[("shapes_pope_adversarial", "clean", "yes_ratio")] <= 90
     assert baseline_run[("shapes_mc", "clean", "accuracy")] >= MC_FLOOR
-    assert baseline_run[("shapes_pope_adversarial", "gaussian_noise", "accuracy")] < pope_clean - 0.03
+    assert baseline_run[("shapes_pope_adversarial", "gaussian_noise", "accuracy")] < pope_clean - 3
 
 
 def test_baseline_meets_the_issue_targets(baseline_run):
-    assert baseline_run[("shapes_pope_adversarial", "clean", "accuracy")] >= 0.75
-    assert 0.35 <= baseline_run[("shapes_pope_adversarial", "clean", "yes_ratio")] <= 0.65
-    assert baseline_run[("shapes_mc", "clean", "accuracy")] >= 0.8
+    assert baseline_run[("shapes_pope_adversarial", "clean", "accuracy")] >= 75
+    assert 35 <= baseline_run[("shapes_pope_adversarial", "clean", "yes_ratio")] <= 65
+    assert baseline_run[("shapes_mc", "clean", "accuracy")] >= 80

@@ -68,7 +68,7 @@ def test_mme_yes_no_parser_table(raw, expected):
     assert (parsed.value, parsed.ok) == (expected, expected is not None)
 
 
-# (raw, expected) for the POPE authors' rule; None = no words at all (our one documented deviation)
+# (raw, expected) for the POPE authors' rule; None = empty or whitespace only (our one documented deviation)
 POPE_TABLE = [
     ("Yes", "yes"), ("No", "no"), ("yes", "yes"), ("no", "no"), ("Yes.", "yes"), ("No.", "no"), ("no.", "no"),
     ("Yes, there is a dog in the image.", "yes"), ("No, there is no dog in the image.", "no"),
@@ -82,7 +82,9 @@ POPE_TABLE = [
     ("I'm not sure.", "no"), ("It is not possible to tell.", "no"),
     ("A dog is lying on the couch.", "yes"), ("Yes, a surfboard.", "yes"), ("No surfboard.", "no"),
     ("There are two dogs. No cats.", "yes"), ("Nothing like that.", "yes"),
-    ("", None), ("   ", None), (".", None), ("...", None), (". No", None), ("\n", None),
+    (".", "yes"), ("...", "yes"), (". No", "yes"),  # evaluate.py: no words before the first "." read as yes
+    ("No\nthe image has other shapes", "yes"), ("no\nthere is none", "yes"),  # split on " " only, as evaluate.py
+    ("", None), ("   ", None), ("\n", None), ("\t \n", None),
 ]
 
 
@@ -99,7 +101,7 @@ def test_tables_are_large_enough():
 def _record(task, sid, answer, parsed, ok, score, category=None):
     return SampleResult(model="m", task=task, shift="clean", shift_kind="clean", severity=0, sample_id=sid,
                         input_hash="", prompt="", answer=answer, raw_output="", parsed=parsed, parse_ok=ok,
-                        score=score, category=category)
+                        score=score, category=category, condition="clean")
 
 
 def test_pope_adapter_metrics_equal_the_official_formulas():
@@ -107,15 +109,15 @@ def test_pope_adapter_metrics_equal_the_official_formulas():
     said = ["yes", "yes", "yes", "no", None, "yes", "no", "no", "no", "no", "yes", "yes"]
     records = [_record("pope", str(i), g, s, s is not None, float(s == g)) for i, (g, s) in enumerate(zip(gold, said))]
     got = {m: v for m, v, *_ in PopeAdapter().aggregate(records, seed=0)}
-    # TP = 4 (0, 1, 2, 11), FP = 2 (5, 10), TN = 4 (6, 7, 8, 9), FN = 2 (3 said no, 4 unparseable)
+    # TP = 4 (0, 1, 2, 11), FP = 2 (5, 10), TN = 4 (6, 7, 8, 9), FN = 2 (3 said no, 4 unparseable); in percent
     tp, fp, tn, fn = 4, 2, 4, 2
     precision, recall = tp / (tp + fp), tp / (tp + fn)
-    assert got["accuracy"] == pytest.approx((tp + tn) / 12)
-    assert got["precision"] == pytest.approx(precision)
-    assert got["recall"] == pytest.approx(recall)
-    assert got["f1"] == pytest.approx(2 * precision * recall / (precision + recall))
-    assert got["yes_ratio"] == pytest.approx(6 / 12)  # predicted yes over all questions
-    assert got["unparseable_rate"] == pytest.approx(1 / 12)
+    assert got["accuracy"] == pytest.approx(100 * (tp + tn) / 12)
+    assert got["precision"] == pytest.approx(100 * precision)
+    assert got["recall"] == pytest.approx(100 * recall)
+    assert got["f1"] == pytest.approx(100 * 2 * precision * recall / (precision + recall))
+    assert got["yes_ratio"] == pytest.approx(100 * 6 / 12)  # predicted yes over all questions
+    assert got["unparseable_rate"] == pytest.approx(100 * 1 / 12)
 
 
 def test_mme_score_rule_by_hand():
@@ -144,11 +146,11 @@ def test_mme_adapter_pairs_by_image_and_matches_the_rule():
             ("numerical_calculation/4.png#7", "numerical_calculation", "no", "no")]
     records = [_record("mme", sid, gold, said, said is not None, float(said == gold), cat)
                for sid, cat, gold, said in rows]
-    got = {m: (v, n) for m, v, _, _, n in MMEAdapter().aggregate(records, seed=0)}
+    got = {v.metric: (v.value, v.n) for v in MMEAdapter().aggregate(records, seed=0)}
     # existence: acc 3/4, acc+ 1/2 -> 125; OCR: acc 1/2, acc+ 0 -> 50; numerical: 100 + 100 = 200
     assert got["mme_perception"][0] == pytest.approx(175.0)
     assert got["mme_cognition"][0] == pytest.approx(200.0)
-    assert got["unparseable_rate"][0] == pytest.approx(1 / 8)
+    assert got["unparseable_rate"][0] == pytest.approx(100 / 8)  # percent, like every rate
     assert got["mme_perception"][1] == 4  # bootstrap units are images
 
 
@@ -157,10 +159,10 @@ def test_closed_form_per_category_accuracy():
                _record("mc", "2", "C", "C", True, 1.0, "ocr"), _record("mc", "3", "D", None, False, 0.0, "ocr"),
                _record("mc", "4", "A", "A", True, 1.0, "ocr")]
     got = {m: v for m, v, *_ in ClosedFormAdapter(per_category=True).aggregate(records, seed=0)}
-    assert got["accuracy"] == pytest.approx(3 / 5)
-    assert got["accuracy/math"] == pytest.approx(1 / 2)
-    assert got["accuracy/ocr"] == pytest.approx(2 / 3)
-    assert got["unparseable_rate"] == pytest.approx(1 / 5)
+    assert got["accuracy"] == pytest.approx(100 * 3 / 5)
+    assert got["accuracy/math"] == pytest.approx(100 / 2)
+    assert got["accuracy/ocr"] == pytest.approx(100 * 2 / 3)
+    assert got["unparseable_rate"] == pytest.approx(100 / 5)
 
 
 @pytest.mark.parametrize("raw,gold,expected", [

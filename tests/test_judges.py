@@ -17,6 +17,7 @@ from vittle_bench.config import ConfigError
 from vittle_bench.judges.openai_compat import OpenAIJudge, judge_prompt, parse_score_pair
 from vittle_bench.judges.pairwise import parse_verdict
 from vittle_bench.registry import UnknownNameError
+from vittle_bench.runner import aggregate_cell
 from vittle_bench.schema import Sample, SampleResult
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
 from vittle_bench.tasks.pairwise import PairwiseAdapter
@@ -102,22 +103,22 @@ def test_judge_requests_run_concurrently():
 
 def _record(score, reference, category="detail") -> SampleResult:
     return SampleResult("m", "t", "clean", "clean", 0, "s", "", "", "ref", "ans", "ans", True, score,
-                        category=category, reference_score=reference)
+                        category=category, reference_score=reference, condition="clean")
 
 
 def test_failed_judgments_are_counted_and_excluded_never_imputed():
     adapter = OpenEndedAdapter(judge="openai:judge")
     records = [_record(6.0, 8.0), _record(None, None), _record(4.0, 8.0, "conv"), _record(None, None, "conv")]
-    rows = {name: (value, n) for name, value, _, _, n in adapter.aggregate(records, seed=0)}
+    rows = {v.metric: (v.value, v.n) for v in adapter.aggregate(records, seed=0)}
     assert rows["judge_failed"] == (2.0, 4)
     assert rows["relative_score"] == (pytest.approx(100 * 10 / 16), 2)
     assert rows["relative_score/conv"][0] == pytest.approx(50.0) and rows["relative_score/detail"][0] == pytest.approx(75.0)
 
 
 def test_metric_names_label_stand_in_judges_and_bad_specs_fail_early():
-    assert OpenEndedAdapter(judge="openai:gpt-4o-2024-08-06").metric_name == "relative_score"
-    assert OpenEndedAdapter(judge="embedding").metric_name == "relative_score_embedding"
-    assert OpenEndedAdapter(judge="overlap").metric_name == "relative_score_overlap"
+    assert OpenEndedAdapter(judge="openai:gpt-4o-2024-08-06").headline == "relative_score"
+    assert OpenEndedAdapter(judge="embedding").headline == "relative_score_embedding"
+    assert OpenEndedAdapter(judge="overlap").headline == "relative_score_overlap"
     with pytest.raises(UnknownNameError, match="did you mean embedding"):
         OpenEndedAdapter(judge="embeding")
     with pytest.raises(UnknownNameError, match="needs a model"):
@@ -131,11 +132,13 @@ def test_metric_names_label_stand_in_judges_and_bad_specs_fail_early():
 def test_every_judges_metric_is_what_leaderboards_and_compare_show(judge):
     """A run with any judge ends by printing its leaderboard (the embedding judge's run used to stop with
     'no results to show'), and its cells can be compared sample by sample."""
-    from vittle_bench.leaderboard import primary_metric
-    from vittle_bench.metrics.stats import sample_metric
+    from vittle_bench.tasks.base import declared_metric
 
-    name = OpenEndedAdapter(judge=judge).metric_name
-    assert primary_metric({name, "judge_failed", f"{name}/detail"}) == name and sample_metric(name) is not None
+    adapter = OpenEndedAdapter(judge=judge)
+    records = [_record(6.0, 8.0), _record(4.0, 8.0, "conv")]
+    primary = {cell.metric for cell in aggregate_cell(adapter, records, seed=0) if cell.primary}
+    metric = declared_metric(adapter.headline)
+    assert primary == {adapter.headline} and metric is not None and metric.parts is not None
 
 
 # ----------------------------------------------------------------------------- the offline embedding judge
@@ -225,14 +228,14 @@ def test_pairwise_judge_shows_image_prompt_and_both_answers_and_scores_from_the_
 
 def _verdict(score) -> SampleResult:
     return SampleResult("m", "wildvision_bench", "clean", "clean", 0, "s", "", "", "ref", "ans", "ans", True, score,
-                        reference_score=None if score is None else 0.0)
+                        reference_score=None if score is None else 0.0, condition="clean")
 
 
 def test_pairwise_adapter_reports_win_tie_loss_and_needs_an_llm_judge():
     adapter = PairwiseAdapter(judge="openai:gpt-4o")
-    rows = {name: value for name, value, *_ in adapter.aggregate([_verdict(v) for v in (2, 1, 0, -1, None, 1)], seed=0)}
-    assert rows["win_rate"] == pytest.approx(3 / 5) and rows["tie_rate"] == pytest.approx(1 / 5)
-    assert rows["loss_rate"] == pytest.approx(1 / 5) and rows["mean_verdict"] == pytest.approx(3 / 5)
+    rows = {v.metric: v.value for v in adapter.aggregate([_verdict(v) for v in (2, 1, 0, -1, None, 1)], seed=0)}
+    assert rows["win_rate"] == pytest.approx(100 * 3 / 5) and rows["tie_rate"] == pytest.approx(100 / 5)
+    assert rows["loss_rate"] == pytest.approx(100 / 5) and rows["mean_verdict"] == pytest.approx(3 / 5)
     assert rows["judge_failed"] == 1.0
     for judge in ("", "overlap", "embedding", "openai"):
         with pytest.raises(ConfigError, match="--judge openai:MODEL"):
@@ -248,13 +251,15 @@ def test_wildvision_without_an_llm_judge_exits_2_before_any_model_loads(tmp_path
 
 
 def test_win_rate_is_a_primary_percent_metric_whose_per_sample_form_matches_the_adapter():
-    from vittle_bench.leaderboard import display_factor, primary_metric
-    from vittle_bench.metrics.stats import sample_metric
+    from vittle_bench.metrics.base import PERCENT
+    from vittle_bench.tasks.base import declared_metric
 
     records = [_verdict(v) for v in (2, 1, 0, -1, None, 1)]
     frame = pd.DataFrame({"score": [r.score for r in records], "error": [None] * len(records)})
-    num, den, counted = sample_metric("win_rate").parts(frame)
-    adapter_value = dict((m, v) for m, v, *_ in PairwiseAdapter(judge="openai:j").aggregate(records, 0))["win_rate"]
-    assert num.sum() / den.sum() == pytest.approx(adapter_value) and counted.tolist() == [1, 1, 1, 1, 0, 1]
-    assert sample_metric("win_rate").binary and primary_metric({"judge_failed", "win_rate"}) == "win_rate"
-    assert display_factor("win_rate") == 100.0
+    win_rate = declared_metric("win_rate")
+    assert win_rate is not None and win_rate.parts is not None
+    num, den, counted = win_rate.parts(frame)
+    adapter = PairwiseAdapter(judge="openai:j")
+    adapter_value = {v.metric: v.value for v in adapter.aggregate(records, 0)}["win_rate"]
+    assert 100 * num.sum() / den.sum() == pytest.approx(adapter_value) and counted.tolist() == [1, 1, 1, 1, 0, 1]
+    assert win_rate.binary and adapter.headline == "win_rate" and win_rate.unit == PERCENT

@@ -42,9 +42,8 @@ def test_wide_table_merges_runs_and_averages_each_shift_kind(runs):
     results = _results(*runs)
     for row in table.itertuples():
         cells = results[(results.task == row.task) & (results.model == row.model) & (results.metric == row.metric)]
-        factor = 100 if row.metric == "accuracy" else 1
-        for kind in ("clean", "image", "text", "joint"):
-            expected = cells.loc[cells.shift_kind == kind, "value"].mean() * factor
+        for kind in ("clean", "image", "text", "joint"):  # the leaderboard prints what results.csv holds
+            expected = cells.loc[cells.shift_kind == kind, "value"].mean()
             assert getattr(row, kind) == pytest.approx(expected)
     assert dict(zip(table["task"] + "/" + table["model"], table["n_errors"])) == {
         "syn_mc/base": 2, "syn_mc/vittle": 0, "syn_open/base": 0, "syn_open/vittle": 0,
@@ -58,14 +57,13 @@ def test_intervals_single_cells_reuse_results_csv_and_kind_averages_are_paired(r
     for (task, model), row in table.iterrows():
         clean = results[(results.task == task) & (results.model == model) & (results.metric == row["metric"]) &
                         (results["shift"] == "clean")].iloc[0]
-        factor = 100 if row["metric"] == "accuracy" else 1
-        assert row["clean ci_low"] == pytest.approx(clean.ci_low * factor)
+        assert row["clean ci_low"] == pytest.approx(clean.ci_low)
         assert row["joint ci_high"] > row["joint"] > row["joint ci_low"]  # joint: one condition, from results.csv
         cells = results[(results.task == task) & (results.model == model) & (results.metric == row["metric"]) &
                         (results.shift_kind == "image")]
         assert row["image ci_low"] < row["image"] < row["image ci_high"]
         # averaging four conditions: narrower than a typical single condition's interval
-        assert row["image ci_high"] - row["image ci_low"] < ((cells.ci_high - cells.ci_low) * factor).mean()
+        assert row["image ci_high"] - row["image ci_low"] < (cells.ci_high - cells.ci_low).mean()
 
 
 def test_intervals_are_seeded_and_do_not_depend_on_other_merged_runs(runs):
@@ -87,14 +85,14 @@ def test_kind_interval_recomputed_by_hand_from_samples(runs):
     row = build_table(list(runs)).set_index(["task", "model"]).loc[("syn_pope", "base")]
     records = [json.loads(line) for line in (runs[0] / "samples.jsonl").open()]
     image = [r for r in records if r["task"] == "syn_pope" and r["shift_kind"] == "image"]
-    conditions = sorted({(r["shift"], r["severity"]) for r in image})
+    conditions = sorted({r["condition"] for r in image})
     ids = sorted({r["sample_id"] for r in records if r["task"] == "syn_pope"})
     correct = np.zeros((len(conditions), len(ids)))
     for r in image:
-        correct[conditions.index((r["shift"], r["severity"])), ids.index(r["sample_id"])] = r["score"]
+        correct[conditions.index(r["condition"]), ids.index(r["sample_id"])] = r["score"]
     weights = resample_weights(len(ids), derived_seed(0, "syn_pope", "base"), 1000)
     draws = [np.mean([w @ c / w.sum() for c in correct]) for w in weights]
-    assert row["image ci_low"] == pytest.approx(100 * np.quantile(draws, 0.025))
+    assert row["image ci_low"] == pytest.approx(100 * np.quantile(draws, 0.025))  # accuracy is in percent
     assert row["image ci_high"] == pytest.approx(100 * np.quantile(draws, 0.975))
 
 
@@ -102,7 +100,7 @@ def test_kind_interval_recomputed_by_hand_from_samples(runs):
     ("shift", {"clean", "gaussian_noise", "defocus_blur", "keyboard", "gaussian_noise+keyboard"}, "gaussian_noise", 3),
     ("severity", {"clean", "sev1", "sev3", "sev5"}, "sev3", 4),
     ("condition", {"clean", "gaussian_noise@1", "gaussian_noise@3", "gaussian_noise@5", "defocus_blur@3",
-                   "keyboard@1", "keyboard@3", "gaussian_noise+keyboard@3"}, "keyboard@3", 1),
+                   "keyboard@1", "keyboard@3", "gaussian_noise@3+keyboard@3"}, "keyboard@3", 1),
 ])
 def test_group_by(runs, group_by, columns, probe, n_conditions):
     long = aggregate(load_results(list(runs)), load_samples(list(runs)), group_by=group_by)
@@ -120,8 +118,8 @@ def test_long_layout_robustness_flip_rate_and_severity_auc(runs):
     assert rows.loc["keyboard", "relative_robustness"] == pytest.approx(rows.loc["keyboard", "value"] / clean)
     # flip rate by hand: correct on clean and wrong under keyboard@1 / keyboard@3, averaged
     records = pd.DataFrame([json.loads(line) for line in (runs[1] / "samples.jsonl").open()])
-    pope = records[records.task == "syn_pope"].set_index(["shift", "severity", "sample_id"])["score"].sort_index()
-    flips = [np.mean((pope.loc[("clean", 0)] == 1) & (pope.loc[("keyboard", s)] == 0)) for s in (1, 3)]
+    pope = records[records.task == "syn_pope"].set_index(["condition", "sample_id"])["score"].sort_index()
+    flips = [np.mean((pope.loc["clean"] == 1) & (pope.loc[f"keyboard@{s}"] == 0)) for s in (1, 3)]
     assert rows.loc["keyboard", "flip_rate"] == pytest.approx(100 * np.mean(flips))
     # AUC by hand: trapezoids over severities 0, 1, 3, 5 of gaussian noise, divided by 5
     cond = long[(long.task == "syn_pope") & (long.model == "vittle")]
@@ -198,7 +196,8 @@ def test_latex_is_a_booktabs_tabular_with_the_right_columns_and_bold_best(runs, 
 
 
 def test_latex_escapes_names_and_compiles_when_tex_is_installed(tmp_path):
-    long = pd.DataFrame([{"task": "t_1", "model": "org/m_&%#~", "metric": "accuracy", "group": g, "shift_kind": g,
+    long = pd.DataFrame([{"task": "t_1", "model": "org/m_&%#~", "metric": "accuracy", "unit": "%",
+                          "higher_is_better": True, "group": g, "shift_kind": g,
                           "value": v, "ci_low": v - 1, "ci_high": v + 1, "n_errors": 0}
                          for g, v in (("clean", 70.0), ("image", 60.0))])
     latex = render(widen(long), "latex")
@@ -269,14 +268,14 @@ def test_compare_cells_kinds_and_tests(runs, capsys):
     # McNemar by hand on one cell, from the two samples.jsonl
     a, b = (pd.DataFrame([json.loads(line) for line in (d / "samples.jsonl").open()]) for d in runs)
     key = ["sample_id"]
-    pick = lambda r: r[(r.task == "syn_pope") & (r["shift"] == "gaussian_noise") & (r.severity == 1)].set_index(key)  # noqa: E731
+    pick = lambda r: r[(r.task == "syn_pope") & (r.condition == "gaussian_noise@1")].set_index(key)  # noqa: E731
     pa, pb = pick(a)["score"], pick(b)["score"]
     only_a, only_b = int(((pa == 1) & (pb == 0)).sum()), int(((pa == 0) & (pb == 1)).sum())
-    row = cells[(cells.task == "syn_pope") & (cells["shift"] == "gaussian_noise") & (cells.severity == 1)].iloc[0]
+    row = cells[(cells.task == "syn_pope") & (cells.condition == "gaussian_noise@1")].iloc[0]
     assert row.p_value == pytest.approx(scipy_stats.binomtest(only_b, only_a + only_b).pvalue)
     assert row["diff"] == pytest.approx(100 * (pb.mean() - pa.mean()), abs=1e-3)
     # pairing drops the samples that failed in run A
-    kb3 = cells[(cells.task == "syn_mc") & (cells["shift"] == "keyboard") & (cells.severity == 3)].iloc[0]
+    kb3 = cells[(cells.task == "syn_mc") & (cells.condition == "keyboard@3")].iloc[0]
     assert kb3.n == 58
 
 
@@ -362,10 +361,11 @@ def test_plots_without_matplotlib_say_how_to_install(runs, tmp_path, monkeypatch
         plots.leaderboard_plots(load_results(list(runs)), tmp_path)
 
 
-@pytest.mark.parametrize("metric,best", [("accuracy", "b"), ("unparseable_rate", "a"), ("emid[enc]", "a")])
-def test_bold_marks_the_lower_value_where_lower_is_better(metric, best):
-    long = pd.DataFrame([{"task": "t", "model": m, "metric": metric, "group": "clean", "shift_kind": "clean",
-                          "value": v, "ci_low": v - 1, "ci_high": v + 1, "n_errors": 0}
-                         for m, v in (("a", 10.0), ("b", 20.0))])
+@pytest.mark.parametrize("metric,higher,best", [("accuracy", True, "b"), ("unparseable_rate", False, "a"),
+                                                ("emid[enc]", False, "a"), ("yes_ratio", None, None)])
+def test_bold_follows_the_declared_direction(metric, higher, best):
+    long = pd.DataFrame([{"task": "t", "model": m, "metric": metric, "unit": "%", "higher_is_better": higher,
+                          "group": "clean", "shift_kind": "clean", "value": v, "ci_low": v - 1, "ci_high": v + 1,
+                          "n_errors": 0} for m, v in (("a", 10.0), ("b", 20.0))])
     rows = {line.split("|")[2].strip(): line for line in render(widen(long), "markdown").splitlines()[2:4]}
-    assert "**" in rows[best] and "**" not in rows["b" if best == "a" else "a"]
+    assert {m for m, line in rows.items() if "**" in line} == ({best} if best else set())

@@ -14,6 +14,7 @@ from scipy import stats as scipy_stats
 from synthetic_runs import write_run
 
 from vittle_bench.metrics import stats
+from vittle_bench.tasks.base import declared_metric
 
 TRUE_RATE, N, REPEATS = 0.3, 200, 200
 
@@ -23,7 +24,7 @@ def test_bootstrap_metrics_covers_a_known_bernoulli_rate():
     covered = 0
     for rep in range(REPEATS):
         draws = np.random.default_rng(rep).random(N) < TRUE_RATE
-        (_, value, low, high, n), = stats.bootstrap_metrics(lambda idx: {"accuracy": draws[idx].mean()}, N, seed=rep)
+        (_, value, low, high, n, _), = stats.bootstrap_metrics(lambda idx: {"accuracy": draws[idx].mean()}, N, seed=rep)
         covered += low <= TRUE_RATE <= high
     assert covered / REPEATS >= 0.90
     assert covered / REPEATS <= 0.99  # not trivially wide either
@@ -127,27 +128,28 @@ def test_flip_rate_relative_robustness_and_severity_auc():
 
 
 def test_per_sample_decomposition_reproduces_every_adapter_metric(tmp_path):
-    """sum(num) / sum(den) over a cell's records equals what the task adapters wrote to results.csv."""
+    """scale x sum(num) / sum(den) over a cell's records (sum(num) for counts) equals what the task adapters
+    wrote to results.csv: the leaderboard and compare resample exactly the metric results.csv reports."""
     run = write_run(tmp_path / "run", "m", skill=0.7, n=40, errors={("syn_mc", "keyboard", 3): 3,
                                                                     ("syn_pope", "clean", 0): 2})
     results = pd.read_csv(run / "results.csv")
     records = pd.DataFrame([json.loads(line) for line in (run / "samples.jsonl").open()])
     checked = 0
     for row in results.itertuples():
-        spec = stats.sample_metric(row.metric)
-        if spec is None:
-            assert row.metric in ("n_errors", "judge_failed")
+        spec = declared_metric(row.metric)
+        assert spec is not None and spec.unit == row.unit, row.metric
+        if spec.parts is None:
+            assert row.metric == "n_errors"  # counted by the runner over failed records
             continue
-        cell = records[(records.task == row.task) & (records["shift"] == row.shift) &
-                       (records.severity == row.severity)]
+        cell = records[(records.task == row.task) & (records.condition == row.condition)]
         num, den, _ = spec.parts(cell)
-        value = spec.scale * num.sum() / den.sum() if den.sum() else spec.zero
-        assert value == pytest.approx(row.value, rel=1e-5, abs=1e-6), (row.task, row.shift, row.metric)
+        value = num.sum() if spec.count else spec.scale * num.sum() / den.sum() if den.sum() else spec.zero
+        assert value == pytest.approx(row.value, rel=1e-5, abs=1e-6), (row.task, row.condition, row.metric)
         checked += 1
     metrics = set(results["metric"])
     assert {"accuracy", "f1", "precision", "recall", "yes_ratio", "unparseable_rate",
-            "relative_score_overlap", "relative_score_overlap/conv"} <= metrics
-    assert checked == (~results["metric"].isin(["n_errors", "judge_failed"])).sum() == 88
+            "relative_score_overlap", "relative_score_overlap/conv", "judge_failed"} <= metrics
+    assert checked == (results["metric"] != "n_errors").sum() == 96
 
 
 @pytest.mark.slow
@@ -161,7 +163,7 @@ def test_coverage_over_1000_draws(n, rate):
         _, low, high = stats.ratio_bootstrap(draws, np.ones_like(draws), seed=rep)
         covered_weights += low <= rate <= high
         if n == 200:
-            (_, _, low, high, _), = stats.bootstrap_metrics(lambda idx: {"a": draws[idx].mean()}, n, seed=rep)
+            (_, _, low, high, _, _), = stats.bootstrap_metrics(lambda idx: {"a": draws[idx].mean()}, n, seed=rep)
             covered_index += low <= rate <= high
     assert 0.93 <= covered_weights / 1000 <= 0.975
     if n == 200:

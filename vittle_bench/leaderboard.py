@@ -24,20 +24,21 @@ import pandas as pd
 
 from vittle_bench.config import ConfigError
 from vittle_bench.metrics import stats
-from vittle_bench.metrics.stats import SampleGrid, condition_label, sample_metric
+from vittle_bench.metrics.base import PERCENT, Metric, split_name
+from vittle_bench.metrics.grid import SampleGrid
+from vittle_bench.schema import RESULT_COLUMNS
+from vittle_bench.tasks.base import declared_metric
 
-PRIMARY_METRICS = ("accuracy", "relative_score", "relative_score_embedding", "relative_score_overlap", "win_rate")
-PERCENT_METRICS = {"accuracy", "precision", "recall", "f1", "yes_ratio", "unparseable_rate", "win_rate", "tie_rate",
-                   "loss_rate"}
-LOWER_IS_BETTER = {"unparseable_rate", "judge_failed", "n_errors", "emid", "emid_bound", "loss_rate"}  # by base name
 KIND_ORDER = ("clean", "image", "text", "joint", "domain")
 GROUP_BYS = ("shift_kind", "shift", "severity", "condition")
 FORMATS = ("csv", "markdown", "latex", "html")
-SAMPLE_FIELDS = ("model", "task", "shift", "shift_kind", "severity", "sample_id", "answer", "parsed", "parse_ok",
-                 "score", "reference_score", "category", "error")
-LONG_COLUMNS = ["task", "model", "metric", "unit", "group", "shift_kind", "value", "ci_low", "ci_high", "ci_method",
-                "n_conditions", "n", "n_errors", "relative_robustness", "flip_rate", "severity_auc"]
+SAMPLE_FIELDS = ("model", "task", "condition", "shift", "shift_kind", "severity", "sample_id", "answer", "parsed",
+                 "parse_ok", "score", "reference_score", "category", "error")
+LONG_COLUMNS = ["task", "model", "metric", "unit", "higher_is_better", "group", "shift_kind", "value", "ci_low",
+                "ci_high", "ci_method", "n_conditions", "n", "n_errors", "relative_robustness", "flip_rate",
+                "severity_auc"]
 CI_STYLES = ("pm", "subscript", "none")
+CELL_KEY = ["model", "task", "condition", "metric"]
 
 
 def _file(run_dir: Path, name: str) -> Path:
@@ -45,16 +46,48 @@ def _file(run_dir: Path, name: str) -> Path:
     return run_dir.parent / name if run_dir.is_file() else run_dir / name
 
 
+def _flag(values: pd.Series) -> pd.Series:
+    """results.csv's true / false / empty (no direction) as True / False / None."""
+    return values.map(lambda v: {"true": True, "false": False}.get(str(v).strip().lower()))
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """One results.csv, checked: a file we cannot trust is refused with one line naming it."""
+    try:
+        text = path.read_text()
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError(f"{path}: not a readable results.csv ({type(exc).__name__})") from None
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{path}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}; it was written by an "
+                          "older vittle-bench (rates as 0-1, joint conditions not told apart): rerun `vittle-bench run` "
+                          "with the same arguments to rewrite it (cached answers make that quick)")
+    if frame.empty or not text.endswith("\n"):
+        raise ConfigError(f"{path}: {'no result rows' if frame.empty else 'the last line is cut off'}; rerun the run "
+                          "that wrote it")
+    for column in ("value", "ci_low", "ci_high", "severity", "n", "ci_undefined"):
+        numbers = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
+        bad = numbers.isna() & ~frame[column].isin(["", "nan"])
+        if bad.any():
+            line = int(np.flatnonzero(bad)[0]) + 2
+            raise ConfigError(f"{path}:{line}: {column} {frame[column][bad].iloc[0]!r} is not a number")
+        frame[column] = numbers
+    frame["higher_is_better"] = _flag(frame["higher_is_better"])
+    frame["primary"] = _flag(frame["primary"]).fillna(False).astype(bool)
+    return frame
+
+
 def load_results(run_dirs: list[Path]) -> pd.DataFrame:
-    """results.csv of every run, later runs winning on duplicate (model, task, shift, severity, metric)."""
+    """results.csv of every run, later runs winning on a duplicate (model, task, condition, metric)."""
     frames = []
     for run_dir in run_dirs:
         path = _file(Path(run_dir), "results.csv")
         if not path.is_file():
             raise ConfigError(f"{path} not found: pass run directories written by `vittle-bench run`")
-        frames.append(pd.read_csv(path))
+        frames.append(read_results(path))
     results = pd.concat(frames, ignore_index=True)
-    return results.drop_duplicates(subset=["model", "task", "shift", "severity", "metric"], keep="last")
+    return results.drop_duplicates(subset=CELL_KEY, keep="last").reset_index(drop=True)
 
 
 def load_samples(run_dirs: list[Path]) -> pd.DataFrame:
@@ -64,10 +97,18 @@ def load_samples(run_dirs: list[Path]) -> pd.DataFrame:
         path = _file(Path(run_dir), "samples.jsonl")
         if path.is_file():
             with path.open() as f:
-                records += [{k: r.get(k) for k in SAMPLE_FIELDS} for r in map(json.loads, f) if r]
+                for number, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise ConfigError(f"{path}:{number}: not a JSON record (cut off?); rerun the run that "
+                                          "wrote it") from None
+                    records.append({k: record.get(k) for k in SAMPLE_FIELDS})
     frame = pd.DataFrame.from_records(records, columns=list(SAMPLE_FIELDS))
     frame["sample_id"] = frame["sample_id"].astype(str)
-    return frame.drop_duplicates(subset=["model", "task", "shift", "severity", "sample_id"], keep="last")
+    return frame.drop_duplicates(subset=["model", "task", "condition", "sample_id"], keep="last")
 
 
 def derived_seed(seed: int, *parts: str) -> int:
@@ -75,22 +116,28 @@ def derived_seed(seed: int, *parts: str) -> int:
     return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
 
 
-def display_factor(metric: str) -> float:
-    """100 for rates (also per category, `accuracy/<category>`), shown in percent; 1 for scores."""
-    return 100.0 if metric.partition("/")[0] in PERCENT_METRICS else 1.0
-
-
-def primary_metric(metrics: set[str]) -> str | None:
-    return next((m for m in PRIMARY_METRICS if m in metrics), None)
+def choose_metric(rows: pd.DataFrame, metric: str | None, task: str) -> str | None:
+    """The metric a table shows for one task x model: the named one (a base name such as `emi` matches its
+    qualified forms, which must then agree), else the one results.csv marks as the task's headline."""
+    available = list(dict.fromkeys(rows["metric"]))
+    if metric is None:
+        primary = list(dict.fromkeys(rows.loc[rows["primary"], "metric"]))
+        return primary[0] if primary else None
+    if metric in available:
+        return metric
+    qualified = [m for m in available if split_name(m)[0] == metric and not split_name(m)[2]]
+    if len(qualified) > 1:
+        raise ConfigError(f"task {task}: {metric} comes from different estimators or encoders "
+                          f"({', '.join(qualified)}), which cannot share a column; name one with --metric")
+    return qualified[0] if qualified else None
 
 
 # --- aggregation -------------------------------------------------------------------------------------------
 
-def _group_of(shift: str, kind: str, severity: int, group_by: str) -> str:
+def _group_of(condition: str, shift: str, kind: str, severity: int, group_by: str) -> str:
     if kind == "clean":
         return "clean"
-    return {"shift_kind": kind, "shift": shift, "severity": f"sev{int(severity)}",
-            "condition": condition_label(shift, severity)}[group_by]
+    return {"shift_kind": kind, "shift": shift, "severity": f"sev{int(severity)}", "condition": condition}[group_by]
 
 
 def column_order_key(group: str, kind: str) -> tuple:
@@ -101,65 +148,64 @@ def column_order_key(group: str, kind: str) -> tuple:
 def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric: str | None = None,
               group_by: str = "shift_kind", seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
               confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
-    """The long, tidy leaderboard: one row per (task, model, column group), in display units."""
+    """The long, tidy leaderboard: one row per (task, model, metric, column group), in results.csv's units."""
     if group_by not in GROUP_BYS:
         raise ConfigError(f"unknown --group-by {group_by!r}; choose from {', '.join(GROUP_BYS)}")
     rows: list[dict] = []
-    for task, task_rows in results.groupby("task", sort=True):
-        available = set(task_rows["metric"])
-        chosen = metric or primary_metric(available)
-        if chosen is None or chosen not in available:
+    for (task, model), cells in results.groupby(["task", "model"], sort=True):
+        chosen = choose_metric(cells, metric, str(task))
+        if chosen is None:
             continue
-        spec, factor = sample_metric(chosen), display_factor(chosen)
-        errors = task_rows[task_rows["metric"] == "n_errors"].set_index(["model", "shift", "severity"])["value"]
-        task_samples = None if samples is None else samples[samples["task"] == task]
-        for model, cells in task_rows[task_rows["metric"] == chosen].groupby("model", sort=False):
-            rows += _model_rows(task, model, chosen, cells, errors, task_samples, spec, factor, group_by,
-                                derived_seed(seed, task, model), n_boot, confidence)
+        errors = cells[cells["metric"] == "n_errors"].set_index("condition")["value"]
+        records = None if samples is None else samples[(samples["task"] == task) & (samples["model"] == model)]
+        rows += _model_rows(str(task), str(model), chosen, cells[cells["metric"] == chosen], errors, records,
+                            declared_metric(chosen), group_by, derived_seed(seed, str(task), str(model)), n_boot,
+                            confidence)
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
-def _model_rows(task, model, metric, cells, errors, task_samples, spec, factor, group_by, seed, n_boot,
-                confidence) -> list[dict]:
+def _model_rows(task: str, model: str, metric: str, cells: pd.DataFrame, errors: pd.Series,
+                records: pd.DataFrame | None, spec: Metric | None, group_by: str, seed: int, n_boot: int,
+                confidence: float) -> list[dict]:
     cells = cells.assign(
-        group=[_group_of(s, k, v, group_by) for s, k, v in zip(cells["shift"], cells["shift_kind"], cells["severity"])],
-        label=[condition_label(s, v) for s, v in zip(cells["shift"], cells["severity"])],
-        n_err=[errors.get((model, s, v), 0.0) for s, v in zip(cells["shift"], cells["severity"])])
+        group=[_group_of(c, s, k, v, group_by) for c, s, k, v in
+               zip(cells["condition"], cells["shift"], cells["shift_kind"], cells["severity"])],
+        n_err=[errors.get(c, 0.0) for c in cells["condition"]])
     grid, weights = None, None
-    records = None if task_samples is None else task_samples[task_samples["model"] == model]
-    if spec is not None and records is not None and not records.empty:
+    if spec is not None and spec.parts is not None and records is not None and not records.empty:
         ids = sorted(set(records["sample_id"]))
-        grid = SampleGrid.build(records, list(dict.fromkeys(["clean", *cells["label"]])), ids, spec)
+        grid = SampleGrid.build(records, list(dict.fromkeys(["clean", *cells["condition"]])), ids, spec)
         weights = stats.resample_weights(len(ids), seed, n_boot)
     clean = cells[cells["shift_kind"] == "clean"]["value"]
-    clean_value = float(clean.mean()) * factor if len(clean) else float("nan")
+    clean_value = float(clean.mean()) if len(clean) else float("nan")
     out = []
     for group, g in cells.groupby("group", sort=False):
         kinds = set(g["shift_kind"])
         kind = kinds.pop() if len(kinds) == 1 else "shifted"
-        value = float(g["value"].mean()) * factor
+        value = float(g["value"].mean())
         low = high = None
         method = "none"
         if len(g) == 1 and pd.notna(g["ci_low"].iloc[0]):
-            low, high, method = g["ci_low"].iloc[0] * factor, g["ci_high"].iloc[0] * factor, "cell bootstrap"
-        elif grid is not None and set(g["label"]) <= grid.present:
-            sel = grid.rows(list(g["label"]))
+            low, high, method = g["ci_low"].iloc[0], g["ci_high"].iloc[0], "cell bootstrap"
+        elif grid is not None and spec is not None and set(g["condition"]) <= grid.present:
+            sel = grid.rows(list(g["condition"]))
             _, lo, hi = stats.ratio_bootstrap(grid.num[sel], grid.den[sel], seed, n_boot, confidence, spec.zero,
                                               weights=weights)
-            if lo is not None:
-                low, high, method = lo * spec.scale * factor, hi * spec.scale * factor, "paired bootstrap"
+            if lo is not None and hi is not None:
+                low, high, method = lo * spec.scale, hi * spec.scale, "paired bootstrap"
         flips = float("nan")
         if spec is not None and spec.binary and grid is not None and group != "clean" and "clean" in grid.present:
-            rates = [grid.flip_rate(label) for label in g["label"] if label in grid.present]
+            rates = [grid.flip_rate(c) for c in g["condition"] if c in grid.present]
             flips = 100 * float(np.mean(rates)) if rates else float("nan")
         auc = float("nan")
         if group_by == "shift" and group != "clean" and np.isfinite(clean_value):
-            curve = g.groupby("severity")["value"].mean() * factor
+            curve = g.groupby("severity")["value"].mean()
             auc = stats.severity_auc(np.r_[0, curve.index.to_numpy()], np.r_[clean_value, curve.to_numpy()])
         out.append({
-            "task": task, "model": model, "metric": metric, "unit": "%" if factor == 100 else "score",
-            "group": group, "shift_kind": kind, "value": value, "ci_low": low, "ci_high": high,
-            "ci_method": method, "n_conditions": len(g), "n": int(g["n"].sum()), "n_errors": int(g["n_err"].sum()),
+            "task": task, "model": model, "metric": metric, "unit": g["unit"].iloc[0],
+            "higher_is_better": g["higher_is_better"].iloc[0], "group": group, "shift_kind": kind, "value": value,
+            "ci_low": low, "ci_high": high, "ci_method": method, "n_conditions": len(g), "n": int(g["n"].sum()),
+            "n_errors": int(g["n_err"].sum()),
             "relative_robustness": stats.relative_robustness(value, clean_value) if np.isfinite(clean_value) else np.nan,
             "flip_rate": flips, "severity_auc": auc})
     return sorted(out, key=lambda r: column_order_key(r["group"], r["shift_kind"]))
@@ -167,21 +213,23 @@ def _model_rows(task, model, metric, cells, errors, task_samples, spec, factor, 
 
 def widen(long: pd.DataFrame) -> pd.DataFrame:
     """Paper-style table: task, model, metric, then per group `g`, `g ci_low`, `g ci_high`; `n_errors` (total
-    over the row's cells) only when some cell failed."""
+    over the row's cells) only when some cell failed; last the metric's unit and direction."""
     if long.empty:
         return pd.DataFrame(columns=["task", "model", "metric"])
     kinds = long.groupby("group")["shift_kind"].first()
     groups = sorted(kinds.index, key=lambda g: column_order_key(g, kinds[g]))
     index = ["task", "model", "metric"]
-    table = long[index].drop_duplicates().reset_index(drop=True)
+    described = long[index + ["unit", "higher_is_better"]].drop_duplicates(index).reset_index(drop=True)
+    table = described[index].copy()
+    keys = list(zip(table["task"], table["model"], table["metric"]))
     for group in groups:
-        part = long[long["group"] == group].set_index(["task", "model"])
-        keys = list(zip(table["task"], table["model"]))
+        part = long[long["group"] == group].set_index(index)
         for source, column in (("value", group), ("ci_low", f"{group} ci_low"), ("ci_high", f"{group} ci_high")):
             table[column] = [part[source].get(k, np.nan) for k in keys]
-    totals = long.groupby(["task", "model"], sort=False)["n_errors"].sum()
+    totals = long.groupby(index, sort=False)["n_errors"].sum()
     if totals.any():
-        table["n_errors"] = [int(totals.get(k, 0)) for k in zip(table["task"], table["model"])]
+        table["n_errors"] = [int(totals.get(k, 0)) for k in keys]
+    table["unit"], table["higher_is_better"] = described["unit"], described["higher_is_better"]
     return table
 
 
@@ -206,20 +254,23 @@ def _note(ci: str, confidence: float) -> str:
     interval = "" if ci == "none" else (
         f"± is half the width of the {confidence:.0%} percentile bootstrap interval over samples (seeded); a column "
         "averaging several shift conditions is resampled in pairs (one draw of sample ids serves every condition). ")
-    return ("Rates (accuracy, F1, ...) in percent; relative scores 0-100. " + interval +
-            "Bold: best model per task and column. n_errors: samples that failed and were not scored.")
+    return ("Rates (accuracy, F1, ...) in percent, as in results.csv; relative scores 100 x model / reference. " +
+            interval + "Bold: best model per task and column. n_errors: samples that failed and were not scored.")
 
 
 def _best(table: pd.DataFrame, columns: list[str]) -> set[tuple[int, str]]:
-    """(row, column) cells holding the best value of their task (ties included; only where models differ)."""
+    """(row, column) cells holding the best value of their task and metric, by the metric's declared direction
+    (ties included; only where models differ; none for a metric without a better direction)."""
     best: set[tuple[int, str]] = set()
-    for _, rows in table.groupby("task", sort=False):
-        lower = re.split(r"[\[/]", rows["metric"].iloc[0])[0] in LOWER_IS_BETTER  # emid[enc], accuracy/cat
+    for _, rows in table.groupby(["task", "metric"], sort=False):
+        higher = rows["higher_is_better"].iloc[0]
+        if higher is None or pd.isna(higher):
+            continue
         for column in columns:
             shown = rows[column].round(1).dropna()
             if shown.nunique() < 2:
                 continue
-            target = shown.min() if lower else shown.max()
+            target = shown.max() if higher else shown.min()
             best |= {(i, column) for i in shown.index[shown == target]}
     return best
 
@@ -302,7 +353,7 @@ def _latex(table: pd.DataFrame, columns: list[str], errors: bool, body: list[lis
         if row["task"] != previous:
             if previous is not None:
                 lines.append(r"\midrule")
-            unit = ", \\%" if display_factor(row["metric"]) == 100 else ""
+            unit = ", \\%" if row["unit"] == PERCENT else ""
             task = f"{_latex_escape(row['task'])} ({_latex_escape(row['metric'])}{unit})"
             previous = row["task"]
         cells = [task, _latex_escape(row["model"]), *[text for text, _ in line[3:]]]

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from vittle_bench.config import ConfigError
-from vittle_bench.leaderboard import aggregate, display_factor, primary_metric
+from vittle_bench.leaderboard import aggregate, choose_metric
+from vittle_bench.metrics.base import PERCENT
 
 KIND_MARKERS = {"image": "o", "text": "s", "joint": "^", "domain": "D"}
 
@@ -40,11 +41,15 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     return [png, pdf]
 
 
-def _task_metric(rows: pd.DataFrame, metric: str | None) -> tuple[str | None, float]:
-    chosen = metric or primary_metric(set(rows["metric"]))
-    if chosen is None or chosen not in set(rows["metric"]):
-        return None, 1.0
-    return chosen, display_factor(chosen)
+def _curve_point(condition: str, shift: str, severity: int) -> tuple[str, str, int]:
+    """(panel, line, x) of a shifted cell: a single shift is one line over its severities; a joint condition
+    `img@i+txt@t` is a point at x = i on the line `txt@t` of the panel `img+txt`, so joint conditions that
+    differ only in a part's severity stay apart."""
+    parts = condition.split("+")
+    if len(parts) != 2:
+        return shift, "", int(severity)
+    image, text = parts
+    return shift, text, int(image.rpartition("@")[2])
 
 
 def severity_curves(results: pd.DataFrame, out_dir: Path, metric: str | None = None) -> list[Path]:
@@ -55,11 +60,13 @@ def severity_curves(results: pd.DataFrame, out_dir: Path, metric: str | None = N
     from matplotlib.ticker import MaxNLocator
 
     for task, rows in results.groupby("task", sort=True):
-        chosen, factor = _task_metric(rows, metric)
+        chosen = choose_metric(rows, metric, str(task))
         if chosen is None:
             continue
-        cells = rows[rows["metric"] == chosen]
-        families = sorted(set(cells.loc[cells["shift_kind"] != "clean", "shift"]))
+        cells = rows[(rows["metric"] == chosen) & rows["shift_kind"].isin(["clean", "image", "text", "joint"])]
+        points = [_curve_point(c, s, v) for c, s, v in zip(cells["condition"], cells["shift"], cells["severity"])]
+        cells = cells.assign(panel=[p[0] for p in points], line=[p[1] for p in points], x=[p[2] for p in points])
+        families = sorted(set(cells.loc[cells["shift_kind"] != "clean", "panel"]))
         if not families:
             continue
         cols = min(4, len(families))
@@ -67,18 +74,21 @@ def severity_curves(results: pd.DataFrame, out_dir: Path, metric: str | None = N
         axes = fig.subplots(int(np.ceil(len(families) / cols)), cols, squeeze=False, sharey=True).ravel()
         for ax, family in zip(axes, families):
             for model, m in cells.groupby("model", sort=False):
-                curve = pd.concat([m[m["shift_kind"] == "clean"], m[m["shift"] == family]]).sort_values("severity")
-                x = curve["severity"].to_numpy(dtype=float)
-                line, = ax.plot(x, curve["value"] * factor, marker="o", ms=3, label=model)
-                low, high = curve["ci_low"].to_numpy(dtype=float), curve["ci_high"].to_numpy(dtype=float)
-                ax.fill_between(x, low * factor, high * factor, color=line.get_color(), alpha=0.2, linewidth=0)
+                shifted = m[m["panel"] == family]
+                for line_name, part in shifted.groupby("line", sort=True):
+                    curve = pd.concat([m[m["shift_kind"] == "clean"], part]).sort_values("x")
+                    x = curve["x"].to_numpy(dtype=float)
+                    label = f"{model} ({line_name})" if line_name else model
+                    line, = ax.plot(x, curve["value"], marker="o", ms=3, label=label)
+                    low, high = curve["ci_low"].to_numpy(dtype=float), curve["ci_high"].to_numpy(dtype=float)
+                    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
             ax.set_title(family, fontsize=9)
-            ax.set_xlabel("severity")
+            ax.set_xlabel("severity" if "+" not in family else "image severity")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=6)
         for ax in axes[len(families):]:
             ax.set_visible(False)
-        axes[0].set_ylabel(f"{chosen}{' (%)' if factor == 100 else ''}")
-        axes[0].legend(fontsize=7)
+        axes[0].set_ylabel(f"{chosen}{' (%)' if cells['unit'].iloc[0] == PERCENT else ''}")
         fig.suptitle(f"{task}: {chosen} vs severity (bands: 95% CI)", fontsize=10)
         written += _save(fig, out_dir, f"severity_{task}")
     return written
@@ -115,7 +125,7 @@ def clean_vs_shift(results: pd.DataFrame, out_dir: Path, metric: str | None = No
     handles += [ax.plot([], [], KIND_MARKERS[k], color="black", label=k)[0]
                 for k in KIND_MARKERS if k in set(long["shift_kind"])]
     ax.legend(handles=handles, fontsize=7)
-    ax.set_title("clean vs shifted (rates in %, relative scores 0-100)", fontsize=9)
+    ax.set_title("clean vs shifted (rates in %, relative scores 100 x model / reference)", fontsize=9)
     return _save(fig, out_dir, "clean_vs_shift")
 
 
@@ -133,8 +143,7 @@ def difference_bars(comparison: pd.DataFrame, out_dir: Path) -> list[Path]:
     axes = fig.subplots(len(tasks), 1, squeeze=False).ravel()
     for ax, task in zip(axes, tasks):
         t = comparison[comparison["task"] == task].iloc[::-1]
-        labels = [f"{r.shift}@{r.severity}" if r.scope == "cell" and r.shift_kind != "clean"
-                  else (r.shift if r.scope == "cell" else f"{r.shift_kind} mean") for r in t.itertuples()]
+        labels = [r.condition if r.scope == "cell" else f"{r.shift_kind} mean" for r in t.itertuples()]
         y = np.arange(len(t))
         low, high = t["ci_low"].astype(float).to_numpy(), t["ci_high"].astype(float).to_numpy()
         diff = t["diff"].astype(float).to_numpy()

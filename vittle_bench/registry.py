@@ -22,18 +22,26 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (),
+                 on_add: Callable[[str, T], None] | None = None) -> None:
         self.kind = kind
         self.builtin_modules = builtin_modules  # imported on first lookup; they register with the decorator
         self.group = f"vittle_bench.{kind}"
+        self.on_add = on_add  # called once per entry, built-in or plugin (e.g. to register what it declares)
         self._entries: dict[str, T] = {}
         self._plugins_loaded = False
 
+    def _add(self, name: str, obj: T) -> None:
+        if name in self._entries and self._entries[name] is not obj:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        if name not in self._entries:
+            self._entries[name] = obj
+            if self.on_add is not None:
+                self.on_add(name, obj)
+
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            if name in self._entries and self._entries[name] is not obj:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = obj
+            self._add(name, obj)
             return obj
 
         return decorator
@@ -46,7 +54,7 @@ class Registry(Generic[T]):
             importlib.import_module(module)
         for ep in entry_points(group=self.group):
             if ep.name not in self._entries:
-                self._entries[ep.name] = ep.load()
+                self._add(ep.name, ep.load())
 
     def get(self, name: str) -> T:
         self._load_plugins()

@@ -29,11 +29,13 @@ from tqdm import tqdm
 
 from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError, TaskSpec, resolve_shifts, resolve_tasks
+from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.judges import judge_class
 from vittle_bench.models.base import Model, load_model, validate_model_spec
 from vittle_bench.models.openai_compat import redact_model_args
-from vittle_bench.results_io import cell_seed, write_results, run_versions
+from vittle_bench.metrics.stats import MetricValue
+from vittle_bench.results_io import cell_result, cell_seed, run_versions, write_results
 from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition, condition_manifest
 from vittle_bench.shifts.domain import DomainError, DomainResolver
@@ -95,13 +97,14 @@ class _Plan:
     tasks: list[TaskSpec]
     conditions: list[ShiftCondition]
     domains: DomainResolver
+    adapters: dict[str, TaskAdapter]  # task name -> its adapter, with the run's judge choice applied
 
 
 def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
     """The task's adapter with the run's judge choice and judgment cache applied (judged tasks only)."""
     cls = TASK_ADAPTERS.get(spec.adapter)
     args = dict(spec.adapter_args)
-    if "judge" in getattr(cls, "__dataclass_fields__", {}):
+    if cls.judged:
         if options.judge:
             args["judge"] = options.judge
             args["judge_args"] = {**args.get("judge_args", {}), **options.judge_args}
@@ -120,9 +123,10 @@ def plan_run(options: RunOptions) -> _Plan:
         raise ConfigError("no tasks selected")
     if options.judge:
         judge_class(options.judge)  # an unknown judge fails here, before any model loads
+    adapters = {}
     for spec in tasks:  # so does a task whose adapter cannot work with this judge choice
         try:
-            make_adapter(spec, options)
+            adapters[spec.task] = make_adapter(spec, options)
         except ConfigError as exc:
             raise ConfigError(f"task {spec.task}: {exc}") from None
     unknown = set(options.metrics) - set(RUN_METRICS)
@@ -142,7 +146,7 @@ def plan_run(options: RunOptions) -> _Plan:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output directory {options.output} is not writable ({exc.strerror})") from None
-    return _Plan(tasks, conditions, domains)
+    return _Plan(tasks, conditions, domains, adapters)
 
 
 class _CellRunner:
@@ -207,7 +211,7 @@ class _CellRunner:
             severity=condition.severity, condition=condition.label, sample_id=sample.sample_id,
             input_hash=shifted.content_hash() if shifted else "", prompt=request.prompt if request else "",
             answer=sample.answer, raw_output=None, parsed=None, parse_ok=False, score=None,
-            category=sample.category, scorer=getattr(adapter, "judge", None), error=error, cache_key=key)
+            category=sample.category, scorer=adapter.scorer, error=error, cache_key=key)
         if isinstance(output, Exception):
             record.error = f"generate: {type(output).__name__}: {output}"
         elif output is not None and shifted is not None:
@@ -218,13 +222,10 @@ class _CellRunner:
 
     @staticmethod
     def _score(adapter: TaskAdapter, records: list[SampleResult], shifted: list[Sample | None]) -> None:
-        """Score the batch's answered records; a judged task scores them in one concurrent call."""
+        """Score the batch's answered records in one call (a judged task judges them concurrently)."""
         todo = [(r, s) for r, s in zip(records, shifted) if r.error is None and r.raw_output is not None and s]
         try:
-            if hasattr(adapter, "score_batch"):
-                scores = adapter.score_batch([(s, r.raw_output) for r, s in todo])
-            else:
-                scores = [adapter.score(s, Parsed(r.parsed, r.parse_ok), r.raw_output) for r, s in todo]
+            scores = adapter.score_batch([(s, Parsed(r.parsed, r.parse_ok), r.raw_output or "") for r, s in todo])
         except Exception as exc:  # noqa: BLE001 - e.g. a judge that cannot be reached: recorded per sample
             for record, _ in todo:
                 record.error = f"score: {type(exc).__name__}: {exc}"
@@ -234,12 +235,11 @@ class _CellRunner:
 
 
 def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int) -> list[CellResult]:
-    first = records[0]
+    """The adapter's metrics over the cell's scored records, and the count of records that failed."""
     ok = [r for r in records if r.error is None]
-    rows = list(adapter.aggregate(ok, seed)) if ok else []
-    rows.append(("n_errors", float(len(records) - len(ok)), None, None, len(records)))
-    return [CellResult(first.model, first.task, first.shift, first.shift_kind, first.severity, metric, value, low, high, n,
-                       condition=first.condition) for metric, value, low, high, n in rows]
+    values = list(adapter.aggregate(ok, seed)) if ok else []
+    values.append(MetricValue("n_errors", float(len(records) - len(ok)), None, None, len(records)))
+    return [cell_result(records[0], v, primary=v.metric == adapter.headline) for v in values]
 
 
 def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tuple[int, Sample]]:
@@ -250,7 +250,8 @@ def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tupl
 def _cell_samples(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence[Sample]]
                   ) -> dict[tuple[int, int], Sequence[Sample]]:
     """(task index, condition index) -> the cell's rows: the task's own, or under a domain condition the rows
-    its declaration swaps in; a domain not declared for a task gives no cell."""
+    its declaration swaps in (prepared by the task's adapter like its own); a domain not declared for a task
+    gives no cell."""
     cells = {}
     for t, spec in enumerate(plan.tasks):
         for c, condition in enumerate(plan.conditions):
@@ -259,7 +260,7 @@ def _cell_samples(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequ
                 continue
             rows = plan.domains.samples(spec, condition, options.cache_dir, options.limit, options.data_dir)
             if rows is not None:
-                cells[t, c] = rows
+                cells[t, c] = MappedSamples(rows, plan.adapters[spec.task].prepare)
     return cells
 
 
@@ -282,7 +283,7 @@ def _evaluate(options: RunOptions, plan: _Plan, cell_samples: dict[tuple[int, in
                 with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
                           disable=not (options.progress and group.is_main)) as bar:
                     for t, spec in enumerate(plan.tasks):
-                        adapter = make_adapter(spec, options)
+                        adapter = plan.adapters[spec.task]
                         for c, condition in enumerate(plan.conditions):
                             if (t, c) not in cell_samples:
                                 continue
@@ -313,7 +314,7 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
               task_samples: dict[str, Sequence[Sample]]) -> tuple[int, int, list[CellResult], dict | None]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
     `--metrics emi`, keep the few fields EMI needs of open-ended cells and add EMI/EMID rows at the end."""
-    adapters = {spec.task: make_adapter(spec, options) for spec in plan.tasks}
+    adapters = plan.adapters
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
     emi_records: dict[tuple[str, str, str], list[dict]] = {}
@@ -393,8 +394,9 @@ def run(options: RunOptions) -> RunSummary:
         shutil.rmtree(shard_dir, ignore_errors=True)
         shard_dir.mkdir(exist_ok=True)
     group.wait()
-    task_samples = {spec.task: load_samples(spec, options.cache_dir, options.limit, options.data_dir)
-                    for spec in plan.tasks}
+    # Gold answers are normalised once, here, by each task's adapter (e.g. "Yes " -> "yes" for POPE).
+    task_samples = {spec.task: MappedSamples(load_samples(spec, options.cache_dir, options.limit, options.data_dir),
+                                             plan.adapters[spec.task].prepare) for spec in plan.tasks}
     counters = {"generated": 0, "cached": 0}
     cell_samples = _cell_samples(options, plan, task_samples)
     model_info = _evaluate(options, plan, cell_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)

@@ -107,7 +107,8 @@ class SampleResult:
 
 @dataclass(frozen=True)
 class CellResult:
-    """One row of results.csv (long form)."""
+    """One row of results.csv (long form); results.csv adds the metric's unit and direction from its
+    declaration, so what a number means travels with it."""
 
     model: str
     task: str
@@ -120,7 +121,9 @@ class CellResult:
     ci_high: float | None
     n: int
     condition: str = ""  # the full condition label: `shift` and `severity` alone do not tell joint conditions apart
+    primary: bool = False  # the task's headline metric
+    ci_undefined: int = 0  # bootstrap draws in which the metric was undefined (left out of the interval)
 
 
 RESULT_COLUMNS = ["model", "task", "shift", "shift_kind", "severity", "metric", "value", "ci_low", "ci_high", "n",
-                  "condition"]
+                  "condition", "unit", "higher_is_better", "primary", "ci_undefined"]

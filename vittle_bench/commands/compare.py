@@ -1,6 +1,6 @@
 """`vittle-bench compare RUN_A RUN_B`: is model B better than model A, cell by cell and per shift kind?
 
-Samples are matched by (task, shift, severity, sample_id) and a sample enters a cell only where both runs
+Samples are matched by (task, condition, sample_id) and a sample enters a cell only where both runs
 scored it. Per cell: the difference B - A of the task's primary metric, its paired-bootstrap interval (one
 draw of sample ids weights both models and every condition), and a p-value from McNemar's exact test
 (binary scores), the Wilcoxon signed-rank test (judge scores) or the paired bootstrap (F1, precision, ...).
@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["task", "metric", "unit", "model_a", "model_b", "scope", "shift", "shift_kind", "severity", "n", "a", "b",
-           "diff", "ci_low", "ci_high", "p_value", "test"]
+from vittle_bench.config import ConfigError
+from vittle_bench.leaderboard import choose_metric, column_order_key, derived_seed
+from vittle_bench.metrics import stats
+from vittle_bench.metrics.base import PERCENT, WILCOXON
+from vittle_bench.metrics.grid import SampleGrid
+from vittle_bench.tasks.base import declared_metric
+
+COLUMNS = ["task", "metric", "unit", "model_a", "model_b", "scope", "condition", "shift_kind", "severity", "n", "a",
+           "b", "diff", "ci_low", "ci_high", "p_value", "test"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("run_b", help="run directory of the model compared with it (e.g. Vittle); may equal run_a")
     cmp.add_argument("--model-a", help="model of run_a to use when it holds several")
     cmp.add_argument("--model-b", help="model of run_b to use when it holds several")
-    cmp.add_argument("--metric", help="metric (default: each task's accuracy or relative score)")
+    cmp.add_argument("--metric", help="metric (default: each task's headline metric, as results.csv marks it)")
     cmp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     cmp.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws (default: 1000)")
@@ -41,68 +48,58 @@ def _pick_model(results: pd.DataFrame, task: str, wanted: str | None, which: str
     models = sorted(set(results.loc[results["task"] == task, "model"]))
     if wanted is not None:
         if wanted not in models:
-            raise _error(f"run {which} has no model {wanted!r} on {task} (it has {', '.join(models)})")
+            raise ConfigError(f"run {which} has no model {wanted!r} on {task} (it has {', '.join(models)})")
         return wanted
     if len(models) > 1:
-        raise _error(f"run {which} holds several models on {task} ({', '.join(models)}): "
-                     f"choose one with --model-{which.lower()}")
+        raise ConfigError(f"run {which} holds several models on {task} ({', '.join(models)}): "
+                          f"choose one with --model-{which.lower()}")
     return models[0]
-
-
-def _error(message: str) -> Exception:
-    from vittle_bench.config import ConfigError
-
-    return ConfigError(message)
 
 
 def compare_runs(results_a: pd.DataFrame, samples_a: pd.DataFrame, results_b: pd.DataFrame,
                  samples_b: pd.DataFrame, model_a: str | None = None, model_b: str | None = None,
                  metric: str | None = None, seed: int = 0, n_boot: int = 1000,
                  confidence: float = 0.95) -> pd.DataFrame:
-    """One row per matched cell (scope "cell") and per shift kind / all shifts (scope "kind"), in display
+    """One row per matched cell (scope "cell") and per shift kind / all shifts (scope "kind"), in results.csv's
     units (rates in percent, so differences in percentage points)."""
-    from vittle_bench.leaderboard import column_order_key, derived_seed, display_factor, primary_metric
-    from vittle_bench.metrics import stats
-
     rows: list[dict] = []
     tasks = sorted(set(results_a["task"]) & set(results_b["task"]))
     if not tasks:
-        raise _error("the two runs share no task")
+        raise ConfigError("the two runs share no task")
     for task in tasks:
         ma, mb = _pick_model(results_a, task, model_a, "A"), _pick_model(results_b, task, model_b, "B")
-        metrics_a = set(results_a.loc[(results_a["task"] == task) & (results_a["model"] == ma), "metric"])
-        metrics_b = set(results_b.loc[(results_b["task"] == task) & (results_b["model"] == mb), "metric"])
-        chosen = metric or primary_metric(metrics_a)
-        if chosen is None or chosen not in metrics_a or chosen not in metrics_b:
+        cells_a = results_a[(results_a["task"] == task) & (results_a["model"] == ma)]
+        cells_b = results_b[(results_b["task"] == task) & (results_b["model"] == mb)]
+        chosen = choose_metric(cells_a, metric, task)
+        if chosen is None or chosen not in set(cells_b["metric"]):
             continue
-        spec = stats.sample_metric(chosen)
-        if spec is None:
-            raise _error(f"{chosen} is a count, not a per-sample metric: compare accuracy, F1, relative scores, ...")
+        spec = declared_metric(chosen)
+        if spec is None or spec.parts is None or spec.count:
+            raise ConfigError(f"{chosen} is not a per-sample metric (a count, or a task's own aggregate): compare "
+                              "accuracy, F1, relative scores, ...")
         recs_a = samples_a[(samples_a["task"] == task) & (samples_a["model"] == ma)]
         recs_b = samples_b[(samples_b["task"] == task) & (samples_b["model"] == mb)]
         if recs_a.empty or recs_b.empty:
-            raise _error(f"no samples.jsonl records for {task} in run {'A' if recs_a.empty else 'B'}: "
-                         "compare needs the per-sample records a finished run writes")
-        kind_of = {stats.condition_label(s, v): (k, int(v)) for s, k, v in
-                   zip(recs_a["shift"], recs_a["shift_kind"], recs_a["severity"])}
-        common = {stats.condition_label(s, v) for s, v in zip(recs_b["shift"], recs_b["severity"])} & set(kind_of)
-        labels = sorted(common, key=lambda c: column_order_key(c, kind_of[c][0]))
+            raise ConfigError(f"no samples.jsonl records for {task} in run {'A' if recs_a.empty else 'B'}: "
+                              "compare needs the per-sample records a finished run writes")
+        kind_of = {c: (k, int(v)) for c, k, v in zip(recs_a["condition"], recs_a["shift_kind"], recs_a["severity"])}
+        labels = sorted(set(recs_b["condition"]) & set(kind_of), key=lambda c: column_order_key(c, kind_of[c][0]))
         ids = sorted(set(recs_a["sample_id"]) | set(recs_b["sample_id"]))
-        grid_a = stats.SampleGrid.build(recs_a, labels, ids, spec)
-        grid_b = stats.SampleGrid.build(recs_b, labels, ids, spec)
+        grid_a = SampleGrid.build(recs_a, labels, ids, spec)
+        grid_b = SampleGrid.build(recs_b, labels, ids, spec)
         paired = grid_a.counted & grid_b.counted
         na, da, nb, db = grid_a.num * paired, grid_a.den * paired, grid_b.num * paired, grid_b.den * paired
         weights = stats.resample_weights(len(ids), derived_seed(seed, task), n_boot)
-        factor = display_factor(chosen)
-        unit = spec.scale * factor
-        base = {"task": task, "metric": chosen, "unit": "pp" if factor == 100 else "score", "model_a": ma, "model_b": mb}
+        unit = spec.scale
+        base = {"task": task, "metric": chosen, "unit": "pp" if spec.unit == PERCENT else spec.unit, "model_a": ma,
+                "model_b": mb}
 
-        def row(scope: str, shift: str, kind: str, severity: object, sel: list[int], test: str | None,
+        def row(scope: str, condition: str, kind: str, severity: object, sel: list[int], test: str | None,
                 p_value: float | None) -> dict:
             d = stats.paired_bootstrap(na[sel], da[sel], nb[sel], db[sel], seed, n_boot, confidence, spec.zero,
                                        weights=weights)
             scaled = [None if v is None else v * unit for v in (d.a, d.b, d.diff, d.ci_low, d.ci_high)]
-            return {**base, "scope": scope, "shift": shift, "shift_kind": kind, "severity": severity,
+            return {**base, "scope": scope, "condition": condition, "shift_kind": kind, "severity": severity,
                     "n": int(paired[sel].any(axis=0).sum()), **dict(zip(("a", "b", "diff", "ci_low", "ci_high"), scaled)),
                     "p_value": d.p_value if test is None else p_value, "test": test or "paired bootstrap"}
 
@@ -112,23 +109,23 @@ def compare_runs(results_a: pd.DataFrame, samples_a: pd.DataFrame, results_b: pd
             m = paired[i]
             test, p_value = None, None
             if spec.binary:
-                test, p_value = "McNemar exact", stats.mcnemar_exact(na[i][m] > 0.5, nb[i][m] > 0.5).p_value
-            elif chosen.startswith("relative_score"):
+                test, p_value = spec.paired_test, stats.mcnemar_exact(na[i][m] > 0.5, nb[i][m] > 0.5).p_value
+            elif spec.paired_test == WILCOXON:
                 ok = m & (da[i] > 0) & (db[i] > 0)
-                test = "Wilcoxon signed-rank"
+                test = spec.paired_test
                 p_value = stats.wilcoxon_test(na[i][ok] / da[i][ok], nb[i][ok] / db[i][ok]) if ok.any() else np.nan
-            rows.append(row("cell", label.split("@")[0], kind, severity, [i], test, p_value))
+            rows.append(row("cell", label, kind, severity, [i], test, p_value))
         kinds = [k for k in dict.fromkeys(kind_of[c][0] for c in labels) if k != "clean"]
         groups = [(k, [i for i, c in enumerate(labels) if kind_of[c][0] == k]) for k in kinds]
         if len(kinds) > 1:
             groups.append(("all shifts", [i for i, c in enumerate(labels) if kind_of[c][0] != "clean"]))
         for kind, sel in groups:
             if len(sel) == 1:  # a kind with one condition: its mean is that cell, with the cell's test
-                rows.append({**rows[first_cell + sel[0]], "scope": "kind", "shift": "mean over 1", "severity": ""})
+                rows.append({**rows[first_cell + sel[0]], "scope": "kind", "condition": "mean over 1", "severity": ""})
             else:
                 rows.append(row("kind", f"mean over {len(sel)}", kind, "", sel, None, None))
     if not rows:
-        raise _error(f"no task has the metric {metric!r} in both runs" if metric else "no comparable cells")
+        raise ConfigError(f"no task has the metric {metric!r} in both runs" if metric else "no comparable cells")
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -145,10 +142,10 @@ def render_comparison(table: pd.DataFrame, fmt: str, confidence: float = 0.95) -
     for task, t in table.groupby("task", sort=False):
         first = t.iloc[0]
         unit = " (pp)" if first["unit"] == "pp" else ""
-        shown = [[r.shift, r.shift_kind, r.severity, r.n, num(r.a, ".1f"), num(r.b, ".1f"), num(r.diff, "+.1f"),
+        shown = [[r.condition, r.shift_kind, r.severity, r.n, num(r.a, ".1f"), num(r.b, ".1f"), num(r.diff, "+.1f"),
                   f"[{num(r.ci_low, '+.1f')}, {num(r.ci_high, '+.1f')}]", num(r.p_value, ".3g"), r.test]
                  for r in t.itertuples()]
-        header = ["shift", "kind", "severity", "n", "A", "B", f"B − A{unit}", f"{confidence:.0%} CI", "p", "test"]
+        header = ["condition", "kind", "severity", "n", "A", "B", f"B − A{unit}", f"{confidence:.0%} CI", "p", "test"]
         parts.append(f"**{task}** — {first['metric']}; A = `{first['model_a']}`, B = `{first['model_b']}`\n\n"
                      + tabulate(shown, headers=header, tablefmt="github", disable_numparse=True))
     note = (f"n: samples scored in both runs. CI: {confidence:.0%} paired-bootstrap percentile interval (one draw of "
@@ -162,7 +159,7 @@ def main(args: argparse.Namespace) -> int:
     from vittle_bench.leaderboard import load_results, load_samples
 
     if args.n_boot < 100:
-        raise _error("--n-boot must be at least 100")
+        raise ConfigError("--n-boot must be at least 100")
     run_a, run_b = Path(args.run_a), Path(args.run_b)
     table = compare_runs(load_results([run_a]), load_samples([run_a]), load_results([run_b]), load_samples([run_b]),
                          args.model_a, args.model_b, args.metric, args.seed, args.n_boot)

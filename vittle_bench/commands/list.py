@@ -13,6 +13,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=main)
 
 
+def _headline(adapter: type, adapter_args: dict) -> str:
+    """The task's headline metric as its config sets the adapter up (a judged task's depends on its judge;
+    one that needs --judge to run shows its adapter's default)."""
+    from vittle_bench.config import ConfigError
+
+    try:
+        return adapter(**adapter_args).headline
+    except ConfigError:
+        return adapter.primary_metric
+
+
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.config import load_suites, load_task_specs
     from vittle_bench.models.base import MODELS
@@ -31,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
         width = max([len(s.task) for s in specs] + [4])
         print(f"{'task':{width}s} {'size':>6s} {'adapter':11s} {'metric':30s} {'source':40s} description")
         for spec in specs:
-            metric = getattr(TASK_ADAPTERS.get(spec.adapter), "primary_metric", "-")
+            metric = _headline(TASK_ADAPTERS.get(spec.adapter), spec.adapter_args)
             print(f"{spec.task:{width}s} {task_size(spec):>6s} {spec.adapter:11s} {metric:30s} {spec.source:40s} "
                   f"{spec.description}")
     else:

@@ -29,3 +29,19 @@ class LazySamples(Sequence):
         except Exception as exc:  # noqa: BLE001 - one bad row must not stop a run
             return Sample(task=self.task, sample_id=self.row_id(index, row), question="",
                           load_error=f"{type(exc).__name__}: {exc}")
+
+
+class MappedSamples(Sequence):
+    """`fn` applied to each Sample of `samples` on access (slices stay lazy): e.g. a task's answer
+    normalisation over a hub split that is never held in memory."""
+
+    def __init__(self, samples: Sequence[Sample], fn: Callable[[Sample], Sample]) -> None:
+        self.samples, self.fn = samples, fn
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return MappedSamples(self.samples[index], self.fn)
+        return self.fn(self.samples[index])

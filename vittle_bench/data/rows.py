@@ -118,23 +118,16 @@ def index_to_letter(index: int, n_choices: int) -> str:
     return string.ascii_uppercase[int(index)]
 
 
-@ROW_FORMATS.register("yes_no")
-def yes_no_row(fields: dict[str, Any], row: dict[str, Any], index: int) -> dict[str, Any]:
-    """POPE: gold answers are compared lower-case ("Yes" / "yes" / "yes " all mean yes)."""
-    fields["answer"] = str(fields["answer"]).strip().lower() if fields["answer"] is not None else None
-    return fields
-
-
 MME_PROMPT_TAIL = " Please answer yes or no."
 
 
 @ROW_FORMATS.register("mme")
 def mme_row(fields: dict[str, Any], row: dict[str, Any], index: int) -> dict[str, Any]:
-    """MME: drop the dataset's own " Please answer yes or no." (the adapter adds lmms-eval's instruction),
-    lower-case the gold answer, and make the id unique: each image (question_id) carries two questions,
-    so sample_id = f"{question_id}#{row index}"; the MME adapter pairs questions by the part before '#'."""
+    """MME: drop the dataset's own " Please answer yes or no." (the adapter adds lmms-eval's instruction)
+    and make the id unique: each image (question_id) carries two questions, so sample_id =
+    f"{question_id}#{row index}"; the MME adapter pairs questions by the part before '#'. (Gold answers are
+    normalised by the adapter, like every task's.)"""
     fields["question"] = fields["question"].strip().replace(MME_PROMPT_TAIL, "")
-    fields["answer"] = str(fields["answer"]).strip().lower().rstrip(".")
     fields["sample_id"] = f"{fields['sample_id']}#{index}"
     return fields
 

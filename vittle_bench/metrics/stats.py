@@ -11,8 +11,9 @@ Two bootstrap forms, both seeded and both percentile intervals:
   condition and for both models is what makes the resampling paired: a sample's clean and shifted versions,
   and model A's and model B's answers to it, always move together.
 
-`sample_metric` writes each results.csv metric as such a ratio over samples.jsonl records, and `SampleGrid`
-lays one model's records on one task out as (conditions, sample ids) matrices for that resampling.
+How each results.csv metric is written as such a ratio over samples.jsonl records is declared in
+`metrics/definitions.py`; `metrics/grid.py` lays one model's records on one task out as (conditions,
+sample ids) matrices for the paired resampling.
 
 Tests: McNemar's exact test (binary scores), Wilcoxon signed-rank (judge scores), and a two-sided bootstrap
 p-value. Robustness summaries: clean->shift flip rate, relative robustness, area under the severity curve.
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
-import pandas as pd
 from scipy import integrate, stats
 
 N_BOOTSTRAP = 1000
@@ -42,14 +42,28 @@ def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tu
     return float(np.quantile(finite, alpha)), float(np.quantile(finite, 1 - alpha))
 
 
+class MetricValue(NamedTuple):
+    """One metric of one cell: value with its bootstrap interval. `ci_undefined` counts bootstrap draws in
+    which the metric was undefined (e.g. a resample whose reference scores are all 0): they are left out of
+    the interval and reported, never silently."""
+
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    ci_undefined: int = 0
+
+
 def bootstrap_metrics(
     statistic: Callable[[np.ndarray], dict[str, float]],
     n: int,
     seed: int,
     n_boot: int = N_BOOTSTRAP,
     confidence: float = CONFIDENCE,
-) -> list[tuple[str, float, float | None, float | None, int]]:
-    """(metric, value, ci_low, ci_high, n) for each metric `statistic(indices)` returns."""
+) -> list[MetricValue]:
+    """Each metric `statistic(indices)` returns, with the percentile interval of `n_boot` resamples of the
+    indices (for metrics that are not a ratio of per-sample sums, e.g. MME's per-image scores)."""
     if n == 0:
         return []
     point = statistic(np.arange(n))
@@ -61,8 +75,9 @@ def bootstrap_metrics(
             draws[k].append(values[k])
     rows = []
     for metric, value in point.items():
+        finite = np.isfinite(np.asarray(draws[metric], dtype=float))
         low, high = percentile_interval(np.asarray(draws[metric], dtype=float), confidence)
-        rows.append((metric, float(value), low, high, n))
+        rows.append(MetricValue(metric, float(value), low, high, n, int(np.sum(~finite))))
     return rows
 
 
@@ -79,7 +94,8 @@ def resample_weights(n: int, seed: int, n_boot: int = N_BOOTSTRAP) -> np.ndarray
     return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, zero: float) -> np.ndarray:
+def ratio(num: np.ndarray, den: np.ndarray, zero: float) -> np.ndarray:
+    """num / den elementwise, `zero` where den is 0 (NaN: undefined)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), zero)
 
@@ -93,10 +109,10 @@ def condition_mean_ratio(num: np.ndarray, den: np.ndarray, weights: np.ndarray |
     """
     num, den = np.atleast_2d(num), np.atleast_2d(den)
     if weights is None:
-        per_condition = _ratio(num.sum(1), den.sum(1), zero)  # (conditions,)
+        per_condition = ratio(num.sum(1), den.sum(1), zero)  # (conditions,)
     else:  # (conditions, n_boot); a contiguous copy is several times faster than BLAS on the transposed view
         columns = np.ascontiguousarray(weights.T)
-        per_condition = _ratio(num @ columns, den @ columns, zero)
+        per_condition = ratio(num @ columns, den @ columns, zero)
     with warnings.catch_warnings():  # an all-NaN draw (no valid sample drawn) just drops out of the interval
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(per_condition, axis=0)
@@ -203,145 +219,3 @@ def severity_auc(severities: np.ndarray, values: np.ndarray) -> float:
     if len(s) < 2 or s[-1] == s[0]:
         return float("nan")
     return float(integrate.trapezoid(v, s) / (s[-1] - s[0]))
-
-
-# --- the suite's metrics as per-sample ratios (samples.jsonl records -> num, den, counted) -----------------
-
-Parts = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class SampleMetric:
-    """A cell metric written as scale * sum(num) / sum(den) over the samples it counts.
-
-    `parts(records)` gives per record (num, den, counted); `counted` is False for failed samples (and for
-    unjudged ones in judged tasks), which is also what pairs two models: a sample enters a paired comparison
-    only where both count it. The decomposition reproduces the task adapters' `aggregate` exactly.
-    """
-
-    name: str
-    parts: Parts
-    scale: float = 1.0
-    zero: float = float("nan")  # value of 0 / 0
-    binary: bool = False  # per-sample num is 0/1 over den 1: McNemar and flip rates apply
-
-
-def _valid(r: pd.DataFrame) -> np.ndarray:
-    return r["error"].isna().to_numpy()
-
-
-def _counted(flag: Callable[[pd.DataFrame], np.ndarray], den: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Parts:
-    def parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        v = _valid(r)
-        d = v if den is None else v & den(r)
-        return (flag(r) & d).astype(float), d.astype(float), v
-    return parts
-
-
-def _gold_yes(r: pd.DataFrame) -> np.ndarray:
-    return (r["answer"] == "yes").to_numpy()
-
-
-def _pred_yes(r: pd.DataFrame) -> np.ndarray:
-    return (r["parsed"] == "yes").to_numpy()
-
-
-def _f1_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """F1 = 2PR / (P + R) = 2 TP / (2 TP + FP + FN), a ratio of per-sample sums."""
-    v, gold, pred = _valid(r), _gold_yes(r), _pred_yes(r)
-    tp = (gold & pred & v).astype(float)
-    return 2 * tp, 2 * tp + (pred & ~gold & v) + (gold & ~pred & v), v
-
-
-def _relative_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    judged = _valid(r) & r["score"].notna().to_numpy() & r["reference_score"].notna().to_numpy()
-    return (np.where(judged, r["score"].fillna(0).astype(float), 0.0),
-            np.where(judged, r["reference_score"].fillna(0).astype(float), 0.0), judged)
-
-
-def _win_parts(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairwise verdicts (-2..+2): a win is a positive verdict; unjudged samples are not counted."""
-    judged = _valid(r) & r["score"].notna().to_numpy()
-    return (judged & (r["score"].fillna(0).to_numpy() > 0)).astype(float), judged.astype(float), judged
-
-
-def _within(parts: Parts, category: str) -> Parts:
-    """The same metric over one category's samples (adapters report it as `<metric>/<category>`)."""
-    def within(r: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        num, den, counted = parts(r)
-        inside = (r["category"] == category).to_numpy()
-        return num * inside, den * inside, counted & inside
-    return within
-
-
-_SAMPLE_METRICS: dict[str, tuple[Parts, dict]] = {
-    "accuracy": (_counted(lambda r: r["score"].fillna(0).to_numpy() > 0.5), {"binary": True}),
-    "unparseable_rate": (_counted(lambda r: ~r["parse_ok"].fillna(False).astype(bool).to_numpy()), {"binary": True}),
-    "yes_ratio": (_counted(_pred_yes), {}),
-    "precision": (_counted(_gold_yes, _pred_yes), {"zero": 0.0}),
-    "recall": (_counted(_pred_yes, _gold_yes), {"zero": 0.0}),
-    "f1": (_f1_parts, {"zero": 0.0}),
-    "relative_score": (_relative_parts, {"scale": 100.0}),
-    "relative_score_embedding": (_relative_parts, {"scale": 100.0}),
-    "relative_score_overlap": (_relative_parts, {"scale": 100.0}),
-    "win_rate": (_win_parts, {"binary": True}),
-}
-
-
-def sample_metric(name: str) -> SampleMetric | None:
-    """The per-sample decomposition of a results.csv metric (also `<metric>/<category>`); None for counts
-    (n_errors, judge_failed) and for metrics that are not a ratio of per-sample sums."""
-    base, _, category = name.partition("/")
-    if base not in _SAMPLE_METRICS:
-        return None
-    parts, options = _SAMPLE_METRICS[base]
-    return SampleMetric(name, _within(parts, category) if category else parts, **options)
-
-
-def condition_label(shift: str, severity: int) -> str:
-    return "clean" if shift == "clean" else f"{shift}@{int(severity)}"
-
-
-def sample_arrays(records: pd.DataFrame, conditions: list[str], sample_ids: list[str],
-                  metric: SampleMetric) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(conditions, samples) num, den and counted matrices of one model on one task (absent: 0, 0, False)."""
-    shape = (len(conditions), len(sample_ids))
-    num, den, counted = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=bool)
-    if records.empty:
-        return num, den, counted
-    n_all, d_all, c_all = metric.parts(records)
-    labels = [condition_label(s, v) for s, v in zip(records["shift"], records["severity"])]
-    rows = pd.Index(conditions).get_indexer(labels)
-    cols = pd.Index(sample_ids).get_indexer(records["sample_id"].astype(str))
-    keep = (rows >= 0) & (cols >= 0)
-    num[rows[keep], cols[keep]], den[rows[keep], cols[keep]] = n_all[keep], d_all[keep]
-    counted[rows[keep], cols[keep]] = c_all[keep]
-    return num, den, counted
-
-
-@dataclass(frozen=True)
-class SampleGrid:
-    """One model's samples on one task as (conditions, sample ids) matrices, ready for paired resampling."""
-
-    conditions: list[str]
-    sample_ids: list[str]
-    num: np.ndarray
-    den: np.ndarray
-    counted: np.ndarray
-    present: frozenset[str]  # conditions that have records at all
-
-    @classmethod
-    def build(cls, records: pd.DataFrame, conditions: list[str], sample_ids: list[str],
-              metric: SampleMetric) -> SampleGrid:
-        num, den, counted = sample_arrays(records, conditions, sample_ids, metric)
-        present = frozenset(condition_label(s, v) for s, v in zip(records["shift"], records["severity"]))
-        return cls(conditions, sample_ids, num, den, counted, present)
-
-    def rows(self, labels: list[str]) -> list[int]:
-        return [self.conditions.index(label) for label in labels]
-
-    def flip_rate(self, label: str) -> float:
-        """Clean -> `label` flip rate over the samples counted in both conditions (binary metrics)."""
-        clean, shifted = self.rows(["clean", label])
-        both = self.counted[clean] & self.counted[shifted]
-        return flip_rate(self.num[clean][both] > 0.5, self.num[shifted][both] > 0.5)

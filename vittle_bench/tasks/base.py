@@ -1,30 +1,89 @@
-"""The adapter contract. Adapters know nothing about shifts or models: they see Samples and raw strings."""
+"""The adapter contract. Adapters know nothing about shifts or models: they see Samples and raw strings.
+
+Every adapter derives from `TaskAdapter`, which declares what the runner and the exports need with defaults:
+the metrics it reports (declared once in `metrics/definitions.py` or by a plugin, registered with the
+adapter) and its headline metric, how gold answers are normalised at load, whether it is judged, and batch
+scoring. A plugin adapter registered through the entry-point group `vittle_bench.tasks` is read the same way.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, ClassVar
 
+from vittle_bench.metrics.base import METRICS, Metric, lookup, ratio_aggregate, records_frame, register_metric
+from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.registry import Registry
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
 
 
-class TaskAdapter(Protocol):
-    name: str
-    max_new_tokens: int
+class TaskAdapter:
+    """Prompt building, answer parsing, per-sample scoring and per-cell aggregation for one kind of task."""
 
-    def build_request(self, sample: Sample) -> Request: ...
+    name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[Metric, ...]] = ()  # every metric `aggregate` may report (per category too)
+    primary_metric: ClassVar[str] = ""  # the headline metric, one of `metrics`
+    judged: ClassVar[bool] = False  # scored by a judge: the run's --judge choice and judgment cache apply
+    max_new_tokens: int = 32
 
-    def parse(self, raw: str, sample: Sample) -> Parsed: ...
+    @property
+    def headline(self) -> str:
+        """The metric leaderboards show for this task (an adapter may make it depend on its arguments)."""
+        return self.primary_metric
+
+    @property
+    def scorer(self) -> str | None:
+        """Who scored the samples (a judge's name), recorded with every sample; None for rule-based tasks."""
+        return None
+
+    def normalise_answer(self, answer: str) -> str:
+        """A gold answer as the task compares it; applied once, when samples are loaded."""
+        return answer.strip()
+
+    def prepare(self, sample: Sample) -> Sample:
+        if sample.answer is None or sample.load_error:
+            return sample
+        answer = self.normalise_answer(sample.answer)
+        return sample if answer == sample.answer else sample.with_changes(answer=answer)
+
+    def build_request(self, sample: Sample) -> Request:
+        raise NotImplementedError
+
+    def parse(self, raw: str, sample: Sample) -> Parsed:
+        raise NotImplementedError
 
     def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
         """(score, reference score); the reference score is only set by judged tasks, None = not scored."""
-        ...
+        raise NotImplementedError
 
-    def aggregate(self, records: list[SampleResult], seed: int) -> list[tuple[str, float, float | None, float | None, int]]:
-        """Per-cell metrics as (metric, value, ci_low, ci_high, n)."""
-        ...
+    def score_batch(self, items: list[tuple[Sample, Parsed, str]]) -> list[tuple[float | None, float | None]]:
+        """`score` for a batch; judged adapters override it to judge the batch concurrently."""
+        return [self.score(sample, parsed, raw) for sample, parsed, raw in items]
+
+    def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:
+        """The declared metrics a cell reports, in order (adapters add per-category variants)."""
+        return [m for m in self.metrics if m.parts is not None]
+
+    def aggregate(self, records: list[SampleResult], seed: int) -> list[MetricValue]:
+        """Per-cell metrics with bootstrap intervals, computed from each metric's per-sample parts."""
+        if not records:
+            return []
+        return ratio_aggregate(self.cell_metrics(records), records_frame(records), seed)
+
+
+def _register_declared_metrics(name: str, adapter: Any) -> None:
+    if not (isinstance(adapter, type) and issubclass(adapter, TaskAdapter)):
+        raise TypeError(f"task adapter {name!r} must be a class deriving from vittle_bench.tasks.TaskAdapter")
+    for metric in adapter.metrics:
+        register_metric(metric)
 
 
 TASK_ADAPTERS: Registry[type] = Registry(
     "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended",
-              "vittle_bench.tasks.pairwise", "vittle_bench.tasks.yes_no"))
+              "vittle_bench.tasks.pairwise", "vittle_bench.tasks.yes_no"), on_add=_register_declared_metrics)
+
+
+def declared_metric(name: str) -> Metric | None:
+    """A results.csv metric's declaration, after every adapter (plugins included) has declared its own."""
+    TASK_ADAPTERS.names()
+    METRICS.names()
+    return lookup(name)

@@ -4,16 +4,16 @@ open-answer rule."""
 
 from __future__ import annotations
 
+import ast
 import re
 import string
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
-from vittle_bench.metrics.stats import bootstrap_metrics
+from vittle_bench.metrics.base import Metric
+from vittle_bench.metrics.definitions import ACCURACY, UNPARSEABLE_RATE
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import TASK_ADAPTERS
+from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 OPEN_SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -32,10 +32,12 @@ def parse_choice(raw: str, choices: tuple[str, ...]) -> Parsed:
     (markdown emphasis `*` and backticks are removed first, so "**B**" reads as "B"):
 
     1. the whole answer is one valid letter, optionally with '.', ')' or ':' ("B", "B.", "(B)");
-    2. an explicit statement: "Answer: B", "answer is (B)", "option B", "the correct choice is D";
-    3. the answer starts with a valid letter followed by '.', ')', ':' or a line break ("B. red", "(B) red",
-       "B\\nBecause ...");
-    4. exactly one option's text occurs in the answer (case-insensitive, whole words).
+    2. the answer starts with a valid letter followed by '.', ')', ':' or a line break ("B. red", "(B) red",
+       "B\nBecause ...", "C. Option A is incorrect" -> C): what a model says first is its answer;
+    3. an explicit statement: "Answer: B", "answer is (B)", "option B", "the correct choice is D";
+    4. exactly one option's text occurs in the answer (case-insensitive, not inside a longer word or number:
+       option "1" does not occur in "-1", and an occurrence inside a longer option's occurrence - "1" inside
+       "-1", "5" inside "$5" - counts for the longer option only).
     Anything else, including two different letters or several matching options, is unparseable. Letters are
     upper-case only: a lone "a" is an article as often as an answer.
     """
@@ -46,16 +48,28 @@ def parse_choice(raw: str, choices: tuple[str, ...]) -> Parsed:
     valid = f"[{letters}]"
     patterns = (
         rf"^\(?({valid})\)?[.:)]?$",
-        rf"(?i:answer|option|choice)(?:\s+is)?\s*[:：]?\s*\(?({valid})\b\)?",
         rf"^\(?({valid})(?:[.:)]|\)?\s*\n)",
+        rf"(?i:answer|option|choice)(?:\s+is)?\s*[:：]?\s*\(?({valid})\b\)?",
     )
     for pattern in patterns:
         match = re.search(pattern, text)
         if match:
             return Parsed(match.group(1), True)
-    lowered = text.lower()
-    hits = [letters[i] for i, c in enumerate(choices) if c and re.search(rf"\b{re.escape(c.lower())}\b", lowered)]
-    return Parsed(hits[0], True) if len(hits) == 1 else Parsed(None, False)
+    hits = _options_mentioned(text.lower(), [c.strip().lower() for c in choices])
+    return Parsed(letters[hits[0]], True) if len(hits) == 1 else Parsed(None, False)
+
+
+def _options_mentioned(text: str, options: list[str]) -> list[int]:
+    """Indices of the options whose text occurs in `text` as a whole token sequence, where an occurrence that
+    lies inside an occurrence of a longer option is not counted."""
+    spans = {i: [m.span() for m in re.finditer(rf"(?<!\w){re.escape(o)}(?!\w)", text)]
+             for i, o in enumerate(options) if o}
+
+    def covered(i: int, span: tuple[int, int]) -> bool:
+        return any(j != i and len(options[j]) > len(options[i]) and s[0] <= span[0] and span[1] <= s[1]
+                   for j, other in spans.items() for s in other)
+
+    return [i for i, found in spans.items() if any(not covered(i, span) for span in found)]
 
 
 _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*(?:[eE][+-]?\d+)?|-?\.\d+")
@@ -79,8 +93,6 @@ def open_answer_correct(parsed: str, gold: str) -> bool:
     gold answers are the answer or each element of a list literal; a numeric gold answer is correct when a
     number in the output equals it after rounding to 2 decimals, a text gold answer when its lower-cased
     text occurs in the output (a one-character answer only as a whole word)."""
-    import ast
-
     try:
         golds = ast.literal_eval(gold) if gold.strip().startswith("[") else [gold]
     except (ValueError, SyntaxError):
@@ -98,7 +110,7 @@ def open_answer_correct(parsed: str, gold: str) -> bool:
 
 @TASK_ADAPTERS.register("closed_form")
 @dataclass
-class ClosedFormAdapter:
+class ClosedFormAdapter(TaskAdapter):
     """Prompt (lmms-eval's): ["Context: <hint>\\n"] question "\\n" options + prompt_suffix; items without
     options get open_prompt_suffix instead. `per_category` adds accuracy/<category> (micro accuracy within
     each category; MMStar's official "average" is the macro mean over its 18 sub-categories, not reported)."""
@@ -108,7 +120,8 @@ class ClosedFormAdapter:
     options_format: str = "lines"
     per_category: bool = False
     max_new_tokens: int = 8
-    name: str = "closed_form"
+    name: ClassVar[str] = "closed_form"
+    metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY, UNPARSEABLE_RATE)
     primary_metric: ClassVar[str] = "accuracy"
 
     def __post_init__(self) -> None:
@@ -131,17 +144,11 @@ class ClosedFormAdapter:
             return float(parsed.ok and open_answer_correct(parsed.value or "", sample.answer or "")), None
         return float(parsed.ok and parsed.value == sample.answer), None
 
-    def aggregate(self, records: list[SampleResult], seed: int):
-        correct = np.array([r.score or 0.0 for r in records])
-        unparsed = np.array([not r.parse_ok for r in records], dtype=float)
-        categories = np.array([r.category or "" for r in records])
-        names = sorted(set(categories) - {""}) if self.per_category else []
+    def normalise_answer(self, answer: str) -> str:
+        """Option letters are upper-case ("b " -> "B"); open answers keep their case (compared lower-cased)."""
+        answer = answer.strip()
+        return answer.upper() if len(answer) == 1 else answer
 
-        def statistic(idx: np.ndarray) -> dict[str, float]:
-            out = {"accuracy": correct[idx].mean(), "unparseable_rate": unparsed[idx].mean()}
-            for cat in names:
-                mask = categories[idx] == cat
-                out[f"accuracy/{cat}"] = correct[idx][mask].mean() if mask.any() else np.nan
-            return out
-
-        return bootstrap_metrics(statistic, len(records), seed)
+    def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:
+        categories = sorted({r.category for r in records if r.category}) if self.per_category else []
+        return [ACCURACY, UNPARSEABLE_RATE, *(ACCURACY.within(c) for c in categories)]

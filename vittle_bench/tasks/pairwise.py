@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
 from vittle_bench.config import ConfigError
 from vittle_bench.judges.base import Judge
-from vittle_bench.metrics.stats import bootstrap_metrics
+from vittle_bench.metrics.base import Metric
+from vittle_bench.metrics.definitions import JUDGE_FAILED, LOSS_RATE, MEAN_VERDICT, TIE_RATE, WIN_RATE
 from vittle_bench.schema import SampleResult
 from vittle_bench.tasks.base import TASK_ADAPTERS
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
@@ -26,7 +25,8 @@ from vittle_bench.tasks.open_ended import OpenEndedAdapter
 @dataclass
 class PairwiseAdapter(OpenEndedAdapter):
     judge: str = ""
-    name: str = "pairwise"
+    name: ClassVar[str] = "pairwise"
+    metrics: ClassVar[tuple[Metric, ...]] = (WIN_RATE, TIE_RATE, LOSS_RATE, MEAN_VERDICT, JUDGE_FAILED)
     primary_metric: ClassVar[str] = "win_rate"
 
     def __post_init__(self) -> None:
@@ -38,8 +38,8 @@ class PairwiseAdapter(OpenEndedAdapter):
                               "for endpoints other than OpenAI's")
 
     @property
-    def metric_name(self) -> str:
-        return "win_rate"
+    def headline(self) -> str:
+        return self.primary_metric
 
     def get_judge(self) -> Judge:
         if self._judge is None:
@@ -48,14 +48,5 @@ class PairwiseAdapter(OpenEndedAdapter):
             self._judge = PairwiseJudge(self.judge.partition(":")[2], **{"cache": self.judge_cache, **self.judge_args})
         return self._judge
 
-    def aggregate(self, records: list[SampleResult], seed: int):
-        verdicts = np.array([r.score for r in records if r.score is not None], dtype=float)
-        failed = len(records) - len(verdicts)
-
-        def statistic(idx: np.ndarray) -> dict[str, float]:
-            v = verdicts[idx]
-            return {"win_rate": float(np.mean(v > 0)), "tie_rate": float(np.mean(v == 0)),
-                    "loss_rate": float(np.mean(v < 0)), "mean_verdict": float(np.mean(v))}
-
-        rows = bootstrap_metrics(statistic, len(verdicts), seed) if len(verdicts) else []
-        return rows + [("judge_failed", float(failed), None, None, len(records))]
+    def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:
+        return list(self.metrics)

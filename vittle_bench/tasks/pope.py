@@ -1,41 +1,51 @@
-"""POPE object-hallucination detection (Li et al., 2023), with the POPE authors' parsing and metrics."""
+"""POPE object-hallucination detection (Li et al., 2023), with the POPE authors' parsing and metrics.
+
+Metrics are the POPE authors' evaluate.py with "yes" as the positive class: accuracy, precision, recall, F1
+and yes-ratio (share of *predicted* yes), each over all answered questions. An unparseable answer (see
+`parse_pope_answer`) is wrong in accuracy, a missed positive when the gold answer is yes, never a false
+positive, and is reported as unparseable_rate. Precision and F1 are 0 when nothing is predicted yes (the
+official code divides by zero).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-
-from vittle_bench.metrics.pope import pope_metrics
-from vittle_bench.metrics.stats import bootstrap_metrics
-from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import TASK_ADAPTERS
+from vittle_bench.metrics.base import Metric
+from vittle_bench.metrics.definitions import ACCURACY, F1, PRECISION, RECALL, UNPARSEABLE_RATE, YES_RATIO
+from vittle_bench.schema import Parsed, Request, Sample
+from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
 
 POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
 
 
 def parse_pope_answer(raw: str) -> Parsed:
-    """The POPE authors' rule: keep the text before the first '.', drop commas, split on spaces;
-    the answer is "no" if a word equals `No`, `no` or `not`, else "yes".
+    """The POPE authors' rule (evaluate.py): keep the text before the first '.', drop commas, split on the
+    space character ' ' (only: "No\nthe image ..." is one word "No\nthe", so it reads yes); the answer is
+    "no" if a word equals `No`, `no` or `not`, else "yes". Case-sensitive as the official code ("Not" and
+    "NO" read as yes), so every number equals evaluate.py's on the same outputs.
 
-    We keep its case-sensitivity ("Not"/"NO" read as yes) so numbers match the official code. One
-    deliberate difference: an output with no words at all is unparseable (the official code calls it
-    "yes"), so a model that says nothing is counted, not credited.
+    The one deliberate difference: an output that is empty or only whitespace is unparseable (the official
+    code calls it "yes"), so a model that says nothing is counted in unparseable_rate, not credited.
     """
-    words = raw.split(".", 1)[0].replace(",", "").split()
-    if not words:
+    if not raw.strip():
         return Parsed(None, False)
+    words = raw.split(".", 1)[0].replace(",", "").split(" ")
     return Parsed("no" if any(w in ("No", "no", "not") for w in words) else "yes", True)
 
 
 @TASK_ADAPTERS.register("pope")
 @dataclass
-class PopeAdapter:
+class PopeAdapter(TaskAdapter):
     prompt_suffix: str = POPE_SUFFIX
     max_new_tokens: int = 8
-    name: str = "pope"
-    primary_metric: ClassVar[str] = "accuracy, f1"
+    name: ClassVar[str] = "pope"
+    metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY, PRECISION, RECALL, F1, YES_RATIO, UNPARSEABLE_RATE)
+    primary_metric: ClassVar[str] = "accuracy"
+
+    def normalise_answer(self, answer: str) -> str:
+        return answer.strip().lower()
 
     def build_request(self, sample: Sample) -> Request:
         return Request(sample.question + self.prompt_suffix, sample.images, self.max_new_tokens)
@@ -44,10 +54,4 @@ class PopeAdapter:
         return parse_pope_answer(raw)
 
     def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
-        return float(parsed.ok and parsed.value == (sample.answer or "").strip().lower()), None
-
-    def aggregate(self, records: list[SampleResult], seed: int):
-        gold = np.array([r.answer == "yes" for r in records], dtype=bool)
-        pred_yes = np.array([r.parsed == "yes" for r in records], dtype=bool)
-        pred_no = np.array([r.parsed == "no" for r in records], dtype=bool)
-        return bootstrap_metrics(lambda idx: pope_metrics(gold[idx], pred_yes[idx], pred_no[idx]), len(records), seed)
+        return float(parsed.ok and parsed.value == sample.answer), None

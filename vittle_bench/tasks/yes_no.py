@@ -14,9 +14,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from vittle_bench.metrics.stats import bootstrap_metrics
+from vittle_bench.metrics.base import Metric
+from vittle_bench.metrics.definitions import (ACCURACY, ACCURACY_PLUS, MME_CATEGORY_SCORE, MME_COGNITION,
+                                              MME_PERCEPTION, UNPARSEABLE_RATE)
+from vittle_bench.metrics.stats import MetricValue, bootstrap_metrics
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import TASK_ADAPTERS
+from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
 
 MME_SUFFIX = "\nAnswer the question using a single word or phrase."
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
@@ -94,11 +97,16 @@ def mme_scores(categories: list[str], pairs: list[str], correct: list[bool]) -> 
 
 @TASK_ADAPTERS.register("mme")
 @dataclass
-class MMEAdapter:
+class MMEAdapter(TaskAdapter):
     prompt_suffix: str = MME_SUFFIX
     max_new_tokens: int = 16
-    name: str = "mme"
-    primary_metric: ClassVar[str] = "mme_perception, mme_cognition"
+    name: ClassVar[str] = "mme"
+    metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY, ACCURACY_PLUS, MME_CATEGORY_SCORE, MME_PERCEPTION,
+                                             MME_COGNITION, UNPARSEABLE_RATE)
+    primary_metric: ClassVar[str] = "accuracy"
+
+    def normalise_answer(self, answer: str) -> str:
+        return answer.strip().lower().rstrip(".")
 
     def build_request(self, sample: Sample) -> Request:
         return Request(sample.question + self.prompt_suffix, sample.images, self.max_new_tokens)
@@ -107,9 +115,9 @@ class MMEAdapter:
         return parse_yes_no(raw)
 
     def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
-        return float(parsed.ok and parsed.value == (sample.answer or "").strip().lower()), None
+        return float(parsed.ok and parsed.value == sample.answer), None
 
-    def aggregate(self, records: list[SampleResult], seed: int):
+    def aggregate(self, records: list[SampleResult], seed: int) -> list[MetricValue]:
         """Bootstrap CIs resample images (question pairs), not single questions, so accuracy+ stays defined
         (the rows' n counts images); a resample that misses a category gives NaN sums, which are dropped."""
         names, cat_of, n_q, n_ok = _units([r.category or "" for r in records], [pair_key(r.sample_id) for r in records],
@@ -119,7 +127,7 @@ class MMEAdapter:
 
         def statistic(idx: np.ndarray) -> dict[str, float]:
             out = _unit_scores(names, cat_of[idx], n_q[idx], n_ok[idx])
-            out["unparseable_rate"] = float(n_unparsed[idx].sum() / n_q[idx].sum())
+            out["unparseable_rate"] = 100.0 * float(n_unparsed[idx].sum() / n_q[idx].sum())
             return out
 
         return bootstrap_metrics(statistic, len(cat_of), seed)
