@@ -7,24 +7,39 @@ One estimator is fitted once on the pooled (x, y_model) and (x, y_ref) pairs of 
 loaded) and then only *evaluated* per cell: a fresh fit per cell would make EMI values of two cells, and so
 EMID, incomparable.
 
-Differences from the reference code (deeplearning-wisc/mllmshift-emi), each for a stated reason:
-- x and y are standardised per dimension with the pooled fit data's statistics (stored in the estimator).
-  CLUB is invariant to a per-dimension affine map of y (the Jacobian cancels between its two terms), but
-  training is not: L2-normalised 384/768-d embeddings have per-dimension variances near 1/d.
-- The log-variance head ends in `logvar_bound * tanh(h / logvar_bound)`; bound 1 is the reference's tanh,
-  which caps q's variance at ≥ e^-1 and so cannot express a well-predicted y (ρ = 0.9 needs log 0.19).
-- A held-out split with early stopping on its likelihood: an overfitted q inflates CLUB (2× at n = 2,000).
-- The negative term E_y'[(μ(x) − y')²] is computed in closed form from the mean and second moment of y,
-  O(n·d) instead of the reference's n×n×d tensor, which is also what makes the bootstrap cheap.
+Two estimators, each recorded by name (and a fingerprint of its weights) in every EMI metric key:
+
+- `club-reference` (the default) is the estimator of the EMI repository (deeplearning-wisc/mllmshift-emi,
+  main.py, classes `CLUB` and `EMI`): inputs are the L2-normalised embeddings as they are (x = mean of image
+  and question embeddings), heads `p_mu` = Linear–Tanh–Linear and `p_logvar` = Linear–Tanh–Linear–Tanh with
+  250 hidden units each (`mi_est_dim` 500 // 2), trained by maximum likelihood of q(y|x) on all pairs. That
+  repository ships no training script; the schedule is the upstream CLUB estimation recipe it cites
+  (Linear95/CLUB, mi_estimation.ipynb): Adam, learning rate 5e-3, batch 64, 4,000 steps, no held-out split.
+  Its tanh caps log σ² at ±1, so the precision 1/(2σ²) is at most e/2 and CLUB at most e·Σ_d Var(y_d),
+  which is ≤ e ≈ 2.7 nats on L2-normalised y (and about 1.4 on text embeddings that share a mean direction):
+  EMI, EMID and the bound land on the papers' scale (EMI ~1e-3…1e-1), and a checkpoint in the repository's
+  state-dict layout (e.g. its released `estimator_ckpt/CLUB_global.pt`) loads as this estimator.
+- `club-standardised` differs on purpose, for estimates that can track large MI: x and y are standardised per
+  dimension with the fit data's moments (CLUB is invariant to a per-dimension affine map of y, training is
+  not: L2-normalised embeddings have per-dimension variances near 1/d); the log-variance is bounded at ±5
+  (`5·tanh(h/5)`), since ±1 cannot express a well-predicted y (ρ = 0.9 needs log 0.19); and training
+  early-stops on a held-out split's likelihood (an overfitted q inflates CLUB, 2× at n = 2,000). Its values are
+  not on the papers' scale (tens of nats on 384/768-d embeddings).
+
+Both evaluate CLUB the same way: the negative term E_y'[(μ(x) − y')²] in closed form from the mean and second
+moment of y, O(n·d) instead of the reference's n×n×d tensor (the same number, which also makes the bootstrap
+cheap).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,35 +47,49 @@ from torch import nn
 
 N_BOOT = 1000
 CONFIDENCE = 0.95
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # format 1 (before the estimator had a name) is refused with a message to re-fit
+FINGERPRINT_CHARS = 8
 
 
 @dataclass(frozen=True)
 class ClubConfig:
-    hidden: int = 250  # width of each head's hidden layer (the reference: 500 // 2)
-    logvar_bound: float = 5.0
-    lr: float = 2e-3
-    batch_size: int = 128
-    max_epochs: int = 200
-    patience: int = 8  # epochs without a better held-out likelihood before stopping
-    val_fraction: float = 0.2
+    """How an estimator is built and trained; `name` identifies the recipe in metric keys and manifests."""
+
+    name: str
+    standardise: bool  # z-score x and y per dimension with the fit data's moments
+    logvar_bound: float  # log σ² = bound · tanh(h / bound); 1 is the reference's plain tanh
+    lr: float
+    batch_size: int
+    steps: int = 0  # > 0: this many Adam steps over all pairs (no held-out split); 0: early stopping
+    max_epochs: int = 200  # early stopping: at most this many epochs,
+    patience: int = 8  # stopping after this many without a better held-out likelihood,
+    val_fraction: float = 0.2  # on this share of the rows (whole groups)
+    hidden: int = 250  # width of each head's hidden layer (the reference: mi_est_dim 500 // 2)
     weight_decay: float = 0.0
     seed: int = 0
 
 
+REFERENCE = ClubConfig("club-reference", standardise=False, logvar_bound=1.0, lr=5e-3, batch_size=64, steps=4000)
+STANDARDISED = ClubConfig("club-standardised", standardise=True, logvar_bound=5.0, lr=2e-3, batch_size=128)
+ESTIMATORS: Mapping[str, ClubConfig] = {c.name: c for c in (REFERENCE, STANDARDISED)}
+
+
 class _ClubNet(nn.Module):
+    """q(y|x): the reference's two heads under the reference's module names, so state dicts share its layout."""
+
     def __init__(self, x_dim: int, y_dim: int, hidden: int, logvar_bound: float) -> None:
         super().__init__()
-        self.mu = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, y_dim))
-        self.logvar = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, y_dim))
+        self.p_mu = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, y_dim))
+        self.p_logvar = nn.Sequential(nn.Linear(x_dim, hidden), nn.Tanh(), nn.Linear(hidden, y_dim))
         self.bound = logvar_bound
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mu(x), self.bound * torch.tanh(self.logvar(x) / self.bound)
+        return self.p_mu(x), self.bound * torch.tanh(self.p_logvar(x) / self.bound)
 
 
 def _nll(net: _ClubNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of y under q(y|x), up to the constant (d/2)·log 2π."""
+    """Mean negative log-likelihood of y under q(y|x), up to the constant (d/2)·log 2π. The reference minimises
+    twice this (its `learning_loss`); Adam's steps do not depend on a constant factor of the loss."""
     mu, logvar = net(x)
     return (0.5 * ((mu - y) ** 2 * torch.exp(-logvar) + logvar)).sum(-1).mean()
 
@@ -78,7 +107,7 @@ class ClubTerms:
     a: np.ndarray  # (n,) Σ_d r μ²
     p: np.ndarray  # (n, d) r μ
     r: np.ndarray  # (n, d)
-    y: np.ndarray  # (n, d) standardised
+    y: np.ndarray  # (n, d) as the estimator sees it (standardised or not)
     y2: np.ndarray  # (n, d)
 
     @property
@@ -94,7 +123,8 @@ class ClubTerms:
 
 @dataclass
 class ClubEstimator:
-    """A fitted q(y|x) plus the standardisation it was fitted with; `meta` records e.g. the encoder names."""
+    """A fitted (or loaded) q(y|x) plus the input scaling it was fitted with (identity for `club-reference`);
+    `meta` records e.g. the encoder names."""
 
     net: _ClubNet
     x_mean: np.ndarray
@@ -106,22 +136,22 @@ class ClubEstimator:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, config: ClubConfig = ClubConfig(),
+    def fit(cls, x: np.ndarray, y: np.ndarray, config: ClubConfig = REFERENCE,
             meta: dict[str, Any] | None = None, groups: Sequence[Any] | None = None) -> ClubEstimator:
-        """Maximum likelihood on a seeded train split, early-stopped on the held-out split's likelihood.
+        """Maximum likelihood of q(y|x): a fixed number of steps on all pairs (`config.steps`, the reference's
+        schedule) or epochs early-stopped on a seeded held-out split's likelihood.
 
-        `groups` (one label per row, e.g. the sample id) keeps all rows of a group on one side of the split: when
-        one input recurs (the same sample answered by several models, or its reference and its model answer), a
-        row-wise split would reward memorising y(x) on the held-out side and defeat early stopping.
+        `groups` (one label per row, e.g. the sample id) keeps all rows of a group on one side of the held-out
+        split: when one input recurs (the same sample answered by several models, or its reference and its model
+        answer), a row-wise split would reward memorising y(x) on the held-out side and defeat early stopping.
         """
         x, y = _as_2d(x, "x"), _as_2d(y, "y")
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
         if len(x) < 10:
             raise ValueError(f"CLUB needs at least 10 pairs to fit, got {len(x)}")
-        val, train = _split(len(x), config, groups)
-        x_mean, x_std = _moments(x)
-        y_mean, y_std = _moments(y)
+        x_mean, x_std = _moments(x) if config.standardise else _identity(x.shape[1])
+        y_mean, y_std = _moments(y) if config.standardise else _identity(y.shape[1])
         xs = torch.from_numpy(((x - x_mean) / x_std).astype(np.float32))
         ys = torch.from_numpy(((y - y_mean) / y_std).astype(np.float32))
         with torch.random.fork_rng(devices=[]):
@@ -129,26 +159,11 @@ class ClubEstimator:
             net = _ClubNet(x.shape[1], y.shape[1], config.hidden, config.logvar_bound)
         optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         shuffle = torch.Generator().manual_seed(config.seed)
-        train_t = torch.from_numpy(train)
-        best, best_state, best_epoch, curve = math.inf, copy.deepcopy(net.state_dict()), 0, []
-        for epoch in range(1, config.max_epochs + 1):
-            net.train()
-            for batch in train_t[torch.randperm(len(train_t), generator=shuffle)].split(config.batch_size):
-                optimiser.zero_grad()
-                _nll(net, xs[batch], ys[batch]).backward()
-                optimiser.step()
-            net.eval()
-            with torch.no_grad():
-                val_nll = float(_nll(net, xs[val], ys[val]))
-            curve.append(round(val_nll, 5))
-            if val_nll < best - 1e-4 * max(1.0, abs(best) if math.isfinite(best) else 1.0):
-                best, best_state, best_epoch = val_nll, copy.deepcopy(net.state_dict()), epoch
-            elif epoch - best_epoch >= config.patience:
-                break
-        net.load_state_dict(best_state)
+        if config.steps > 0:
+            history = _train_steps(net, optimiser, xs, ys, config, shuffle)
+        else:
+            history = _train_early_stopped(net, optimiser, xs, ys, config, shuffle, _split(len(x), config, groups))
         net.eval()
-        history = {"n_train": len(train), "n_val": len(val), "epochs": len(curve), "best_epoch": best_epoch,
-                   "best_val_nll": best, "val_nll": curve}
         return cls(net, x_mean, x_std, y_mean, y_std, config, history, dict(meta or {}))
 
     @property
@@ -159,10 +174,32 @@ class ClubEstimator:
     def y_dim(self) -> int:
         return len(self.y_mean)
 
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def fingerprint(self) -> str:
+        """Digest of the recipe name, the weights and the input scaling: equal for the same fitted estimator
+        (saved and loaded again), different for any other fit."""
+        digest = hashlib.sha256(self.name.encode())
+        for key, tensor in sorted(self.net.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        for array in (self.x_mean, self.x_std, self.y_mean, self.y_std):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        return digest.hexdigest()[:FINGERPRINT_CHARS]
+
+    @property
+    def label(self) -> str:
+        """`name@fingerprint`, as it appears in metric keys."""
+        return f"{self.name}@{self.fingerprint}"
+
     def terms(self, x: np.ndarray, y: np.ndarray) -> ClubTerms:
         x, y = _as_2d(x, "x"), _as_2d(y, "y")
         if x.shape[1] != self.x_dim or y.shape[1] != self.y_dim:
-            raise ValueError(f"estimator fitted on x:{self.x_dim}-d, y:{self.y_dim}-d; got {x.shape[1]} and {y.shape[1]}")
+            raise ValueError(f"the estimator takes x:{self.x_dim}-d, y:{self.y_dim}-d; got {x.shape[1]} and "
+                             f"{y.shape[1]}")
         with torch.no_grad():
             mu, logvar = self.net(torch.from_numpy(((x - self.x_mean) / self.x_std).astype(np.float32)))
         mu, r = mu.double().numpy(), 0.5 * np.exp(-logvar.double().numpy())
@@ -182,21 +219,118 @@ class ClubEstimator:
 
     @classmethod
     def load(cls, path: Path | str) -> ClubEstimator:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: not a vittle-bench CLUB estimator (format {blob.get('format')!r})")
+        """An estimator saved by `save`, or a CLUB checkpoint in the EMI repository's layout (a bare state dict of
+        `p_mu.*` / `p_logvar.*`, e.g. its CLUB_global.pt), which loads as `club-reference`. Anything else is a
+        ConfigError naming the file."""
+        from vittle_bench.config import ConfigError
+
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise ConfigError(f"estimator {path}: no such file") from None
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
+            raise ConfigError(f"estimator {path}: not a readable torch checkpoint ({type(exc).__name__})") from None
+        if isinstance(blob, Mapping) and blob.get("format") == FORMAT_VERSION:
+            try:
+                return cls._from_saved(blob, path)
+            except (KeyError, TypeError) as exc:  # a missing or unknown field
+                raise ConfigError(f"estimator {path}: malformed ({type(exc).__name__}: {exc})") from None
+        if isinstance(blob, Mapping) and blob.get("format") is not None:
+            raise ConfigError(f"estimator {path}: saved in format {blob.get('format')!r} by another version; "
+                              f"fit it again (this version reads format {FORMAT_VERSION})")
+        if isinstance(blob, Mapping) and any(str(k).startswith(("p_mu.", "p_logvar.")) for k in blob):
+            return cls._from_reference_state(blob, path)
+        raise ConfigError(f"estimator {path}: not a CLUB estimator (neither saved by vittle-bench nor a state dict "
+                          "of p_mu.* / p_logvar.* weights)")
+
+    @classmethod
+    def _from_saved(cls, blob: Mapping[str, Any], path: Path | str) -> ClubEstimator:
         config = ClubConfig(**blob["config"])
         net = _ClubNet(blob["x_dim"], blob["y_dim"], config.hidden, config.logvar_bound)
-        net.load_state_dict(blob["state"])
+        _load_state(net, blob["state"], path)
+        x_mean, x_std, y_mean, y_std = (np.asarray(blob[k], dtype=np.float64) for k in ("x_mean", "x_std", "y_mean",
+                                                                                         "y_std"))
+        return cls(net, x_mean, x_std, y_mean, y_std, config, dict(blob["history"]), dict(blob["meta"]))
+
+    @classmethod
+    def _from_reference_state(cls, state: Mapping[str, Any], path: Path | str) -> ClubEstimator:
+        from vittle_bench.config import ConfigError
+
+        expected = {f"{head}.{layer}.{p}" for head in ("p_mu", "p_logvar") for layer in (0, 2) for p in ("weight", "bias")}
+        if set(state) != expected:
+            raise ConfigError(f"estimator {path}: not the EMI repository's CLUB layout (missing "
+                              f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)})")
+        hidden, x_dim = state["p_mu.0.weight"].shape
+        y_dim = state["p_mu.2.weight"].shape[0]
+        net = _ClubNet(x_dim, y_dim, hidden, REFERENCE.logvar_bound)
+        _load_state(net, state, path)
+        (x_mean, x_std), (y_mean, y_std) = _identity(x_dim), _identity(y_dim)
+        return cls(net, x_mean, x_std, y_mean, y_std, replace(REFERENCE, hidden=hidden), {"loaded": str(path)}, {})
+
+
+def _load_state(net: _ClubNet, state: Mapping[str, Any], path: Path | str) -> None:
+    from vittle_bench.config import ConfigError
+
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:  # shapes that do not fit one another
+        raise ConfigError(f"estimator {path}: inconsistent weights ({str(exc).splitlines()[-1].strip()})") from None
+    net.eval()
+
+
+def _train_steps(net: _ClubNet, optimiser: torch.optim.Optimizer, xs: torch.Tensor, ys: torch.Tensor,
+                 config: ClubConfig, shuffle: torch.Generator) -> dict[str, Any]:
+    """`config.steps` Adam steps on minibatches of shuffled passes over all pairs."""
+    net.train()
+    step = 0
+    while step < config.steps:
+        for batch in torch.randperm(len(xs), generator=shuffle).split(config.batch_size):
+            optimiser.zero_grad()
+            _nll(net, xs[batch], ys[batch]).backward()
+            optimiser.step()
+            step += 1
+            if step == config.steps:
+                break
+    net.eval()
+    with torch.no_grad():
+        final = float(_nll(net, xs, ys))
+    return {"n_train": len(xs), "n_val": 0, "steps": step, "epochs": round(step * config.batch_size / len(xs), 2),
+            "train_nll": final}
+
+
+def _train_early_stopped(net: _ClubNet, optimiser: torch.optim.Optimizer, xs: torch.Tensor, ys: torch.Tensor,
+                         config: ClubConfig, shuffle: torch.Generator,
+                         split: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Epochs over the training rows until the held-out likelihood stops improving; the best epoch's weights."""
+    val, train = split
+    train_t = torch.from_numpy(train)
+    best, best_state, best_epoch, curve = math.inf, copy.deepcopy(net.state_dict()), 0, []
+    for epoch in range(1, config.max_epochs + 1):
+        net.train()
+        for batch in train_t[torch.randperm(len(train_t), generator=shuffle)].split(config.batch_size):
+            optimiser.zero_grad()
+            _nll(net, xs[batch], ys[batch]).backward()
+            optimiser.step()
         net.eval()
-        arrays = [np.asarray(blob[k], dtype=np.float64) for k in ("x_mean", "x_std", "y_mean", "y_std")]
-        return cls(net, *arrays, config=config, history=blob["history"], meta=blob["meta"])
+        with torch.no_grad():
+            val_nll = float(_nll(net, xs[val], ys[val]))
+        curve.append(round(val_nll, 5))
+        if val_nll < best - 1e-4 * max(1.0, abs(best) if math.isfinite(best) else 1.0):
+            best, best_state, best_epoch = val_nll, copy.deepcopy(net.state_dict()), epoch
+        elif epoch - best_epoch >= config.patience:
+            break
+    net.load_state_dict(best_state)
+    return {"n_train": len(train), "n_val": len(val), "epochs": len(curve), "best_epoch": best_epoch,
+            "best_val_nll": best, "val_nll": curve}
 
 
 def _as_2d(a: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 2 or not np.isfinite(a).all():
-        raise ValueError(f"{name} must be a finite 2-d array (rows = samples), got shape {a.shape}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d array (rows = samples), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        bad = int((~np.isfinite(a)).any(axis=1).sum())
+        raise ValueError(f"{name} has {bad} row(s) with NaN or infinite values")
     return a
 
 
@@ -205,7 +339,7 @@ def _split(n: int, config: ClubConfig, groups: Sequence[Any] | None) -> tuple[np
     rng = np.random.default_rng(config.seed)
     if groups is None:
         order = rng.permutation(n)
-        n_val = max(1, int(round(config.val_fraction * n)))
+        n_val = max(1, round(config.val_fraction * n))
         return np.sort(order[:n_val]), np.sort(order[n_val:])
     labels = np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
     if len(labels) != n:
@@ -213,7 +347,7 @@ def _split(n: int, config: ClubConfig, groups: Sequence[Any] | None) -> tuple[np
     n_groups = labels.max() + 1
     if n_groups < 2:
         raise ValueError("a grouped split needs at least 2 groups")
-    held = rng.permutation(n_groups)[:max(1, int(round(config.val_fraction * n_groups)))]
+    held = rng.permutation(n_groups)[:max(1, round(config.val_fraction * n_groups))]
     is_val = np.isin(labels, held)
     return np.flatnonzero(is_val), np.flatnonzero(~is_val)
 
@@ -224,11 +358,15 @@ def _moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a.mean(0), np.where(std > 1e-12, std, 1.0)
 
 
-def fit_pooled(cells: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], config: ClubConfig = ClubConfig(),
+def _identity(d: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(d), np.ones(d)
+
+
+def fit_pooled(cells: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], config: ClubConfig = REFERENCE,
                meta: dict[str, Any] | None = None, groups: Sequence[Sequence[Any]] | None = None) -> ClubEstimator:
     """One estimator for all cells compared: fitted on every cell's (x, y_model) and (x, y_ref) pairs pooled.
 
-    `groups[i]` labels cell i's rows (e.g. sample ids) for a grouped held-out split; by default a row's two
+    `groups[i]` labels cell i's rows (e.g. sample ids) for an early-stopping split; by default a row's two
     pairs (model answer, reference) share a group.
     """
     x = np.concatenate([c[0] for c in cells] * 2)
@@ -267,7 +405,7 @@ def emi_estimate(estimator: ClubEstimator, x: np.ndarray, y_model: np.ndarray, y
     model, ref = estimator.terms(x, y_model), estimator.terms(x, y_ref)
     n = model.n
     point = np.full((1, n), 1.0 / n)
-    draws = {"emi": [], "mi_model": [], "mi_ref": []}
+    draws: dict[str, list[np.ndarray]] = {"emi": [], "mi_model": [], "mi_ref": []}
     for w in _weight_chunks(n, n_boot, seed):
         m, r = model.value(w), ref.value(w)
         draws["emi"].append(m - r)
@@ -292,9 +430,9 @@ def emid_estimate(estimator: ClubEstimator, p: tuple[np.ndarray, np.ndarray, np.
     if paired and pm.n != qm.n:
         raise ValueError(f"paired EMID needs aligned cells, got {pm.n} and {qm.n} rows")
     draws = []
-    q_chunks = _weight_chunks(qm.n, n_boot, seed + 1) if not paired else None
-    for wp in _weight_chunks(pm.n, n_boot, seed):
-        wq = wp if paired else next(q_chunks)
+    chunks = ((w, w) for w in _weight_chunks(pm.n, n_boot, seed)) if paired else \
+        zip(_weight_chunks(pm.n, n_boot, seed), _weight_chunks(qm.n, n_boot, seed + 1))
+    for wp, wq in chunks:
         draws.append(pm.value(wp) - pr.value(wp) - qm.value(wq) + qr.value(wq))
     value = (pm.value(np.full((1, pm.n), 1 / pm.n)) - pr.value(np.full((1, pm.n), 1 / pm.n))
              - qm.value(np.full((1, qm.n), 1 / qm.n)) + qr.value(np.full((1, qm.n), 1 / qm.n)))[0]
@@ -322,18 +460,19 @@ def _gram_entropy(rows: np.ndarray) -> float:
 
 
 def representation_jsd(a: np.ndarray, b: np.ndarray) -> float:
-    """Representation JSD of two embedding sets (rows), via uncentered covariances: H((ρ_A+ρ_B)/2) − (H(ρ_A)+H(ρ_B))/2.
+    """Representation JSD of two embedding sets (rows), as the reference's `JSD_cov` (main.py of the EMI
+    repository): with uncentered covariances C_A = AᵀA, C_B = BᵀB, H((C_A + C_B)/2) − (H(C_A) + H(C_B))/2.
 
-    Each covariance AᵀA is normalised to unit trace before mixing (a density matrix), so sets of different sizes
-    weigh equally; for equal sizes of L2-normalised rows this is the reference's unnormalised form. In [0, log 2].
+    H normalises eigenvalues to sum 1, so each entropy ignores scale, but the mixture does not: the sets weigh
+    by their traces (their sizes, for L2-normalised rows), e.g. 3:1 for 90 clean rows against 30 long-tail rows.
+    In [0, log 2]; log 2 for equal traces on orthogonal supports.
     """
     a, b = _as_2d(a, "a"), _as_2d(b, "b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"embedding sets of different dimension: {a.shape[1]} and {b.shape[1]}")
     if np.array_equal(a, b):
         return 0.0
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)  # Frobenius norm: trace(AᵀA) = 1
-    mixed = np.concatenate([a, b]) / math.sqrt(2)  # mixedᵀ·mixed = (ρ_A + ρ_B) / 2
+    mixed = np.concatenate([a, b])  # mixedᵀ·mixed = C_A + C_B, whose normalised spectrum is that of (C_A + C_B)/2
     return max(0.0, _gram_entropy(mixed) - (_gram_entropy(a) + _gram_entropy(b)) / 2)
 
 
@@ -361,9 +500,10 @@ class BoundTerms:
     @property
     def value(self) -> float:
         """The bound; with only the input terms it is their sum (a lower value than the full bound)."""
-        if not self.complete:
+        p, q = self.jsd_output_p, self.jsd_output_q
+        if p is None or q is None:
             return self.input_terms
-        return self.input_terms + self.jsd_output_p ** 0.25 + self.jsd_output_q ** 0.25
+        return self.input_terms + p ** 0.25 + q ** 0.25
 
 
 def emid_bound(p_image: np.ndarray, p_text: np.ndarray, q_image: np.ndarray, q_text: np.ndarray,
