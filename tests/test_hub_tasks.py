@@ -114,7 +114,7 @@ def test_every_hub_config_loads_runs_through_a_model_and_scores(hub_dir, cache, 
         for name in primary:
             assert math.isfinite(metrics[name]), (spec.task, name, metrics)
     assert next(outputs_iter, None) is None
-    assert len(judge_server.log) == len(_fixture_split(SPECS["wildvision_bench"])["question_id"])
+    assert len(judge_server.log) == len(_fixture_split(SPECS["wildvision_bench_pairwise"])["question_id"])
 
 
 def test_samples_and_prompts_match_the_rows_and_lmms_eval(hub_dir, cache):
@@ -149,7 +149,10 @@ def test_samples_and_prompts_match_the_rows_and_lmms_eval(hub_dir, cache):
     assert pope[0][1].prompt == "Is there a cat in the image?\nAnswer the question using a single word or phrase."
     assert pope[0][0].category == "adversarial" and pope[0][0].meta["image_source"].startswith("COCO_val2014_")
     coco = load("llava_bench_coco")
-    assert coco[0][1].prompt == "What is the man doing?" and coco[0][0].context.startswith("A man ironing")
+    assert coco[0][1].prompt == "What is the man doing?"
+    # the judge's context is LLaVA's for the image: its five captions, then every object's box
+    assert coco[0][0].context.startswith("Two antique suitcases sit stacked one on top of the other.\n")
+    assert "\n\nsuitcase: [0.167, 0.025, 0.989, 0.445]\n" in coco[0][0].context
     assert [s.category for s, _ in coco] == ["conv", "detail", "complex"]
     wild = load("wildvision_bench")
     assert wild[0][0].answer == "The meme shows an astronaut."

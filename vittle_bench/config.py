@@ -106,6 +106,20 @@ def load_suites(include_paths: list[Path] | None = None) -> dict[str, dict[str, 
     return suites
 
 
+def named_conditions(text: str, include_paths: list[Path] | None = None) -> set[str]:
+    """Labels of the conditions `--shifts` names directly, not through a suite (a suite may hold conditions
+    that apply to other tasks than the selected ones; a condition named on its own must apply)."""
+    suites = load_suites(include_paths)
+    names = [n.strip() for n in text.split(",") if n.strip() and n.strip() not in suites]
+    labels = set()
+    for name in names:
+        try:
+            labels.add(parse_condition(name).label)
+        except (ValueError, UnknownNameError):
+            continue  # resolve_shifts reports it
+    return labels
+
+
 def resolve_shifts(text: str, include_paths: list[Path] | None = None) -> list[ShiftCondition]:
     """Suites and/or conditions (`name@sev`, `image@sev+text@sev`); clean always comes first, once."""
     suites = load_suites(include_paths)

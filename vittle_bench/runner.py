@@ -28,7 +28,8 @@ from typing import Any, Iterator, Sequence
 from tqdm import tqdm
 
 from vittle_bench.cache import AnswerCache, cache_key
-from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError, TaskSpec, resolve_shifts, resolve_tasks
+from vittle_bench.config import (DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError, TaskSpec, named_conditions, resolve_shifts,
+                                 resolve_tasks)
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.judges import judge_class
@@ -98,6 +99,11 @@ class _Plan:
     conditions: list[ShiftCondition]
     domains: DomainResolver
     adapters: dict[str, TaskAdapter]  # task name -> its adapter, with the run's judge choice applied
+    domain_adapters: dict[tuple[str, str], TaskAdapter]  # (task, domain condition) -> the adapter scoring that cell
+    skipped: list[ShiftCondition]  # suite conditions that no selected task declares (domains of other tasks)
+
+    def adapter(self, task: str, condition: ShiftCondition) -> TaskAdapter:
+        return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
 
 
 def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
@@ -136,7 +142,12 @@ def plan_run(options: RunOptions) -> _Plan:
         raise ConfigError("--batch-size must be at least 1")
     domains = DomainResolver(options.include_paths)
     try:
-        domains.check(tasks, conditions)
+        named = named_conditions(options.shifts, options.include_paths)
+        undeclared = domains.undeclared(tasks, conditions)
+        domains.check(tasks, [c for c in undeclared if c.label in named])
+        skipped = [c for c in undeclared if c.label not in named]
+        conditions = [c for c in conditions if c not in skipped]
+        domain_adapters = _domain_adapters(tasks, conditions, domains, adapters, options)
     except DomainError as exc:
         raise ConfigError(str(exc)) from None
     try:
@@ -146,7 +157,30 @@ def plan_run(options: RunOptions) -> _Plan:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output directory {options.output} is not writable ({exc.strerror})") from None
-    return _Plan(tasks, conditions, domains, adapters)
+    return _Plan(tasks, conditions, domains, adapters, domain_adapters, skipped)
+
+
+def _domain_adapters(tasks: list[TaskSpec], conditions: list[ShiftCondition], domains: DomainResolver,
+                     adapters: dict[str, TaskAdapter], options: RunOptions) -> dict[tuple[str, str], TaskAdapter]:
+    """The adapter of every domain cell whose declaration scores it another way than the task's own (a
+    `judged_as` or `task:` domain keeps the judge protocol of the items it swaps in); its headline metric
+    must be the task's, so the cell belongs in the task's row."""
+    found = {}
+    for spec in tasks:
+        for condition in conditions:
+            scoring = domains.scoring_spec(spec, condition) if condition.kind == "domain" else None
+            if scoring is None or (scoring.adapter, scoring.adapter_args) == (spec.adapter, spec.adapter_args):
+                continue
+            try:
+                adapter = make_adapter(scoring, options)
+            except ConfigError as exc:
+                raise ConfigError(f"task {spec.task} under {condition.label}: {exc}") from None
+            if adapter.headline != adapters[spec.task].headline:
+                raise ConfigError(f"task {spec.task} under {condition.label}: the domain's rows are scored by "
+                                  f"{scoring.adapter} with headline {adapter.headline}, not the task's "
+                                  f"{adapters[spec.task].headline}; fix the domain's judged_as / adapter")
+            found[spec.task, condition.label] = adapter
+    return found
 
 
 class _CellRunner:
@@ -260,7 +294,7 @@ def _cell_samples(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequ
                 continue
             rows = plan.domains.samples(spec, condition, options.cache_dir, options.limit, options.data_dir)
             if rows is not None:
-                cells[t, c] = MappedSamples(rows, plan.adapters[spec.task].prepare)
+                cells[t, c] = MappedSamples(rows, plan.adapter(spec.task, condition).prepare)
     return cells
 
 
@@ -283,10 +317,10 @@ def _evaluate(options: RunOptions, plan: _Plan, cell_samples: dict[tuple[int, in
                 with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
                           disable=not (options.progress and group.is_main)) as bar:
                     for t, spec in enumerate(plan.tasks):
-                        adapter = plan.adapters[spec.task]
                         for c, condition in enumerate(plan.conditions):
                             if (t, c) not in cell_samples:
                                 continue
+                            adapter = plan.adapter(spec.task, condition)
                             bar.set_postfix_str(f"{spec.task} / {condition.label}", refresh=False)
                             mine = list(_my_share(cell_samples[t, c], group.rank, group.world_size))
                             for start in range(0, len(mine), options.batch_size):
@@ -314,7 +348,6 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
               task_samples: dict[str, Sequence[Sample]]) -> tuple[int, int, list[CellResult], dict | None]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
     `--metrics emi`, keep the few fields EMI needs of open-ended cells and add EMI/EMID rows at the end."""
-    adapters = plan.adapters
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
     emi_records: dict[tuple[str, str, str], list[dict]] = {}
@@ -329,8 +362,9 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
             n_errors += sum(r.error is not None for r in records)
             first = records[0]
             seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
-            cells += aggregate_cell(adapters[first.task], records, seed)
-            if "emi" in options.metrics and adapters[first.task].name == "open_ended" and \
+            adapter = plan.adapter(first.task, plan.conditions[c])
+            cells += aggregate_cell(adapter, records, seed)
+            if "emi" in options.metrics and adapter.name == "open_ended" and \
                     plan.conditions[c].kind != "domain":  # EMI re-applies the shift to the task's own rows
                 emi_records[(first.model, first.task, plan.conditions[c].label)] = [
                     {"sample_id": r.sample_id, "raw_output": r.raw_output, "answer": r.answer, "error": r.error}
@@ -372,13 +406,31 @@ def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": options.seed,
         "versions": run_versions(), "models": models, "processes": world_size,
         "tasks": [{"task": t.task, "source": t.source, "subset": t.subset, "adapter": t.adapter,
-                   "adapter_args": _redacted_adapter_args(t.adapter_args), "config": t.path.name} for t in plan.tasks],
+                   "adapter_args": _redacted_adapter_args(t.adapter_args), "config": t.path.name,
+                   "headline": plan.adapters[t.task].headline, "judge_protocol": plan.adapters[t.task].judge_protocol()}
+                  for t in plan.tasks],
         "judge": options.judge, "judge_args": redact_model_args(options.judge_args),
         "shifts": [condition_manifest(c, options.seed) for c in plan.conditions],
+        "domains": _domain_manifest(plan),
+        "skipped_conditions": [{"label": c.label, "reason": "no selected task declares this domain"}
+                               for c in plan.skipped],
         "limit": options.limit, "batch_size": options.batch_size,
         "data_dir": str(options.data_dir) if options.data_dir else None,
         "summary": {k: v for k, v in summary.__dict__.items() if k not in ("output", "main_process")},
     }
+
+
+def _domain_manifest(plan: _Plan) -> list[dict[str, Any]]:
+    """Per task and domain condition: where the rows come from and how they are scored."""
+    out = []
+    for spec in plan.tasks:
+        for condition in plan.conditions:
+            declaration = plan.domains.declaration(spec, condition.shift.domain) if condition.kind == "domain" else None
+            if declaration is not None:
+                adapter = plan.adapter(spec.task, condition)
+                out.append({"task": spec.task, "condition": condition.label, **declaration.describe(),
+                            "scored_by": adapter.name, "judge_protocol": adapter.judge_protocol()})
+    return out
 
 
 def _redacted_adapter_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -389,6 +441,9 @@ def run(options: RunOptions) -> RunSummary:
     started, start = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time()
     plan = plan_run(options)
     group = WorkerGroup.current()
+    if plan.skipped and group.is_main and options.progress:
+        print(f"vittle-bench: skipping {len(plan.skipped)} condition(s) of the suites that no selected task declares "
+              f"(domain shifts of other tasks): {', '.join(c.label for c in plan.skipped)}", file=sys.stderr)
     shard_dir = options.output / "shards"
     if group.is_main:
         shutil.rmtree(shard_dir, ignore_errors=True)

