@@ -125,16 +125,32 @@ def test_list_commands(capsys):
 
 
 def test_metrics_emi_adds_emi_and_emid_rows_and_saves_the_estimator(tiny_random_checkpoint, world_cache, tmp_path):
+    """EMI per cell and EMID per shift, domain conditions included; every EMI key names encoders and estimator."""
+    from vittle_bench.metrics.emi_cells import parse_metric
+
+    files = ", ".join(f"shapes_{i:05d}.png" for i in range(0, 24, 2))
+    (tmp_path / "open_dom.yaml").write_text(
+        "task: open_dom\nsource: builtin:shapes\nsubset: open\nadapter: open_ended\nadapter_args: {judge: overlap}\n"
+        f"domains:\n  even:\n    where: {{file_name: [{files}]}}\n")
     out = tmp_path / "run"
-    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "shapes_open", "--shifts",
-                 "gaussian_noise@3", "--limit", "24", "--metrics", "emi", "--emi-encoders", "effnet-lite0,minilm-l6",
-                 "--output", str(out), "--cache-dir", str(world_cache)]) == 0
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "open_dom", "--shifts",
+                 "gaussian_noise@3,domain:even", "--limit", "24", "--metrics", "emi", "--emi-encoders",
+                 "effnet-lite0,minilm-l6", "--emi-estimator", "club-standardised",  # fits in seconds
+                 "--include-path", str(tmp_path), "--output", str(out),
+                 "--cache-dir", str(world_cache)]) == 0
     results = pd.read_csv(out / "results.csv")
-    emi = results[results.metric.str.startswith("emi[effnet-lite0+minilm-l6]")]
-    assert set(emi["shift"]) == {"clean", "gaussian_noise"} and (emi.ci_low <= emi.value).all()
-    assert {"emid[effnet-lite0+minilm-l6]", "emid_bound[effnet-lite0+minilm-l6]"} <= set(results.metric)
+    keys = {m: parse_metric(m) for m in results.metric if parse_metric(m) is not None}
+    assert {k.base for k in keys.values()} == {"emi", "mi_model", "mi_ref", "emid", "emid_bound"}
+    assert {k.encoders for k in keys.values()} == {"effnet-lite0+minilm-l6"}
+    estimators = {k.estimator for k in keys.values() if k.base != "emid_bound"}  # the bound needs no estimator
+    assert len(estimators) == 1 and estimators.pop().startswith("club-standardised@")
+    emi = results[results.metric.map(lambda m: m in keys and keys[m].base == "emi")]
+    assert set(emi.condition) == {"clean", "gaussian_noise@3", "domain:even"} and (emi.ci_low <= emi.value).all()
+    emid = results[results.metric.map(lambda m: m in keys and keys[m].base == "emid")]
+    assert set(emid.condition) == {"gaussian_noise@3", "domain:even"} and set(emid.unit) == {"nats"}
     assert (out / "emi_estimator.pt").is_file()
-    assert json.loads((out / "manifest.json").read_text())["emi"]["encoders"] == {"image": "effnet-lite0", "text": "minilm-l6"}
+    manifest = json.loads((out / "manifest.json").read_text())["emi"]
+    assert manifest["encoders"] == {"image": "effnet-lite0", "text": "minilm-l6"}
 
 
 def test_unknown_run_metric_is_a_usage_error(tmp_path, capsys):

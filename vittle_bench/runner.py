@@ -73,7 +73,7 @@ class RunOptions:
     data_dir: Path | None = None  # offline copies of hub datasets: DATA_DIR/org/name[/config]
     metrics: tuple[str, ...] = ()  # extra run-level metrics: "emi" (EMI per cell, EMID per shift)
     emi_encoders: tuple[str | None, str | None] = (None, None)  # image, text; None = the paper's, else offline
-    emi_estimator: Path | None = None  # a saved CLUB estimator, so EMI of several runs compares like with like
+    emi_estimator: str = "club-reference"  # a CLUB recipe to fit, or a saved estimator's path (compare runs)
     command_line: str = ""
     progress: bool = True
 
@@ -138,6 +138,10 @@ def plan_run(options: RunOptions) -> _Plan:
     unknown = set(options.metrics) - set(RUN_METRICS)
     if unknown:
         raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
+    if "emi" in options.metrics:  # a missing or foreign estimator file fails now, not after the generation
+        from vittle_bench.metrics.emi import resolve_estimator
+
+        resolve_estimator(options.emi_estimator)
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     domains = DomainResolver(options.include_paths)
@@ -345,16 +349,18 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
 
 
 def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
-              task_samples: dict[str, Sequence[Sample]]) -> tuple[int, int, list[CellResult], dict | None]:
+              cell_samples: dict[tuple[int, int], Sequence[Sample]]) -> tuple[int, int, list[CellResult], dict | None]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
-    `--metrics emi`, keep the few fields EMI needs of open-ended cells and add EMI/EMID rows at the end."""
+    `--metrics emi`, keep the few fields EMI needs of open-ended cells (domain cells included) and add EMI/EMID
+    rows at the end."""
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
     emi_records: dict[tuple[str, str, str], list[dict]] = {}
+    emi_rows_of: dict[tuple[str, str], Sequence[Sample]] = {}
     n_records = n_errors = 0
     partial = options.output / "samples.jsonl.partial"
     with partial.open("w") as out:
-        for (_, _, c), group in groupby(_merged_records(shards), key=lambda r: tuple(r["order"][:3])):
+        for (_, t, c), group in groupby(_merged_records(shards), key=lambda r: tuple(r["order"][:3])):
             records = [SampleResult(**{k: v for k, v in r.items() if k in fields}) for r in group]
             for r in records:
                 out.write(json.dumps(r.to_json()) + "\n")
@@ -364,34 +370,36 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
             seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
             adapter = plan.adapter(first.task, plan.conditions[c])
             cells += aggregate_cell(adapter, records, seed)
-            if "emi" in options.metrics and adapter.name == "open_ended" and \
-                    plan.conditions[c].kind != "domain":  # EMI re-applies the shift to the task's own rows
-                emi_records[(first.model, first.task, plan.conditions[c].label)] = [
+            if "emi" in options.metrics and adapter.name == "open_ended":
+                label = plan.conditions[c].label
+                emi_records[(first.model, first.task, label)] = [
                     {"sample_id": r.sample_id, "raw_output": r.raw_output, "answer": r.answer, "error": r.error}
                     for r in records]
+                emi_rows_of[(first.task, label)] = cell_samples[t, c]
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, options.output / "samples.jsonl")
     emi_manifest = None
     if "emi" in options.metrics:
-        emi_cells, emi_manifest = _emi(options, plan, emi_records, task_samples)
+        emi_cells, emi_manifest = _emi(options, plan, emi_records, emi_rows_of)
         cells += emi_cells
     return n_records, n_errors, cells, emi_manifest
 
 
-def _emi(options: RunOptions, plan: _Plan, emi_records: dict, task_samples: dict[str, Sequence[Sample]]):
-    """EMI rows from one CLUB estimator fitted on all open-ended cells of the run (or loaded), saved with it."""
+def _emi(options: RunOptions, plan: _Plan, emi_records: dict[tuple[str, str, str], list[dict]],
+         rows: dict[tuple[str, str], Sequence[Sample]]) -> tuple[list[CellResult], dict[str, Any]]:
+    """EMI rows from one CLUB estimator fitted on all open-ended cells of the run (or given), saved with it.
+    `rows[(task, condition)]` are the unshifted rows each cell was built from (a domain's swapped-in rows)."""
     from vittle_bench.encoders import load_encoder_pair
     from vittle_bench.encoders.cache import EmbeddingCache
-    from vittle_bench.metrics.emi import ClubEstimator
+    from vittle_bench.metrics.emi import resolve_estimator
     from vittle_bench.metrics.emi_cells import emi_rows
 
     if not emi_records:
         return [], {"skipped": "no open-ended task in the run: EMI needs free-text reference answers"}
     with EmbeddingCache(options.cache_dir / "embeddings.sqlite" if options.use_cache else None) as cache:
-        report = emi_rows(emi_records, {t: task_samples[t] for t in {k[1] for k in emi_records}}, plan.conditions,
-                          load_encoder_pair(*options.emi_encoders), seed=options.seed, cache=cache,
-                          estimator=ClubEstimator.load(options.emi_estimator) if options.emi_estimator else None)
+        report = emi_rows(emi_records, rows, plan.conditions, load_encoder_pair(*options.emi_encoders),
+                          seed=options.seed, cache=cache, estimator=resolve_estimator(options.emi_estimator))
     manifest = dict(report.manifest)
     if report.estimator is not None:
         report.estimator.save(options.output / "emi_estimator.pt")
@@ -461,7 +469,7 @@ def run(options: RunOptions) -> RunSummary:
     if group.is_main:
         shards = sorted(shard_dir.glob("rank*.jsonl"))
         totals = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("rank*.counters.json"))]
-        n_records, n_errors, cells, emi_manifest = _finalise(options, plan, shards, task_samples)
+        n_records, n_errors, cells, emi_manifest = _finalise(options, plan, shards, cell_samples)
         write_results(options.output / "results.csv", cells)
         summary = RunSummary(options.output, n_records, n_errors, sum(t["generated"] for t in totals),
                              sum(t["cached"] for t in totals), round(time.time() - start, 1))

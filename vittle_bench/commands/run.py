@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--metrics", default="", help="extra metrics: emi (EMI per cell and EMID per shift, open-ended tasks)")
     run.add_argument("--emi-encoders", default="", help="IMAGE,TEXT encoder names for EMI (default: CLIP ViT-B/32 + "
                      "XLM-R from the hub, else the offline effnet-lite0 + minilm-l6)")
-    run.add_argument("--emi-estimator", type=Path, help="reuse a saved emi_estimator.pt (compare EMI across runs)")
+    run.add_argument("--emi-estimator", default="club-reference",
+                     help="CLUB estimator for EMI: a recipe fitted on the run's pairs (club-reference, the EMI "
+                     "repository's, default; club-standardised), or a file: a run's emi_estimator.pt or a checkpoint "
+                     "in the EMI repository's layout (compare EMI across runs); docs/emi.md")
     run.add_argument("--fresh", action="store_true", help="recompute every answer (the cache is still updated)")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first sample that fails instead of "
                      "recording the error and going on")

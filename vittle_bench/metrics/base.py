@@ -30,15 +30,15 @@ from vittle_bench.metrics import stats
 from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.registry import Registry
 
-# Units. Rates are stored in percent everywhere (results.csv, leaderboards, plots), so a number is never
-# rescaled on its way out; differences of percentages are percentage points.
+# The built-in units (a plugin may name its own). Rates are stored in percent everywhere (results.csv,
+# leaderboards, plots), so a number is never rescaled on its way out; differences of percentages are
+# percentage points.
 PERCENT = "%"
 RELATIVE_SCORE = "relative score"  # 100 x mean(model score) / mean(reference score)
 POINTS = "points"  # a task's own score scale (MME's 0-200 per category)
 VERDICT = "verdict"  # pairwise verdict, -2..+2
 NATS = "nats"
 COUNT = "count"
-UNITS = (PERCENT, RELATIVE_SCORE, POINTS, VERDICT, NATS, COUNT)
 
 # Paired tests `compare` runs per cell, by what a per-sample value is.
 MCNEMAR = "McNemar exact"  # 0/1 per sample
@@ -67,8 +67,8 @@ class Metric:
     count: bool = False  # a count over records: the sum of `num`, reported without an interval
 
     def __post_init__(self) -> None:
-        if self.unit not in UNITS:
-            raise ValueError(f"metric {self.name!r}: unit {self.unit!r} is not one of {UNITS}")
+        if not self.unit.strip() or "," in self.unit:
+            raise ValueError(f"metric {self.name!r}: unit {self.unit!r} must be a short non-empty name")
 
     @property
     def binary(self) -> bool:
