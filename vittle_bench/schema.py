@@ -19,6 +19,8 @@ class Sample:
 
     `answer` is the gold label (closed-form letter, POPE yes/no) or the reference answer (open-ended).
     `choices` holds the options of a multiple-choice item, in order (letters A, B, ... by position).
+    `images` are prepared RGB: every loader passes each image through vittle_bench.images.prepare_image once,
+    so every condition (clean included) starts from the same pixels and differs only by its shift.
     """
 
     task: str

@@ -38,12 +38,15 @@ def _load_sample(args: argparse.Namespace) -> Any:
     if args.image is not None:
         from PIL import Image
 
+        from vittle_bench.images import prepare_image
+
         try:
             with Image.open(args.image) as image:
                 image.load()
-        except OSError as exc:
+                prepared = prepare_image(image)  # as every task loader prepares its images
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"--image {args.image}: cannot read it ({exc})") from None
-        return Sample("preview", args.image.name, args.question, images=(image,))
+        return Sample("preview", args.image.name, args.question, images=(prepared,))
     from vittle_bench.data.sources import load_samples
 
     spec = resolve_tasks(args.task, [Path(p) for p in args.include_path])
@@ -104,7 +107,7 @@ def _thumbnail(image: Any, cell: int, caption: str | None = None) -> Any:
     tile = Image.new("RGB", (cell, cell), (255, 255, 255))
     if image is not None:
         thumb = to_rgb(image).copy()
-        thumb.thumbnail((cell, box), Image.BILINEAR)
+        thumb.thumbnail((cell, box), Image.Resampling.BILINEAR)
         tile.paste(thumb, ((cell - thumb.width) // 2, (box - thumb.height) // 2))
     if caption is not None:
         lines = textwrap.wrap(caption, width=max(8, cell // 6))[: max(1, (cell - box) // 12)]

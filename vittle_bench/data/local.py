@@ -1,8 +1,9 @@
 """`local:` task sources: a JSON-lines file of questions with image paths, for users' own data.
 
 Each line: {"question_id", "question", "image" (path, or list of paths, relative to the file),
-"answer", optional "choices", "category", "context"}. A row whose image cannot be decoded or whose
-required field is missing becomes a per-sample error (counted in `n_errors`), not a crash.
+"answer", optional "choices", "category", "context"}. Images are prepared like every loader's (RGB, see
+vittle_bench.images). A row whose image cannot be decoded or prepared, or whose required field is missing,
+becomes a per-sample error (counted in `n_errors`), not a crash.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from PIL import Image
 
 from vittle_bench.config import ConfigError
 from vittle_bench.data.lazy import LazySamples
+from vittle_bench.images import prepare_image
 from vittle_bench.schema import Sample
 
 REQUIRED = ("question_id", "question")
 
 
 def _open_image(path: Path) -> Image.Image:
+    """The file's prepared RGB image (vittle_bench.images.prepare_image), decoded now: a truncated file or a
+    mode that cannot be prepared fails here, inside the per-sample guard."""
     with Image.open(path) as image:
-        image.load()  # decode now: a truncated file fails here, inside the per-sample guard
-    return image
+        image.load()
+        return prepare_image(image)
 
 
 def _row_to_sample(task: str, root: Path, row: dict) -> Sample:

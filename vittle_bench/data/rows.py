@@ -30,6 +30,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from vittle_bench.config import ConfigError
+from vittle_bench.images import prepare_image
 from vittle_bench.registry import Registry
 
 RowFormat = Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
@@ -211,15 +212,16 @@ def mmstar_row(fields: dict[str, Any], row: dict[str, Any], index: int) -> dict[
 
 
 def decode_image(value: Any) -> Image.Image | None:
-    """A datasets.Image cell read with decode=False ({'bytes', 'path'}) -> RGB PIL image (lmms-eval also
-    converts every image to RGB). Raises on undecodable data; the caller records it per sample."""
+    """A datasets.Image cell read with decode=False ({'bytes', 'path'}), or an already decoded image -> the
+    prepared RGB image (vittle_bench.images.prepare_image), the pixels every condition starts from. Raises on
+    data that cannot be decoded or prepared; the caller records it per sample."""
     import io
 
     if value is None:
         return None
     if isinstance(value, Image.Image):
-        return value.convert("RGB")
+        return prepare_image(value)
     data, path = value.get("bytes"), value.get("path")
     with Image.open(io.BytesIO(data) if data is not None else path) as image:
         image.load()
-        return image.convert("RGB")
+        return prepare_image(image)
