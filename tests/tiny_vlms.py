@@ -1,5 +1,6 @@
-"""Tiny random-weight VLMs of four families, built in-process and saved with `save_pretrained`, so tests run
-the same `from_pretrained` path users hit with hub checkpoints (see /work/shared/OFFLINE.md for the gotchas).
+"""Tiny random-weight VLMs of four families (LLaVA in two forms), built in-process and saved with
+`save_pretrained`, so tests run the same `from_pretrained` path users hit with hub checkpoints (see
+/work/shared/OFFLINE.md for the gotchas).
 
 Each builder writes a checkpoint directory (model + processor + chat template) and returns it. Weights are
 random; the tokenizer is a word-level one trained on the built-in world's vocabulary.
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from vittle_bench.data.builtin.scenes import CATEGORIES
@@ -23,11 +24,16 @@ CORPUS = [POPE_SUFFIX, MC_SUFFIX, "Is there a an object in the image ? Yes No ye
 HIDDEN = 32
 
 
-def word_tokenizer(specials: list[str], **kwargs) -> PreTrainedTokenizerFast:
-    """A left-padding word-level tokenizer; specials come first so their ids are small and stable."""
+def word_tokenizer(specials: list[str], corpus: list[str] = CORPUS, bos_first: str | None = None,
+                   **kwargs) -> PreTrainedTokenizerFast:
+    """A left-padding word-level tokenizer; specials come first so their ids are small and stable. With
+    `bos_first`, encoding puts that token in front of every text, as Llama's tokenizer does with `<s>`."""
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(CORPUS, trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", *specials]))
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", *specials]))
+    if bos_first:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos_first} $A", pair=f"{bos_first} $A $B",
+                                                           special_tokens=[(bos_first, tok.token_to_id(bos_first))])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", padding_side="left",
                                    **kwargs)
 
@@ -54,6 +60,46 @@ def build_llava(path: Path) -> Path:
 
     processor = build_processor()
     return _save(build_model(processor, hidden=HIDDEN, vision_layers=1, text_layers=2, heads=2), processor, path)
+
+
+# What llava-hf's LLaVA-1.5 template renders for one user turn: `USER: <image>\n{text} ASSISTANT:`.
+LLAVA_HF_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'].upper() + ': ' }}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] + ' ' }}{% endif %}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+
+
+def build_llava_1_5(path: Path) -> Path:
+    """LLaVA-1.5 as llava-hf converts it (llava-hf/llava-1.5-7b-hf's config, shrunk): a CLIP tower read at its
+    penultimate layer without CLS, a Llama decoder, `</s>` as EOS, a tokenizer that puts `<s>` in front like
+    Llama's, CLIP's mean and std with resize + centre crop, and llava-hf's chat template. Random weights."""
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    system = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+              "detailed, and polite answers to the human's questions. USER: ASSISTANT: user")
+    tok = word_tokenizer(["<s>", "</s>", "<image>"], corpus=[*CORPUS, system], bos_first="<s>", bos_token="<s>",
+                         eos_token="</s>")
+    image_size, patch = 16, 8
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                            crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               image_token="<image>", chat_template=LLAVA_HF_TEMPLATE)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=image_size, patch_size=patch),
+        text_config=LlamaConfig(**_text_config(len(tok), tok)), image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_seq_length=(image_size // patch) ** 2, vision_feature_layer=-2, vision_feature_select_strategy="default",
+        pad_token_id=tok.pad_token_id)
+    return _save(LlavaForConditionalGeneration(config), processor, path)
 
 
 QWEN_TEMPLATE = (
@@ -132,7 +178,8 @@ def build_paligemma(path: Path) -> Path:
 
 
 FAMILIES: dict[str, Callable[[Path], Path]] = {
-    "llava": build_llava, "qwen2_vl": build_qwen2_vl, "idefics3": build_idefics3, "paligemma": build_paligemma}
+    "llava": build_llava, "llava_1_5": build_llava_1_5, "qwen2_vl": build_qwen2_vl, "idefics3": build_idefics3,
+    "paligemma": build_paligemma}
 
 
 def build(family: str, path: Path, seed: int = 0) -> Path:

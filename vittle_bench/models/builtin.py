@@ -1,5 +1,6 @@
 """`builtin:` models: the tiny LLaVA and its Vittle twins, committed under vittle_bench/weights/ and served
-by the ordinary `hf:` adapter (their directories are plain save_pretrained checkpoints)."""
+by the ordinary `hf:` adapter (their directories are plain save_pretrained checkpoints). They are prompted with
+their own chat template, the one they were trained with, unless `prompt_profile` says otherwise."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from vittle_bench.models.base import MODELS
 from vittle_bench.models.hf import HFModel
-from vittle_bench.registry import unknown_name_message, UnknownNameError
+from vittle_bench.registry import UnknownNameError, unknown_name_message
 
 BUILTIN_MODELS = ("tiny-llava", "tiny-llava-vittle-f", "tiny-llava-vittle-l")
 
@@ -30,4 +31,4 @@ class BuiltinModel:
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> HFModel:
         cls.validate_name(name)
-        return HFModel(f"builtin:{name}", str(weights_dir(name)), **kwargs)
+        return HFModel(f"builtin:{name}", str(weights_dir(name)), **{"prompt_profile": "chat_template", **kwargs})

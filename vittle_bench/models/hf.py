@@ -2,13 +2,16 @@
 AutoModelForImageTextToText; batched, left-padded greedy generation. A Vittle checkpoint (one with
 vittle_config.json) gets its bottleneck re-attached automatically, from a local directory or the hub.
 
-One adapter serves every family. Where a family truly differs in how a prompt is laid out, it gets a small
-hook registered under its exact `config.model_type` (never a substring of the model's name); today only
-PaliGemma, whose checkpoints have no chat template, needs one.
+One adapter serves every family. How a request becomes the processor's text and images is a prompt profile
+(`prompt_profiles.py`): the processor's chat template by default; LLaVA's own `llava_v1` conversation and
+pad-to-square preprocessing for LLaVA-1.5 checkpoints (recognised by their config, never by name); a layout of
+its own for a family whose `config.model_type` needs one (PaliGemma, which has no chat template).
 
 Model args (`--model-args`): dtype (auto | float32 | bfloat16 | float16; auto = the checkpoint's own),
 device, device_map (e.g. auto), revision, trust_remote_code (only when passed), attn_implementation,
-chat_template (a .jinja file or template text, for checkpoints that lack one), cache_dir (the hub cache).
+prompt_profile (auto | chat_template | llava_v1 | vicuna_v1 | image_tokens_then_prompt), chat_template (a
+.jinja file or template text, for checkpoints that lack one; with prompt_profile auto it selects chat_template),
+cache_dir (the hub cache).
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ import hashlib
 import json
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from vittle_bench.config import ConfigError
 from vittle_bench.models.base import MODELS
+from vittle_bench.models.prompt_profiles import PROFILE_NAMES, select_profile
 from vittle_bench.schema import Request
 
 # Files that change what a checkpoint answers: weights, configs, tokenizer/vocab files, chat templates, remote code.
 _CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-FINGERPRINT_VERSION = "hf/2"  # bump when the adapter changes what a model is asked (prompt layout, decoding)
+FINGERPRINT_VERSION = "hf/3"  # bump when the adapter changes what a model is asked (prompt layout, decoding)
 
 
 def directory_fingerprint(path: Path) -> str:
@@ -48,46 +52,6 @@ def directory_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-# ----------------------------------------------------------------------------- family hooks
-class ChatTemplateLayout:
-    """The default: one user turn, an image placeholder per image before the text, rendered by the
-    processor's own chat template (which is what the model was tuned on)."""
-
-    name = "chat_template"
-
-    def prompt(self, processor: Any, request: Request) -> str:
-        content = [{"type": "image"} for _ in request.images] + [{"type": "text", "text": request.prompt}]
-        return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                             tokenize=False)
-
-
-class ImageTokensThenPromptLayout:
-    """PaliGemma (1 and 2): no chat template; the model was trained on `<image>…<bos>prompt\\n`, of which the
-    processor adds the `<bos>` and the newline once the image placeholders are in front of the prompt."""
-
-    name = "image_tokens_then_prompt"
-
-    def prompt(self, processor: Any, request: Request) -> str:
-        return processor.image_token * len(request.images) + request.prompt
-
-
-FAMILY_HOOKS: dict[str, Any] = {}
-
-
-def register_family_hook(*model_types: str) -> Callable[[type], type]:
-    """Register a prompt layout for the exact `config.model_type` values given."""
-
-    def decorator(cls: type) -> type:
-        for model_type in model_types:
-            FAMILY_HOOKS[model_type] = cls()
-        return cls
-
-    return decorator
-
-
-register_family_hook("paligemma")(ImageTokensThenPromptLayout)
-
-
 def _read_template(text: str) -> str:
     path = Path(text)
     return path.read_text() if path.suffix == ".jinja" and path.is_file() else text
@@ -99,9 +63,12 @@ def _hub_commit(source: str, revision: str | None, cache_dir: str | None) -> str
     from transformers.utils import cached_file
 
     try:
-        config = Path(cached_file(source, "config.json", revision=revision, cache_dir=cache_dir))
+        found = cached_file(source, "config.json", revision=revision, cache_dir=cache_dir)
     except (OSError, ValueError):
         return None
+    if found is None:
+        return None
+    config = Path(found)
     return config.parent.name if config.parent.parent.name == "snapshots" else None
 
 
@@ -129,13 +96,19 @@ class HFModel:
 
     def __init__(self, name: str, source: str, dtype: str = "auto", device: str | None = None,
                  device_map: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
-                 attn_implementation: str | None = None, chat_template: str | None = None, cache_dir: str | None = None,
-                 **unknown: Any) -> None:
+                 attn_implementation: str | None = None, prompt_profile: str = "auto", chat_template: str | None = None,
+                 cache_dir: str | None = None, **unknown: Any) -> None:
         if unknown:
             raise ConfigError(f"{name}: unknown --model-args {sorted(unknown)}; hf: models take dtype, device, "
-                              "device_map, revision, trust_remote_code, attn_implementation, chat_template, cache_dir")
+                              "device_map, revision, trust_remote_code, attn_implementation, prompt_profile, "
+                              "chat_template, cache_dir")
         if dtype not in _DTYPES:
             raise ConfigError(f"{name}: dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+        if prompt_profile not in PROFILE_NAMES:
+            raise ConfigError(f"{name}: prompt_profile must be one of {', '.join(PROFILE_NAMES)}, "
+                              f"not {prompt_profile!r}")
+        if chat_template and prompt_profile not in ("auto", "chat_template"):
+            raise ConfigError(f"{name}: chat_template= applies to prompt_profile=chat_template, not {prompt_profile}")
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         from vittle_bench.vittle import load_vittle_if_present
@@ -150,15 +123,16 @@ class HFModel:
         if chat_template:
             self.processor.chat_template = _read_template(chat_template)
         config = AutoConfig.from_pretrained(source, **common)
-        self.layout = FAMILY_HOOKS.get(config.model_type, ChatTemplateLayout())
-        if isinstance(self.layout, ChatTemplateLayout) and not getattr(self.processor, "chat_template", None):
+        self.profile = select_profile("chat_template" if chat_template else prompt_profile, config, self.processor)
+        if self.profile.name == "chat_template" and not getattr(self.processor, "chat_template", None):
             raise ConfigError(f"{name}: the processor has no chat template; pass --model-args chat_template=FILE.jinja")
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModelForImageTextToText.from_pretrained(
             source, config=config, dtype=dtype if dtype == "auto" else getattr(torch, dtype), device_map=device_map,
             **common, **extra)
         if not device_map:
-            self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            # transformers' decorated `to` is typed as if unbound
+            self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # type: ignore[arg-type]
         self.model.eval()
         vittle_dir = _vittle_directory(source, revision, cache_dir)
         self.vittle = load_vittle_if_present(self.model, vittle_dir) if vittle_dir else None
@@ -168,14 +142,14 @@ class HFModel:
             "adapter": FINGERPRINT_VERSION, "name": name, "source": None if local.is_dir() else source,
             "revision": revision if local.is_dir() else (_hub_commit(source, revision, cache_dir) or revision or "main"),
             "weights": directory_fingerprint(local) if local.is_dir() else None,
-            "dtype": str(self.model.dtype).removeprefix("torch."), "layout": self.layout.name,
+            "dtype": str(self.model.dtype).removeprefix("torch."), "profile": self.profile.settings(),
             "chat_template": hashlib.sha256((getattr(self.processor, "chat_template", None) or "").encode()).hexdigest()[:16],
             "vittle": self.vittle is not None, "generation": self.generation_settings(),
         }
         self.fingerprint = hashlib.sha256(json.dumps(self.fingerprint_info, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def load(cls, name: str, **kwargs: Any) -> "HFModel":
+    def load(cls, name: str, **kwargs: Any) -> HFModel:
         return cls(f"hf:{name}", name, **kwargs)
 
     def _greedy_config(self) -> Any:
@@ -195,16 +169,20 @@ class HFModel:
         return {k: v for k, v in sorted(self.generation_config.to_diff_dict().items()) if k not in ignored}
 
     def prompt(self, request: Request) -> str:
-        """The full text fed to the processor for one request (the family's layout)."""
-        return self.layout.prompt(self.processor, request)
+        """The full text fed to the processor for one request (the prompt profile's)."""
+        return self.profile.prompt(request)
+
+    def processor_inputs(self, requests: list[Request]) -> Any:
+        """One left-padded batch as the processor makes it from the profile's texts and images (on the CPU)."""
+        texts = [self.prompt(r) for r in requests]
+        images = [image for r in requests for image in self.profile.images(r.images)]
+        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        inputs.pop("labels", None)  # PaliGemma's processor builds training labels; generation must not see them
+        return inputs
 
     @torch.inference_mode()
     def _generate_group(self, requests: list[Request], max_new_tokens: int) -> list[str]:
-        texts = [self.prompt(r) for r in requests]
-        images = [image for r in requests for image in r.images]
-        inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
-        inputs.pop("labels", None)  # PaliGemma's processor builds training labels; generation must not see them
-        inputs = inputs.to(self.model.device)
+        inputs = self.processor_inputs(requests).to(self.model.device)
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         config = copy.copy(self.generation_config)
