@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
+
+from vittle_bench.images import prepare_image
 
 IGNORE_INDEX = -100
 IMAGE_PLACEHOLDER = "<image>"
@@ -97,8 +100,8 @@ class LlavaInstructionDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from PIL import Image
-
+        """A row's conversation and its images, prepared as evaluation prepares them (the same pixels a tuned
+        model is later asked about)."""
         row = self.rows[index]
         paths = row_images(row)
         images = []
@@ -106,8 +109,9 @@ class LlavaInstructionDataset(Dataset):
             path = self.image_folder / rel
             try:
                 with Image.open(path) as im:
-                    images.append(im.convert("RGB"))
-            except OSError as exc:
+                    im.load()  # decode before the file closes (a prepared RGB image is the same object)
+                    images.append(prepare_image(im))
+            except (OSError, ValueError) as exc:
                 raise FileNotFoundError(f"row {row.get('id', index)}: cannot read image {path}: {exc}") from exc
         return {"id": row.get("id", index), "messages": to_messages(row["conversations"], len(images)),
                 "images": images}
