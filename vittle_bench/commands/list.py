@@ -48,7 +48,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         for name, suite in load_suites(include).items():
             print(f"suite {name:22s} {len(suite['conditions'])} conditions")
+        from vittle_bench.shifts.base import format_severities, shift_severities
+
         for name in SHIFTS.names():
             shift = SHIFTS.get(name)(1)
-            print(f"{name:28s} {shift.kind:6s} severities 1-5")
+            print(f"{name:28s} {shift.kind:6s} severities {format_severities(shift_severities(shift))}")
     return 0

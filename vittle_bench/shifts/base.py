@@ -8,13 +8,18 @@ Conditions are written `name@severity`; a joint condition joins an image and a t
 
 Third-party shifts register a factory `factory(severity) -> Shift` in the entry-point group
 `vittle_bench.shifts` (see docs/plugins.md).
+
+Severities: a shift declares the ones it accepts in its `severities` attribute (a class attribute; 1-5 when
+absent), and `parse_condition` rejects any other: ImageNet-C has 5 levels, MM_Robustness's text levels go
+to 7, a translation has one.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,7 +27,7 @@ from vittle_bench.registry import Registry
 from vittle_bench.schema import Sample
 
 KINDS = ("clean", "image", "text", "joint", "domain")
-MAX_SEVERITY = 5
+DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 DOMAIN_PREFIX = "domain:"
 
 
@@ -30,12 +35,18 @@ class Shift(Protocol):
     """What every shift is. Optional extras the engine and manifest use when present:
     `params() -> dict` (the parameters a severity maps to, written to manifest.json),
     `apply_image(image, seed) -> Image` (image shifts: enables the shifted-image cache and worker processes),
-    `preflight() -> None` (raise early, e.g. a hub model that cannot be loaded)."""
+    `preflight() -> None` (raise early, e.g. a hub model that cannot be loaded),
+    `severities: tuple[int, ...]` (the severities it accepts; 1-5 when absent)."""
 
-    name: str
-    kind: str
-    severity: int
-    version: str
+    # Read-only members, so frozen dataclasses and properties satisfy the protocol.
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def severity(self) -> int: ...
+    @property
+    def version(self) -> str: ...
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
 
@@ -50,6 +61,19 @@ def sample_rng(seed: int, condition: str, sample_id: str) -> np.random.Generator
     """Per-sample generator derived from (seed, condition name with severities, sample id) by hashing."""
     digest = hashlib.sha256(f"{seed}\x1f{condition}\x1f{sample_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def shift_severities(shift: object) -> tuple[int, ...]:
+    """The severities a shift accepts: its `severities` attribute, 1-5 when it declares none."""
+    return tuple(int(s) for s in getattr(shift, "severities", DEFAULT_SEVERITIES))
+
+
+def format_severities(severities: tuple[int, ...]) -> str:
+    """(1, 2, 3) -> "1-3", (1,) -> "1", (1, 3, 5) -> "1, 3, 5"."""
+    values = sorted(severities)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(str(v) for v in values)
 
 
 def shift_params(shift: Shift) -> dict[str, Any]:
@@ -136,11 +160,16 @@ def _check_contract(name: str, shift: object) -> Shift:
 
 def _build_single(text: str) -> Shift:
     name, _, sev = text.partition("@")
-    if not sev:
-        raise ValueError(f"shift {text!r} needs a severity, e.g. {name}@3 (1-{MAX_SEVERITY})")
-    if not sev.isdigit() or not 1 <= int(sev) <= MAX_SEVERITY:
-        raise ValueError(f"shift {text!r}: severity must be an integer from 1 to {MAX_SEVERITY}")
-    return _check_contract(name, SHIFTS.get(name)(int(sev)))
+    factory = SHIFTS.get(name)
+    if not sev.isdigit():
+        valid = format_severities(shift_severities(factory(1)))
+        raise ValueError(f"shift {text!r} needs a severity, e.g. {name}@1 (severities {valid})" if not sev else
+                         f"shift {text!r}: severity must be an integer ({name}: {valid})")
+    shift = _check_contract(name, factory(int(sev)))
+    if int(sev) not in shift_severities(shift):
+        raise ValueError(f"shift {text!r}: severity must be one of {format_severities(shift_severities(shift))} "
+                         f"for {name}")
+    return shift
 
 
 def parse_condition(text: str) -> ShiftCondition:
