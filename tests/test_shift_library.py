@@ -28,9 +28,14 @@ OFFLINE_SHIFTS = IMAGE_SHIFTS + TEXT_SHIFTS
 # glass_blur 3 -> 4 drops from 3 to 2 shuffle passes; snow 2 -> 3 and spatter 3 -> 4 switch to another
 # layer recipe (spatter: water -> mud). For them only severity 1 vs 5 is required.
 SSIM_NOT_MONOTONE = {"glass_blur", "snow", "spatter"}
-# These run out of eligible words at high severity on short questions (fraction of all tokens, capped by the
-# words nlpaug may change): severity 1 < 3 must hold, 3 -> 5 may level off.
-EDIT_SATURATES = {"ocr", "word_split", "synonym"}
+
+
+@pytest.fixture
+def similar_draws(monkeypatch):
+    """The word shifts' meaning filter accepts every draw (its encoder is tested in test_text_shifts.py)."""
+    from vittle_bench.shifts import paraphrase
+
+    monkeypatch.setattr(paraphrase, "encode", lambda texts: np.ones((len(texts), 1)))
 
 
 def photo(name: str, size: tuple[int, int]) -> Image.Image:
@@ -40,16 +45,6 @@ def photo(name: str, size: tuple[int, int]) -> Image.Image:
 def shifted(label: str, sample: Sample, seed: int = 0) -> Sample:
     condition = parse_condition(label)
     return condition.shift.apply(sample, sample_rng(seed, condition.label, sample.sample_id))
-
-
-def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def test_registry_has_every_promised_shift():
@@ -66,7 +61,7 @@ def test_registry_has_every_promised_shift():
         parse_condition("mt_de@3")
 
 
-def test_every_shift_applies_to_pope_mc_and_open_samples(world_cache):
+def test_every_shift_applies_to_pope_mc_and_open_samples(world_cache, similar_draws):
     from vittle_bench.data.builtin.world import load_builtin_subset
     from vittle_bench.tasks import TASK_ADAPTERS
 
@@ -87,7 +82,7 @@ def test_every_shift_applies_to_pope_mc_and_open_samples(world_cache):
             request = TASK_ADAPTERS.get(adapters[subset])().build_request(out)
             assert request.prompt and len(request.images) == len(sample.images)
     mc = samples["mc"]
-    assert any(shifted(f"{n}@5", mc).question != mc.question for n in TEXT_SHIFTS)
+    assert all(shifted(f"{n}@5", mc).question != mc.question for n in CHAR_SHIFTS)
 
 
 _GRID_SCRIPT = textwrap.dedent("""
@@ -129,18 +124,6 @@ def test_full_shift_grid_is_identical_in_two_processes():
                            + ["glass_blur@3+char_insert@2", "frost@5+synonym@3"])
 
 
-def test_synonym_shift_reads_wordnet_offline_and_is_seeded():
-    sample = Sample("t", "q1", "Describe the large vehicle parked beside the old building in detail.")
-    first, again = shifted("synonym@5", sample), shifted("synonym@5", sample)
-    assert first.question == again.question != sample.question
-    from nltk.corpus import wordnet
-
-    changed = [(a, b) for a, b in zip(sample.question.split(), first.question.split()) if a != b]
-    assert changed and all(wordnet.synsets(new) for _, new in changed if new.isalpha())
-    assert len({shifted("synonym@5", sample, seed=s).question for s in range(4)}) > 1
-    assert wordnet.synsets("vehicle")  # WordNet is readable without NLTK's downloader
-
-
 def test_image_severity_lowers_ssim():
     images = [photo(n, (96, 72)) for n in ("astronaut", "coffee", "chelsea")]
     for name in IMAGE_SHIFTS:
@@ -154,26 +137,6 @@ def test_image_severity_lowers_ssim():
             assert means[0] > means[4], (name, means)
         else:
             assert all(a > b for a, b in zip(means, means[1:])), (name, means)
-
-
-QUESTIONS = [
-    "What is the man on the left holding in his hand, and why might he be holding it?",
-    "Describe the following image in detail, including the colours of every visible object.",
-    "How many people are standing near the red double-decker bus at the corner of the street?",
-    "What might be the purpose of the large wooden structure standing behind the brown horses?",
-    "Which option describes the relationship between the leather suitcase and the books correctly?",
-    "Explain why the kitchen counter looks unusually crowded with vegetables and cooking utensils.",
-]
-
-
-def test_text_severity_raises_edit_distance():
-    for name in TEXT_SHIFTS:
-        means = []
-        for severity in (1, 3, 5):
-            means.append(np.mean([edit_distance(q, shifted(f"{name}@{severity}", Sample("t", f"q{k}", q)).question)
-                                  / len(q) for k, q in enumerate(QUESTIONS)]))
-        assert means[0] < means[1], (name, means)
-        assert means[1] < means[2] if name not in EDIT_SATURATES else means[2] >= 0.9 * means[1], (name, means)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "1", "CMYK", "I;16", "I", "F"])
@@ -195,7 +158,7 @@ def test_tiny_images_are_shifted_not_rejected(size):
         assert out.size == size and out.mode == "RGB", name
 
 
-def test_large_image_and_odd_questions():
+def test_large_image_and_odd_questions(similar_draws):
     big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
     for label in ("gaussian_noise@1", "pixelate@3", "crop_zoom@2"):
         assert shifted(label, Sample("t", "1", "q", images=(big,))).images[0].size == (4000, 3000)
@@ -213,16 +176,6 @@ def test_bad_images_become_per_sample_errors_in_the_engine(tmp_path):
     empty = Sample("t", "empty", "q", images=(Image.new("RGB", (0, 0)),))
     results = ShiftEngine().apply_many(parse_condition("frost@2"), [good, empty], seed=0)
     assert isinstance(results[0], Sample) and isinstance(results[1], ValueError) and "empty image" in str(results[1])
-
-
-def test_options_embedded_in_the_question_stay_verbatim():
-    stem = "Which option describes the object relationship in the image correctly?"
-    tail = "\nOptions: A: The suitcase is on the book., B: The suitcase is beneath the cat."
-    sample = Sample("t", "mmstar-1", stem + tail, meta={"question_stem_chars": len(stem)})
-    for name in TEXT_SHIFTS:
-        out = shifted(f"{name}@5", sample)
-        assert out.question.endswith(tail), name
-    assert any(shifted(f"{n}@5", sample).question != sample.question for n in TEXT_SHIFTS)
 
 
 def test_glass_blur_is_bit_identical_to_the_library():
@@ -319,7 +272,7 @@ def test_image_cache_is_size_bounded_lru(tmp_path):
 def test_condition_manifest_records_name_version_params_and_seed():
     record = condition_manifest(parse_condition("frost@3+synonym@3"), seed=11)
     assert record["label"] == "frost@3+synonym@3" and record["kind"] == "joint" and record["seed"] == 11
-    assert record["params"]["image"]["corruption"] == "frost" and record["params"]["text"]["word_fraction"] == 0.4
+    assert record["params"]["image"]["corruption"] == "frost" and record["params"]["text"]["word_fraction"] == 0.15
     assert "imagecorruptions" in record["params"]["image"]["version"]
     assert condition_manifest(parse_condition("glass_blur@1"), 0)["version"].endswith("+vittle-exact-1")
 
@@ -364,7 +317,9 @@ def test_mt_shift_translates_only_the_stem_with_a_seq2seq_checkpoint(tmp_path, m
     first = shift.apply(sample, np.random.default_rng(0))
     assert first.question.endswith(tail) and first.question != sample.question
     assert shift.apply(sample, np.random.default_rng(1)).question == first.question  # greedy: no randomness
-    translated = first.question[: -len(tail)].split()
+    body = first.question[: -len(tail)]
+    assert body.endswith(" Please answer in English.")  # the EMI data's convention for translated questions
+    translated = body.removesuffix(" Please answer in English.").split()
     assert translated and set(translated) <= set(words) | {"<unk>"}  # decoded from the model's own vocabulary
 
 

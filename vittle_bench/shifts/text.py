@@ -1,117 +1,199 @@
-"""Text shifts on the question, through nlpaug (character and word level).
+"""Text shifts on the question: MM_Robustness's character-level (nlpaug) and word-level (EDA) perturbations.
 
-What is perturbed: only `sample.question` — the instruction the model reads. Options (`choices`), answers,
-references and `context` (a caption or hint) are never touched, so a shifted closed-form item still has
-exactly one correct letter and the judge still sees the true reference. A loader whose dataset embeds the
-options inside the question text (MMStar) protects them by setting `meta["question_stem_chars"]` to the length
-of the stem: only `question[:stem_chars]` is perturbed, the rest is kept verbatim. Empty questions are
-returned unchanged.
+Severity s is MM_Robustness's level s (levels 1-7; `text_perturbation/perturb_COCO_TP.py`), the fraction
+0.05 * s of the words:
+- character level (keyboard, ocr, char_insert, char_substitute, char_swap, char_delete): nlpaug 1.1.11's
+  KeyboardAug / OcrAug / RandomCharAug(action) with `aug_word_p = 0.05 * s` and every other argument at its
+  default, as the reference calls them (digits and special characters among the typos; at least 1 and at
+  most 10 words of 4+ characters, 30 % of a word's characters). nlpaug 1.1.11's character augmenters are
+  the reference's 1.1.7 ones unchanged. The EMI paper's `KeyboardAug_1` / `KeyboardAug_3` are keyboard@1 / @3.
+- word level (synonym, word_insert, word_swap, word_delete): EDA synonym replacement / random insertion /
+  random swap / random deletion with alpha = 0.05 * s, on the question lower-cased and stripped of
+  punctuation, filtered for meaning (see `eda.py`, `paraphrase.py`). The EMI paper's `sr_4` / `sr_7` are
+  synonym@4 / @7.
 
-Severity scales (1 -> 5), documented in docs/shifts.md:
-- character level (keyboard, ocr, char_insert, char_substitute, char_swap, char_delete): 10, 20, 30, 40, 50 % of
-  the words (of 4+ characters; at least one) are touched, each touched word gets up to 30 % of its characters
-  changed.
-- word level (synonym, word_swap, word_delete, word_split): 10, 25, 40, 55, 70 % of the words (at least one);
-  synonym @3 and @5 are the EMI paper's synonym-replacement rates 0.4 and 0.7. Synonyms come from WordNet 3.0
-  (see `wordnet.py`); function words (STOPWORDS) are not replaced, and there is no POS tagger offline, so a
-  word's synonyms are drawn from all its senses.
+What is perturbed: only `sample.question`, and in it only the free text: protected spans (image
+placeholders, numbers, LaTeX, option blocks, line breaks; `protect.py`) are kept byte for byte, and only free
+text is counted in the word fraction. Options (`choices`), answers, references and `context` are never
+touched, so a shifted closed-form item keeps exactly one correct letter and the judge sees the true
+reference. A question without free words is returned unchanged.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import cache
+from typing import Any, ClassVar
 
 import numpy as np
 
 from vittle_bench.schema import Sample
+from vittle_bench.shifts import eda, paraphrase
 from vittle_bench.shifts._global_rng import seeded_global_rngs
 from vittle_bench.shifts.base import SHIFTS
+from vittle_bench.shifts.protect import Piece, split_pieces
 
+LEVELS = (1, 2, 3, 4, 5, 6, 7)
 NLPAUG_VERSION = "nlpaug-1.1.11"
-CHAR_WORD_FRACTION = (0.1, 0.2, 0.3, 0.4, 0.5)
-CHAR_FRACTION = 0.3
-WORD_FRACTION = (0.1, 0.25, 0.4, 0.55, 0.7)
 CHAR_SHIFTS = ("keyboard", "ocr", "char_insert", "char_substitute", "char_swap", "char_delete")
-WORD_SHIFTS = ("synonym", "word_swap", "word_delete", "word_split")
-STOPWORDS = sorted(set("""
-a an the this that these those there here is are was were be been being am do does did done have has had
-having will would shall should can could may might must i me my mine you your yours he him his she her hers
-it its we us our ours they them their theirs what which who whom whose when where why how if then than so
-as at by for from in into of off on onto out over to up down with without about above below under between
-and or but nor not no yes all any both each few more most other some such only own same too very just
-""".split()))
+WORD_SHIFTS = ("synonym", "word_insert", "word_swap", "word_delete")
+EDA_OPERATION = {"synonym": "synonym replacement (sr)", "word_insert": "random insertion (ri)",
+                 "word_swap": "random swap (rs)", "word_delete": "random deletion (rd)"}
+AUGMENTER = {"keyboard": "KeyboardAug", "ocr": "OcrAug", **{f"char_{a}": f"RandomCharAug(action={a!r})"
+                                                            for a in ("insert", "substitute", "swap", "delete")}}
 
 
-def split_protected(sample: Sample) -> tuple[str, str]:
-    """(stem to perturb, protected tail kept verbatim), from `meta["question_stem_chars"]` when present."""
+def question_pieces(sample: Sample) -> list[Piece]:
+    """The question as free and protected pieces; `meta["question_stem_chars"]` protects what follows it."""
     stem_chars = sample.meta.get("question_stem_chars")
-    if stem_chars is None:
-        return sample.question, ""
-    return sample.question[:int(stem_chars)], sample.question[int(stem_chars):]
+    return split_pieces(sample.question, None if stem_chars is None else int(stem_chars))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _augmenter(name: str, severity: int) -> Any:
-    """One nlpaug augmenter per (shift, severity); building them reads resource files, so they are reused."""
-    import nlpaug.augmenter.char as nac  # imported on first use: it costs ~2 s
-    import nlpaug.augmenter.word as naw
+    """One nlpaug augmenter per (shift, severity), called as MM_Robustness calls it: only aug_word_p is set."""
+    import nlpaug.augmenter.char as nac  # type: ignore[import-untyped]  # imported on first use: it costs ~2 s
 
-    char_args = dict(aug_word_p=CHAR_WORD_FRACTION[severity - 1], aug_char_p=CHAR_FRACTION, aug_word_max=None,
-                     aug_char_max=None)
-    word_args = dict(aug_p=WORD_FRACTION[severity - 1], aug_max=None)
+    word_p = eda.level_alpha(severity)
     if name == "keyboard":
-        return nac.KeyboardAug(**char_args, include_numeric=False, include_special_char=False)
+        return nac.KeyboardAug(aug_word_p=word_p)
     if name == "ocr":
-        return nac.OcrAug(**char_args)
-    if name.startswith("char_"):
-        return nac.RandomCharAug(action=name.removeprefix("char_"), **char_args)
-    if name == "synonym":
-        from vittle_bench.shifts.wordnet import ensure_wordnet
+        return nac.OcrAug(aug_word_p=word_p)
+    return nac.RandomCharAug(action=name.removeprefix("char_"), aug_word_p=word_p)
 
-        ensure_wordnet()
-        augmenter = naw.SynonymAug(aug_src="wordnet", stopwords=STOPWORDS, **word_args)
-        # No POS tagger offline (NLTK's needs its downloader): an empty tag makes nlpaug use every sense.
-        augmenter.model.pos_tag = lambda tokens: [(token, "") for token in tokens]
-        return augmenter
-    if name in ("word_swap", "word_delete"):
-        return naw.RandomWordAug(action=name.removeprefix("word_"), **word_args)
-    if name == "word_split":
-        return naw.SplitAug(**word_args)
-    raise ValueError(f"unknown nlpaug shift {name!r}")
+
+class _TokenLayout:
+    """nlpaug's tokens of the free text, and how to put augmented tokens back without touching the rest.
+
+    nlpaug tokenises with `re.split(r'(\\W)')` and re-joins with spaces and punctuation rules, which turns
+    `3.5` into `3. 5` and drops line breaks. We hand it the same tokens (its own regex, over the free pieces
+    only) and put each augmented token back in its token's place, keeping whitespace and protected pieces."""
+
+    def __init__(self, pieces: list[Piece]) -> None:
+        from nlpaug.util.text.tokenizer import TOKENIZER_REGEX  # type: ignore[import-untyped]
+
+        self.tokens: list[str] = []
+        self.parts: list[str | None] = []  # None marks a token's place
+        for piece in pieces:
+            if piece.protected:
+                self.parts.append(piece.text)
+                continue
+            for part in TOKENIZER_REGEX.split(piece.text):
+                if part.strip():
+                    self.tokens.append(part)
+                    self.parts.append(None)
+                elif part:
+                    self.parts.append(part)
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(self.tokens)
+
+    def rebuild(self, tokens: list[str]) -> str:
+        if len(tokens) != len(self.tokens):  # nlpaug drops tokens it empties; no character augmenter empties one
+            raise RuntimeError(f"nlpaug returned {len(tokens)} tokens for {len(self.tokens)}")
+        replacements = iter(tokens)
+        return "".join(next(replacements) if part is None else part for part in self.parts)
 
 
 @dataclass(frozen=True)
-class NlpaugShift:
-    """A character- or word-level perturbation of the question stem by one nlpaug augmenter."""
+class CharShift:
+    """A character-level perturbation of the question's free text by one nlpaug augmenter."""
 
     name: str
     severity: int
     kind: str = "text"
-    version: str = NLPAUG_VERSION
+    version: str = ""
+    severities: ClassVar[tuple[int, ...]] = LEVELS
 
     def params(self) -> dict[str, Any]:
-        if self.name in CHAR_SHIFTS:
-            return {"library": "nlpaug", "level": "character", "word_fraction": CHAR_WORD_FRACTION[self.severity - 1],
-                    "char_fraction_per_word": CHAR_FRACTION, "perturbs": "question stem"}
-        return {"library": "nlpaug", "level": "word", "word_fraction": WORD_FRACTION[self.severity - 1],
-                "perturbs": "question stem", **({"source": "WordNet 3.0"} if self.name == "synonym" else {})}
+        return {"library": NLPAUG_VERSION, "augmenter": AUGMENTER[self.name],
+                "word_fraction": round(eda.level_alpha(self.severity), 2), "other_arguments": "nlpaug defaults",
+                "reference": f"MM_Robustness level {self.severity}", "perturbs": "question free text"}
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        stem, tail = split_protected(sample)
-        if not stem.strip():
+        layout = _TokenLayout(question_pieces(sample))
+        if not layout.tokens:
             return sample
-        augmenter = _augmenter(self.name, self.severity)
+        augmenter = copy.copy(_augmenter(self.name, self.severity))  # per call: the layout is this question's
+        augmenter.tokenizer, augmenter.reverse_tokenizer = layout.tokenize, layout.rebuild
         with seeded_global_rngs(rng):
-            out = augmenter.augment(stem)
+            out = augmenter.augment(sample.question)
         out = out[0] if isinstance(out, list) else out
-        return sample.with_changes(question=(out if out is not None else stem) + tail)
+        return sample.with_changes(question=out if out else sample.question)
+
+
+def assemble(pieces: list[Piece], words: list[eda.Word]) -> str:
+    """The question with each free piece replaced by its words (EDA's single spaces, no punctuation); a
+    piece keeps one space on a side where it had whitespace or punctuation next to a protected piece, and a
+    piece left without words keeps one space only between two protected pieces."""
+    by_slot: dict[int, list[str]] = {}
+    for text, slot in words:
+        by_slot.setdefault(slot, []).append(text)
+    out = []
+    for i, piece in enumerate(pieces):
+        if piece.protected:
+            out.append(piece.text)
+            continue
+        cleaned = eda.clean(piece.text)
+        lead = i > 0 and cleaned.startswith(" ") and not pieces[i - 1].text[-1:].isspace()
+        trail = i + 1 < len(pieces) and cleaned.endswith(" ") and not pieces[i + 1].text[:1].isspace()
+        body = " ".join(by_slot.get(i, []))
+        if body:
+            out.append((" " if lead else "") + body + (" " if trail else ""))
+        elif lead and trail:  # e.g. the ", " between two placeholders
+            out.append(" ")
+    return "".join(out)
+
+
+_OPERATIONS: dict[str, Callable[[list[eda.Word], float, np.random.Generator], list[eda.Word]]] = {
+    "synonym": lambda words, alpha, rng: eda.synonym_replacement(words, eda.count(alpha, len(words)), rng),
+    "word_insert": lambda words, alpha, rng: eda.random_insertion(words, eda.count(alpha, len(words)), rng),
+    "word_swap": lambda words, alpha, rng: eda.random_swap(words, eda.count(alpha, len(words)), rng),
+    "word_delete": lambda words, alpha, rng: eda.random_deletion(words, alpha, rng),
+}
+
+
+@dataclass(frozen=True)
+class EdaShift:
+    """A word-level EDA perturbation of the question's free text, kept only if it still means the same."""
+
+    name: str
+    severity: int
+    kind: str = "text"
+    version: str = ""
+    severities: ClassVar[tuple[int, ...]] = LEVELS
+
+    def params(self) -> dict[str, Any]:
+        return {"method": f"EDA {EDA_OPERATION[self.name]}", "word_fraction": round(eda.level_alpha(self.severity), 2),
+                "cleaning": "lower-case, letters only", "synonyms": "WordNet 3.0",
+                "filter": {"encoder": paraphrase.ENCODER, "min_cosine": paraphrase.THRESHOLD,
+                           "max_draws": paraphrase.MAX_DRAWS},
+                "reference": f"MM_Robustness level {self.severity}", "perturbs": "question free text"}
+
+    def _draws(self, pieces: list[Piece], words: list[eda.Word], rng: np.random.Generator) -> Iterator[str]:
+        operation, alpha = _OPERATIONS[self.name], eda.level_alpha(self.severity)
+        while True:
+            yield assemble(pieces, operation(words, alpha, rng))
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        pieces = question_pieces(sample)
+        words = [(word, i) for i, piece in enumerate(pieces) if not piece.protected
+                 for word in eda.clean(piece.text).split()]
+        if not words:
+            return sample
+        question, _, _ = paraphrase.select(sample.question, self._draws(pieces, words, rng))
+        return sample.with_changes(question=question)
 
 
 def _register(name: str) -> None:
-    version = f"{NLPAUG_VERSION}-{name}" + ("+wordnet-3.0" if name == "synonym" else "")
-    SHIFTS.register(name)(lambda severity: NlpaugShift(name, severity, version=version))
+    if name in CHAR_SHIFTS:
+        version = f"{NLPAUG_VERSION}-{name}+mmr-levels+protected-2"
+        SHIFTS.register(name)(lambda severity: CharShift(name, severity, version=version))
+    else:
+        version = f"eda-{name}+wordnet-3.0+minilm-filter+protected-2"
+        SHIFTS.register(name)(lambda severity: EdaShift(name, severity, version=version))
 
 
 for _name in CHAR_SHIFTS + WORD_SHIFTS:

@@ -5,20 +5,28 @@ The paper's translation scenarios use pre-translated questions; those are domain
 without pre-translated rows. It needs the hub (or a local copy of the model in the HF cache) and
 `sentencepiece`; offline it fails with one clear error per sample (`preflight()` raises it before a run).
 Decoding is greedy, so the output is deterministic on a given machine and library version. Translation has
-one level: only severity 1 exists. Only the question stem is translated (see text.py).
+one level: only severity 1 exists.
+
+Protected spans (`protect.py`) stay byte for byte: each line is translated whole, and when the translation
+does not carry the line's placeholders, numbers and formulas over verbatim and in order, its free pieces are
+translated one by one around them instead; line breaks, option blocks and a loader's protected tail
+(`meta["question_stem_chars"]`) are never sent to the model. As in the EMI paper's translated questions
+(changdae/llavabench-shift-natural-v1), the translated text is followed by " Please answer in English."
+(before any protected block that ends the question), so the references stay English.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from vittle_bench.schema import Sample
 from vittle_bench.shifts.base import SHIFTS
-from vittle_bench.shifts.text import split_protected
+from vittle_bench.shifts.protect import PATTERNS, Piece
+from vittle_bench.shifts.text import question_pieces
 
 # Helsinki-NLP OPUS-MT English -> X checkpoints (MarianMT).
 MT_MODELS = {
@@ -29,6 +37,7 @@ MT_MODELS = {
     "ar": "Helsinki-NLP/opus-mt-en-ar",
     "hi": "Helsinki-NLP/opus-mt-en-hi",
 }
+ANSWER_IN_ENGLISH = " Please answer in English."
 _LOADED: dict[str, Any] = {}  # model id -> (tokenizer, model) or the exception that loading raised
 _LOCK = threading.Lock()
 
@@ -59,7 +68,8 @@ class MachineTranslation:
     language: str
     severity: int = 1
     kind: str = "text"
-    version: str = "marianmt-greedy-1"
+    version: str = "marianmt-greedy-protected-2"
+    severities: ClassVar[tuple[int, ...]] = (1,)
 
     def __post_init__(self) -> None:
         if self.severity != 1:
@@ -75,22 +85,66 @@ class MachineTranslation:
 
     def params(self) -> dict[str, Any]:
         return {"model": self.model_id, "decoding": "greedy", "target_language": self.language,
-                "perturbs": "question stem"}
+                "suffix": ANSWER_IN_ENGLISH.strip(), "perturbs": "question free text"}
 
     def preflight(self) -> None:
         _load(self.model_id)
 
-    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        stem, tail = split_protected(sample)
-        if not stem.strip():
-            return sample
+    def _translate(self, text: str) -> str:
         tokenizer, model = _load(self.model_id)
         import torch
 
         with torch.inference_mode():
-            batch = tokenizer([stem], return_tensors="pt", truncation=True, max_length=512)
+            batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
             ids = model.generate(**batch, num_beams=1, do_sample=False, max_new_tokens=512)
-        return sample.with_changes(question=tokenizer.decode(ids[0], skip_special_tokens=True) + tail)
+        return str(tokenizer.decode(ids[0], skip_special_tokens=True))
+
+    def _translate_text(self, text: str) -> str:
+        """`text` translated, its surrounding whitespace kept; text without letters is kept as it is."""
+        if not any(c.isalpha() for c in text):
+            return text
+        body = text.strip()
+        start = text.index(body)
+        return text[:start] + self._translate(body) + text[start + len(body):]
+
+    def _translate_line(self, pieces: list[Piece]) -> str:
+        """One line (free pieces with inline protected spans): whole if the spans survive, else piecewise."""
+        whole = self._translate_text("".join(p.text for p in pieces))
+        position = 0
+        for span in (p.text.strip() for p in pieces if p.protected):
+            position = whole.find(span, position)
+            if position < 0:
+                return "".join(p.text if p.protected else self._translate_text(p.text) for p in pieces)
+            position += len(span)
+        return whole
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        pieces = question_pieces(sample)
+        if not any(_has_words(p) for p in pieces):
+            return sample
+        stem_chars = sample.meta.get("question_stem_chars")
+        segments: list[Piece | list[Piece]] = []  # a block piece, or a line of free and inline protected pieces
+        start = 0
+        for piece in pieces:
+            tail = stem_chars is not None and start >= int(stem_chars)
+            start += len(piece.text)
+            if piece.protected and (tail or any(c in piece.text for c in "\r\n")
+                                    or PATTERNS["options"].match(piece.text) is not None):
+                segments.append(piece)
+            elif segments and isinstance(segments[-1], list):
+                segments[-1].append(piece)
+            else:
+                segments.append([piece])
+        out = [s.text if isinstance(s, Piece) else self._translate_line(s) if any(map(_has_words, s))
+               else "".join(p.text for p in s) for s in segments]
+        last = max(i for i, s in enumerate(segments) if isinstance(s, list) and any(map(_has_words, s)))
+        body = out[last].rstrip()
+        out[last] = body + ANSWER_IN_ENGLISH + out[last][len(body):]
+        return sample.with_changes(question="".join(out))
+
+
+def _has_words(piece: Piece) -> bool:
+    return not piece.protected and any(c.isalpha() for c in piece.text)
 
 
 def _register(language: str) -> None:
