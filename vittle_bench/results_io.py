@@ -20,7 +20,7 @@ def cell_seed(seed: int, *parts: str) -> int:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+    return "" if value is None else f"{value:.10g}"
 
 
 def cell_result(record: SampleResult, value: MetricValue, primary: bool) -> CellResult:
