@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from html.parser import HTMLParser
 from io import StringIO
 
@@ -369,3 +370,24 @@ def test_bold_follows_the_declared_direction(metric, higher, best):
                           "n_errors": 0} for m, v in (("a", 10.0), ("b", 20.0))])
     rows = {line.split("|")[2].strip(): line for line in render(widen(long), "markdown").splitlines()[2:4]}
     assert {m for m, line in rows.items() if "**" in line} == ({best} if best else set())
+
+
+def _with_emi(run, qualifier: str):
+    """A copy of a run's results.csv with one EMI row per cell of syn_open, under the given qualifier."""
+    results = pd.read_csv(run / "results.csv")
+    emi = results[(results.task == "syn_open") & (results.metric == "n_errors")].assign(
+        metric=f"emi[enc+enc;{qualifier}]", value=0.01, unit="nats", higher_is_better=True, primary=False)
+    pd.concat([results, emi]).to_csv(run / "results.csv", index=False)
+    return run
+
+
+def test_emi_from_different_estimators_is_refused_in_one_column(runs, tmp_path, capsys):
+    a = _with_emi(Path(shutil.copytree(runs[0], tmp_path / "a")), "club-reference@aaaa1111")
+    b = _with_emi(Path(shutil.copytree(runs[1], tmp_path / "b")), "club-reference@bbbb2222")
+    assert main(["leaderboard", str(a), str(b), "--metric", "emi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different estimators" in err and "aaaa1111" in err and "bbbb2222" in err
+    assert main(["leaderboard", str(a), "--metric", "emi", "--format", "csv"]) == 0  # one estimator: one column
+    assert "emi[enc+enc;club-reference@aaaa1111]" in capsys.readouterr().out
+    _with_emi(b, "club-reference@aaaa1111")  # b now also holds the same estimator's rows: the two merge
+    assert main(["leaderboard", str(a), str(b), "--metric", "emi[enc+enc;club-reference@aaaa1111]"]) == 0

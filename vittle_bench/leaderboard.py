@@ -132,6 +132,22 @@ def choose_metric(rows: pd.DataFrame, metric: str | None, task: str) -> str | No
     return qualified[0] if qualified else None
 
 
+def _refuse_mixed_qualifiers(chosen: dict[tuple[str, str], str | None]) -> None:
+    """One task's column may not hold one metric under different qualifiers (EMI from different estimators or
+    encoders is not comparable); different metrics (a judge's and a stand-in's score) stay separate rows."""
+    by_task: dict[str, set[str]] = {}
+    for (task, _), name in chosen.items():
+        if name is not None:
+            by_task.setdefault(task, set()).add(name)
+    for task, names in sorted(by_task.items()):
+        bases = [split_name(n)[0] for n in names]
+        mixed = sorted(n for n in names if bases.count(split_name(n)[0]) > 1)
+        if mixed:
+            raise ConfigError(f"task {task}: {split_name(mixed[0])[0]} comes from different estimators or encoders "
+                              f"across these runs ({', '.join(mixed)}), which cannot share a column; show one with "
+                              "--metric NAME, or rerun with the same --emi-estimator FILE")
+
+
 # --- aggregation -------------------------------------------------------------------------------------------
 
 def _group_of(condition: str, shift: str, kind: str, severity: int, group_by: str) -> str:
@@ -152,8 +168,10 @@ def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric
     if group_by not in GROUP_BYS:
         raise ConfigError(f"unknown --group-by {group_by!r}; choose from {', '.join(GROUP_BYS)}")
     rows: list[dict] = []
+    chosen_of = {key: choose_metric(cells, metric, str(key[0])) for key, cells in results.groupby(["task", "model"])}
+    _refuse_mixed_qualifiers(chosen_of)
     for (task, model), cells in results.groupby(["task", "model"], sort=True):
-        chosen = choose_metric(cells, metric, str(task))
+        chosen = chosen_of[task, model]
         if chosen is None:
             continue
         errors = cells[cells["metric"] == "n_errors"].set_index("condition")["value"]
