@@ -24,6 +24,7 @@ from vittle_bench.metrics.emi import (
     emid_estimate,
     fit_pooled,
     representation_jsd,
+    resolve_estimator,
 )
 
 D, N = 16, 2000
@@ -172,9 +173,11 @@ def test_reference_checkpoint_reproduces_the_reference_forward(tmp_path, n, d, h
     estimator.save(tmp_path / "ours.pt")
     again = ClubEstimator.load(tmp_path / "ours.pt")
     assert again.fingerprint == estimator.fingerprint and again.mi(x, y_model) == estimator.mi(x, y_model)
-    other = reference_checkpoint(tmp_path / "other.pt", d, d, hidden, seed=1)
+    reference_checkpoint(tmp_path / "other.pt", d, d, hidden, seed=1)
     assert ClubEstimator.load(tmp_path / "other.pt").fingerprint != estimator.fingerprint
-    del other
+    # a run's --emi-estimator: a recipe to fit, or a file to evaluate with
+    assert resolve_estimator("club-standardised") is STANDARDISED and resolve_estimator("club-reference") is REFERENCE
+    assert resolve_estimator(tmp_path / "CLUB_global.pt").fingerprint == estimator.fingerprint
 
 
 def test_a_file_that_is_not_an_estimator_is_one_line(tmp_path):
@@ -459,7 +462,7 @@ def test_emi_rows_on_the_builtin_world(world_cache, offline_pair, builtin_cells,
 
     records, samples, conditions = builtin_cells
     cache = EmbeddingCache(world_cache / "embeddings.sqlite")
-    report = emi_rows(records, samples, conditions, offline_pair, cache=cache, config=FAST_REFERENCE, n_boot=200)
+    report = emi_rows(records, samples, conditions, offline_pair, cache=cache, estimator=FAST_REFERENCE, n_boot=200)
     label = report.estimator.label
     assert label.startswith("club-reference@") and report.manifest["club"]["fingerprint"] == label.split("@")[1]
     for r in report.rows:

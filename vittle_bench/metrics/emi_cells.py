@@ -183,8 +183,8 @@ def _few_pairs(cells: Mapping[CellKey, CellEmbeddings], width: int) -> dict[str,
 
 def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[RowsKey, Sequence[Sample]],
              conditions: Sequence[ShiftCondition], encoders: tuple[Encoder, Encoder], *, seed: int = 0,
-             cache: EmbeddingCache | None = None, estimator: ClubEstimator | None = None,
-             config: ClubConfig = REFERENCE, n_boot: int = N_BOOT) -> EmiReport:
+             cache: EmbeddingCache | None = None, estimator: ClubEstimator | ClubConfig = REFERENCE,
+             n_boot: int = N_BOOT) -> EmiReport:
     """EMI rows per cell and EMID rows per shifted cell of a run.
 
     records_by_cell: (model, task, condition label) -> that cell's records (SampleResult or its JSON dict; fields
@@ -192,8 +192,9 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
         (open-ended tasks): EMI compares the model's answer with a reference answer.
     samples: (task, condition label) -> the unshifted rows that cell was built from: the task's own rows, or
         under a domain condition the rows the domain swapped in (as `DomainResolver.samples` returns them).
-    estimator: a previously saved or loaded one (e.g. to compare runs); by default one is fitted with `config`
-        on all cells pooled.
+    estimator: an estimator to evaluate with (saved by an earlier run to compare runs, or the EMI repository's
+        checkpoint), or the recipe of one to fit on all cells pooled (default: `club-reference`); see
+        `resolve_estimator` for the run's `--emi-estimator NAME|PATH`.
     Per cell: `emi`, `mi_model`, `mi_ref` (bootstrap CIs over the cell's rows). Per (model, task, condition) with
     a clean cell: `emid` = EMI(clean) − EMI(condition) and `emid_bound`, the scale-adjusted JSD bound (no CI: it
     is a bound, not an estimate). When the condition's rows carry exactly the clean rows' sample ids (a shift of
@@ -206,12 +207,12 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
     names = {"image": encoders[0].name, "text": encoders[1].name}
     manifest: dict[str, Any] = {"encoders": names, "cells": len(cells)}
     n_pairs = sum(len(c.sample_ids) for c in cells.values())
-    if estimator is None:
+    if isinstance(estimator, ClubConfig):
         if n_pairs < MIN_PAIRS:
             manifest["skipped"] = f"{n_pairs} usable pairs (< {MIN_PAIRS}): no EMI"
             return EmiReport([], None, manifest)
         # Fit groups are (task, sample): a sample's pairs under every model and shift fall on one side of a split.
-        estimator = fit_pooled([c.triple for c in cells.values()], config, meta={"encoders": names},
+        estimator = fit_pooled([c.triple for c in cells.values()], estimator, meta={"encoders": names},
                                groups=[[f"{key[1]}\x1f{s}" for s in c.sample_ids] for key, c in cells.items()])
         manifest["fit"] = {k: v for k, v in estimator.history.items() if k != "val_nll"}
     elif cells:
