@@ -16,7 +16,7 @@ for variant in f l; do
     --format markdown --output "$out/compare_baseline_vs_vittle_$variant.md"
 done
 vittle-bench leaderboard "$out/run" --format markdown --plots "$out/plots" > /dev/null
-for metric in emi emid emid_bound; do
-  vittle-bench leaderboard "$out/run" --metric "$metric[effnet-lite0+minilm-l6]" --group-by shift_kind \
+for metric in emi emid emid_bound; do  # a base name matches the run's one estimator's qualified key
+  vittle-bench leaderboard "$out/run" --metric "$metric" --group-by shift_kind \
     --format markdown --output "$out/leaderboard_$metric.markdown"
 done
