@@ -120,7 +120,9 @@ def test_image_shift_grid_is_identical_in_two_processes():
 
 @pytest.mark.slow
 def test_full_shift_grid_is_identical_in_two_processes():
-    _grid_in_two_processes([f"{n}@{s}" for n in OFFLINE_SHIFTS for s in (1, 3, 5)]
+    # word_delete is left out: a deletion draw may delete nothing, so two of its levels can coincide (it is
+    # compared across processes in test_text_shifts.py).
+    _grid_in_two_processes([f"{n}@{s}" for n in OFFLINE_SHIFTS if n != "word_delete" for s in (1, 3, 5)]
                            + ["glass_blur@3+char_insert@2", "frost@5+synonym@3"])
 
 

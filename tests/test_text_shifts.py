@@ -42,10 +42,12 @@ exec(BOW_SOURCE, _namespace)  # noqa: S102 - the same source runs in the subproc
 bow_encode = _namespace["bow_encode"]
 
 
+PACKAGED_ENCODE = paraphrase.encode
+
+
 @pytest.fixture(autouse=True)
-def bag_of_words_filter(monkeypatch, request):
-    if "slow" not in request.keywords:
-        monkeypatch.setattr(paraphrase, "encode", bow_encode)
+def bag_of_words_filter(monkeypatch):
+    monkeypatch.setattr(paraphrase, "encode", bow_encode)
 
 
 def shifted(label: str, sample: Sample, seed: int = 0) -> Sample:
@@ -392,6 +394,7 @@ def test_every_text_shift_is_identical_across_processes_and_hash_seeds():
 
 @pytest.mark.slow
 def test_the_packaged_minilm_filter_keeps_draws_above_the_threshold(monkeypatch):
+    monkeypatch.setattr(paraphrase, "encode", PACKAGED_ENCODE)
     vectors = paraphrase.encode(["What is the color of the two suitcases in the image?",
                                  "what is the colour of the two suitcases in the image",
                                  "Describe the weather on the planet Mars."])
