@@ -85,7 +85,7 @@ def test_another_seed_changes_shifted_inputs_not_clean_ones(finished_run, tiny_r
     (["run", "--model", "builtin:tiny-lava"], "did you mean builtin:tiny-llava"),
     (["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_pop"], "unknown task 'shapes_pop'"),
     (["run", "--model", "builtin:tiny-llava", "--shifts", "frots@3"], "did you mean frost"),
-    (["run", "--model", "builtin:tiny-llava", "--shifts", "frost@9"], "severity must be an integer from 1 to 5"),
+    (["run", "--model", "builtin:tiny-llava", "--shifts", "frost@9"], "severity must be one of 1-5 for frost"),
     (["run", "--model", "nomodel"], "needs a scheme"),
 ])
 def test_bad_names_exit_2_with_one_line(args, expected, tmp_path):
