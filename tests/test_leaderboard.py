@@ -391,3 +391,42 @@ def test_emi_from_different_estimators_is_refused_in_one_column(runs, tmp_path, 
     assert "emi[enc+enc;club-reference@aaaa1111]" in capsys.readouterr().out
     _with_emi(b, "club-reference@aaaa1111")  # b now also holds the same estimator's rows: the two merge
     assert main(["leaderboard", str(a), str(b), "--metric", "emi[enc+enc;club-reference@aaaa1111]"]) == 0
+
+
+def _corrupt(run, tmp_path, how: str):
+    """A copy of `run` damaged the way a crash, a truncation or a hand edit damages files."""
+    bad = Path(shutil.copytree(run, tmp_path / how))
+    results, samples = bad / "results.csv", bad / "samples.jsonl"
+    text = results.read_text()
+    if how == "cut_mid_number":  # '0.9' -> '0.': the last line stops inside a number
+        results.write_text(text.rstrip("\n").rsplit(",", 11)[0] + ",0.")
+    elif how == "non_numeric":
+        lines = text.splitlines()
+        cells = lines[3].split(",")
+        cells[6] = "n/a"
+        lines[3] = ",".join(cells)
+        results.write_text("\n".join(lines) + "\n")
+    elif how == "empty":
+        results.write_text("")
+    elif how == "header_only":
+        results.write_text(text.splitlines()[0] + "\n")
+    elif how == "old_format":  # written before results.csv carried condition, unit, direction and headline
+        frame = pd.read_csv(results)
+        frame[["model", "task", "shift", "shift_kind", "severity", "metric", "value", "ci_low", "ci_high", "n"]].to_csv(
+            results, index=False)
+    elif how == "samples_cut_mid_record":
+        samples.write_text(samples.read_text()[:-40])
+    return bad
+
+
+@pytest.mark.parametrize("how,phrase", [
+    ("cut_mid_number", "last line is cut off"), ("non_numeric", "results.csv:4: value 'n/a' is not a number"),
+    ("empty", "not a readable results.csv"), ("header_only", "no result rows"), ("old_format", "older vittle-bench"),
+    ("samples_cut_mid_record", "samples.jsonl:"),
+])
+def test_damaged_files_are_refused_in_one_line_naming_them(runs, tmp_path, capsys, how, phrase):
+    bad = _corrupt(runs[0], tmp_path, how)
+    for command in (["leaderboard", str(bad)], ["compare", str(bad), str(runs[1])]):
+        assert main(command) == 2, (how, command)
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and phrase in err and str(bad) in err, (how, err)

@@ -8,10 +8,12 @@ interactive backend, and write PNG and PDF without timestamps, so the same input
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from vittle_bench.config import ConfigError
 from vittle_bench.leaderboard import aggregate, choose_metric
@@ -59,7 +61,9 @@ def severity_curves(results: pd.DataFrame, out_dir: Path, metric: str | None = N
     _figure(1, 1)  # fails early, with the install hint, when matplotlib is missing
     from matplotlib.ticker import MaxNLocator
 
-    for task, rows in results.groupby("task", sort=True):
+    tasks = tqdm(results.groupby("task", sort=True), total=results["task"].nunique(), desc="severity plots",
+                 unit="task", file=sys.stderr, leave=False)
+    for task, rows in tasks:
         chosen = choose_metric(rows, metric, str(task))
         if chosen is None:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +118,12 @@ def main_emi(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. an estimator that takes other widths
         raise ConfigError(f"--embeddings {args.embeddings}: {exc}") from None
     if args.save_estimator:
-        estimator.save(args.save_estimator)
+        try:
+            estimator.save(args.save_estimator)
+        except OSError as exc:
+            raise ConfigError(f"--save-estimator {args.save_estimator}: cannot write it ({exc.strerror})") from None
         info["saved"] = str(args.save_estimator)
+        print(f"wrote {args.save_estimator}", file=sys.stderr)
     e = est["emi"]
     print(json.dumps({"emi": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
                       "mi_model": est["mi_model"].value, "mi_model_ci": [est["mi_model"].ci_low, est["mi_model"].ci_high],

@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     board.add_argument("--format", choices=("csv", "markdown", "latex", "html"), default="markdown")
     board.add_argument("--layout", choices=("wide", "long"), default="wide",
                        help="wide: one row per task x model (default); long: one row per task x model x column")
-    board.add_argument("--metric", help="metric to show (default: each task's headline metric, as results.csv marks it; a base name such as "
-                       "emi matches its qualified forms)")
+    board.add_argument("--metric", help="metric to show (default: each task's headline metric, as results.csv "
+                       "marks it; a base name such as emi matches its qualified forms)")
     board.add_argument("--group-by", choices=("shift_kind", "shift", "severity", "condition"), default="shift_kind",
                        help="columns: shift kinds (default), shift families, severity levels, or every condition")
     board.add_argument("--ci", choices=("pm", "subscript", "none"), default="pm",
@@ -66,3 +66,4 @@ def write_text(text: str, output: str | None) -> None:
         Path(output).write_text(text if text.endswith("\n") else text + "\n")
     except OSError as exc:
         raise ConfigError(f"cannot write {output} ({exc.strerror})") from None
+    print(f"wrote {output}", file=sys.stderr)
