@@ -276,3 +276,15 @@ def test_trust_remote_code_only_when_passed(checkpoints, monkeypatch):
     HFModel.load(str(checkpoints["llava"]), trust_remote_code="yes")  # only a parsed `true` counts
     HFModel.load(str(checkpoints["llava"]), trust_remote_code=True)
     assert seen == [False, False, True]
+
+
+def test_a_checkpoint_tuned_on_its_chat_template_is_asked_in_it(checkpoints, tmp_path):
+    """`vittle-bench tune` renders conversations with the processor's chat template and records that next to the
+    checkpoint, so `auto` keeps it for a LLaVA-1.5 checkpoint instead of switching to llava_v1."""
+    from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
+
+    tuned = Path(shutil.copytree(checkpoints["llava_1_5"], tmp_path / "tuned"))
+    (tuned / TRAINED_PROFILE_FILE).write_text(json.dumps({"prompt_profile": "chat_template"}))
+    assert load_model(f"hf:{tuned}").profile.name == "chat_template"
+    assert load_model(f"hf:{tuned}", prompt_profile="llava_v1").profile.name == "llava_v1"  # an explicit choice wins
+    assert load_model(f"hf:{checkpoints['llava_1_5']}").profile.name == "llava_v1"

@@ -167,6 +167,7 @@ def test_tune_trains_saves_and_loads(tiny_random_checkpoint, llava_data, tmp_pat
         assert torch.equal(value, tuned[name]) == frozen, name  # tower frozen, everything else trained
 
     model = load_model(f"hf:{out}")
+    assert model.profile.name == "chat_template"  # asked the way it was tuned (recorded next to the checkpoint)
     handle = get_vittle_handle(model.model)
     if variant == "baseline":
         assert handle is None

@@ -27,7 +27,7 @@ import torch
 
 from vittle_bench.config import ConfigError
 from vittle_bench.models.base import MODELS
-from vittle_bench.models.prompt_profiles import PROFILE_NAMES, select_profile
+from vittle_bench.models.prompt_profiles import PROFILE_NAMES, TRAINED_PROFILE_FILE, select_profile
 from vittle_bench.schema import Request
 
 # Files that change what a checkpoint answers: weights, configs, tokenizer/vocab files, chat templates, remote code.
@@ -70,6 +70,20 @@ def _hub_commit(source: str, revision: str | None, cache_dir: str | None) -> str
         return None
     config = Path(found)
     return config.parent.name if config.parent.parent.name == "snapshots" else None
+
+
+def _trained_profile(source: str, revision: str | None, cache_dir: str | None) -> str | None:
+    """The prompt profile a checkpoint records it was tuned with (TRAINED_PROFILE_FILE), if it records one."""
+    from transformers.utils import cached_file
+
+    local = Path(source)
+    found = local / TRAINED_PROFILE_FILE if local.is_dir() else cached_file(
+        source, TRAINED_PROFILE_FILE, revision=revision, cache_dir=cache_dir,
+        _raise_exceptions_for_missing_entries=False)
+    if found is None or not Path(found).is_file():
+        return None
+    profile = json.loads(Path(found).read_text()).get("prompt_profile")
+    return profile if profile in PROFILE_NAMES else None
 
 
 def _vittle_directory(source: str, revision: str | None, cache_dir: str | None) -> Path | None:
@@ -123,7 +137,11 @@ class HFModel:
         if chat_template:
             self.processor.chat_template = _read_template(chat_template)
         config = AutoConfig.from_pretrained(source, **common)
-        self.profile = select_profile("chat_template" if chat_template else prompt_profile, config, self.processor)
+        if chat_template:
+            prompt_profile = "chat_template"
+        elif prompt_profile == "auto":
+            prompt_profile = _trained_profile(source, revision, cache_dir) or "auto"
+        self.profile = select_profile(prompt_profile, config, self.processor)
         if self.profile.name == "chat_template" and not getattr(self.processor, "chat_template", None):
             raise ConfigError(f"{name}: the processor has no chat template; pass --model-args chat_template=FILE.jinja")
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}

@@ -151,6 +151,9 @@ class LlavaConversationProfile:
 PROFILE_NAMES = ("auto", "chat_template", "image_tokens_then_prompt", *CONVERSATIONS)
 # Families whose prompt layout differs from the chat template, by exact `config.model_type`.
 FAMILY_PROFILES = {"paligemma": "image_tokens_then_prompt"}
+# Written next to a checkpoint by `vittle-bench tune`: the profile the checkpoint was trained with, which `auto`
+# then keeps (a LLaVA-1.5 checkpoint tuned on its chat template is asked in that template, not in llava_v1).
+TRAINED_PROFILE_FILE = "vittle_bench_prompt.json"
 
 
 def is_llava_15(config: Any, tokenizer: Any) -> bool:

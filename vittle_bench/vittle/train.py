@@ -31,6 +31,7 @@ from typing import Any, Callable
 import torch
 
 from vittle_bench.config import ConfigError
+from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
 from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, attach_bottleneck, save_vittle
 from vittle_bench.vittle.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
 
@@ -301,6 +302,8 @@ def _save_final(accelerator: Any, model: torch.nn.Module, processor: Any, handle
         # the bottleneck's keys are in _keys_to_ignore_on_save: model.safetensors stays the plain base model
         unwrapped.save_pretrained(output, state_dict=state_dict)
         processor.save_pretrained(output)
+        # tuning renders every conversation with the processor's chat template: evaluation asks the same way
+        (output / TRAINED_PROFILE_FILE).write_text(json.dumps({"prompt_profile": "chat_template"}))
         if handle is not None:
             save_vittle(unwrapped, output)
         with open(output / LOG_FILE, "a") as f:
