@@ -13,4 +13,5 @@ COMMAND_MODULES = (
     "vittle_bench.commands.tune",
     "vittle_bench.commands.emi",
     "vittle_bench.commands.data",
+    "vittle_bench.commands.cache",
 )

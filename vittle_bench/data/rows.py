@@ -30,7 +30,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from vittle_bench.config import ConfigError
-from vittle_bench.images import prepare_image
+from vittle_bench.images import downscale_meta, load_image
 from vittle_bench.registry import Registry
 
 RowFormat = Callable[[dict[str, Any], dict[str, Any], int], dict[str, Any]]
@@ -104,6 +104,7 @@ class ColumnMap:
         fields["meta"] = {c: row[c] for c in self.fields.get("meta", ()) if c in row}
         if self.row:
             fields = ROW_FORMATS.get(self.row)(fields, row, index)
+        fields["meta"] = {**fields["meta"], **downscale_meta(fields["images"])}
         if isinstance(fields["answer"], (int, float)):
             raise ValueError(f"the answer is a number ({fields['answer']!r}); convert it with a row format "
                              f"(e.g. `row: scienceqa` for an option index)")
@@ -212,16 +213,12 @@ def mmstar_row(fields: dict[str, Any], row: dict[str, Any], index: int) -> dict[
 
 
 def decode_image(value: Any) -> Image.Image | None:
-    """A datasets.Image cell read with decode=False ({'bytes', 'path'}), or an already decoded image -> the
-    prepared RGB image (vittle_bench.images.prepare_image), the pixels every condition starts from. Raises on
-    data that cannot be decoded or prepared; the caller records it per sample."""
-    import io
-
+    """A datasets.Image cell read with decode=False ({'bytes', 'path'}), or an already decoded image -> the image
+    as vittle_bench.images.load_image gives it (oriented, bounded in size, prepared RGB), the pixels every
+    condition starts from. Raises on data that cannot be decoded or prepared; the caller records it per sample."""
     if value is None:
         return None
     if isinstance(value, Image.Image):
-        return prepare_image(value)
+        return load_image(value)
     data, path = value.get("bytes"), value.get("path")
-    with Image.open(io.BytesIO(data) if data is not None else path) as image:
-        image.load()
-        return prepare_image(image)
+    return load_image(data if data is not None else path)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vittle_bench.config import ConfigError, TaskSpec
+from vittle_bench.images import max_image_pixels
 from vittle_bench.schema import Sample
 
 SOURCES = ("builtin:shapes", "hf:ORG/NAME", "disk:PATH", "local:FILE.jsonl")
@@ -17,6 +18,10 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
                  data_dir: Path | None = None) -> Sequence[Sample]:
     """The task's Samples, first `limit` only. Hub and disk sources return a lazy sequence (one row decoded
     per access), so a 9,000-image split costs no more memory than the batch being evaluated."""
+    try:
+        max_image_pixels()  # a bad setting stops the run here, not as one error per image
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     scheme = spec.source.partition(":")[0]
     samples: Sequence[Sample]
     if spec.source == "builtin:shapes":
@@ -32,7 +37,8 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
 
         samples = load_local_jsonl(spec.task, spec.path.parent / spec.source.removeprefix("local:"))
     else:
-        raise ConfigError(f"task {spec.task}: source {spec.source!r} is not supported (supported: {', '.join(SOURCES)})")
+        raise ConfigError(f"task {spec.task}: source {spec.source!r} is not supported "
+                          f"(supported: {', '.join(SOURCES)})")
     return samples[:limit] if limit else samples
 
 

@@ -14,8 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from vittle_bench.cache import CacheTable, open_cache
 from vittle_bench.encoders import Encoder
 from vittle_bench.schema import image_digest
+
+EMBEDDINGS = CacheTable("embeddings.sqlite", "embeddings", ("encoder", "digest"), ("vector",),
+                        "CREATE TABLE IF NOT EXISTS embeddings (encoder TEXT, digest TEXT, vector BLOB, "
+                        "PRIMARY KEY (encoder, digest))")
 
 
 def content_digest(item: Any) -> str:
@@ -30,11 +35,7 @@ class EmbeddingCache:
     def __init__(self, path: Path | None) -> None:
         self.db = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=60)
-            self.db.execute("CREATE TABLE IF NOT EXISTS embeddings (encoder TEXT, digest TEXT, vector BLOB, "
-                            "PRIMARY KEY (encoder, digest))")
-            self.db.commit()
+            self.db = open_cache(path, EMBEDDINGS)
 
     def __enter__(self) -> EmbeddingCache:
         return self
@@ -47,11 +48,12 @@ class EmbeddingCache:
             self.db.close()
             self.db = None
 
-    def _get(self, encoder: str, digests: list[str]) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _get(db: sqlite3.Connection, encoder: str, digests: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(digests), 500):  # stay under SQLite's bound-parameter limit
             chunk = digests[start:start + 500]
-            rows = self.db.execute(
+            rows = db.execute(
                 f"SELECT digest, vector FROM embeddings WHERE encoder = ? AND digest IN ({','.join('?' * len(chunk))})",
                 [encoder, *chunk])
             found.update((d, np.frombuffer(v, dtype=np.float32)) for d, v in rows)
@@ -60,7 +62,7 @@ class EmbeddingCache:
     def encode(self, encoder: Encoder, items: Sequence[Any]) -> np.ndarray:
         """Embeddings of `items` (rows in order), computing only those not cached; duplicates are encoded once."""
         digests = [content_digest(item) for item in items]
-        found = self._get(encoder.name, sorted(set(digests))) if self.db is not None else {}
+        found = self._get(self.db, encoder.name, sorted(set(digests))) if self.db is not None else {}
         todo: dict[str, Any] = {}
         for digest, item in zip(digests, items):
             if digest not in found and digest not in todo:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from vittle_bench.cache import CacheTable, open_cache
+
+JUDGMENTS = CacheTable("judgments.sqlite", "judgments", ("key",), ("judge", "review", "model_score", "reference_score"),
+                       "CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
+                       "review TEXT NOT NULL, model_score REAL NOT NULL, reference_score REAL NOT NULL)")
 
 
 def judgment_key(judge: dict[str, Any], messages: list[dict[str, Any]]) -> str:
@@ -25,12 +30,7 @@ class JudgmentCache:
         self._db = None
         self._lock = threading.Lock()
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS judgments (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
-                             "review TEXT NOT NULL, model_score REAL NOT NULL, reference_score REAL NOT NULL)")
-            self._db.commit()
+            self._db = open_cache(Path(path), JUDGMENTS, check_same_thread=False)  # shared by the judge's threads
 
     def get(self, key: str) -> tuple[str, float, float] | None:
         """(review text, model score, reference score) or None."""

@@ -12,13 +12,11 @@ import random
 import shutil
 from pathlib import Path
 
-from PIL import Image
-
 from vittle_bench.data.builtin.questions import multiple_choice_question, open_question
 from vittle_bench.data.builtin.scenes import SceneObject, write_world_images
 from vittle_bench.data.coco_pope import STRATEGIES, build_pope, write_pope_jsonl
 from vittle_bench.data.lazy import LazySamples
-from vittle_bench.images import prepare_image
+from vittle_bench.images import downscale_meta, load_image
 from vittle_bench.schema import Sample
 
 WORLD_VERSION = 2
@@ -79,12 +77,11 @@ def ensure_world(cache_dir: Path, seed: int = WORLD_SEED) -> Path:
 
 
 def _row_to_sample(task: str, directory: Path, row: dict) -> Sample:
-    with Image.open(directory / "images" / row["file_name"]) as image:
-        image.load()
-        prepared = prepare_image(image)  # the world is drawn in RGB: a no-op that keeps the loaders' rule
-    return Sample(task=task, sample_id=str(row["question_id"]), question=row["question"], images=(prepared,),
+    image = load_image(directory / "images" / row["file_name"])  # drawn upright in RGB: the loaders' rule holds
+    return Sample(task=task, sample_id=str(row["question_id"]), question=row["question"], images=(image,),
                   answer=row["answer"], choices=tuple(row.get("choices", ())),
-                  category=row.get("category") or row.get("strategy"), meta={"file_name": row["file_name"]})
+                  category=row.get("category") or row.get("strategy"),
+                  meta={"file_name": row["file_name"], **downscale_meta((image,))})
 
 
 def load_builtin_subset(task: str, subset: str, cache_dir: Path) -> LazySamples:
