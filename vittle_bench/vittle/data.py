@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from vittle_bench.images import prepare_image
+from vittle_bench.images import load_image
 
 IGNORE_INDEX = -100
 IMAGE_PLACEHOLDER = "<image>"
@@ -108,9 +107,7 @@ class LlavaInstructionDataset(Dataset):
         for rel in paths:
             path = self.image_folder / rel
             try:
-                with Image.open(path) as im:
-                    im.load()  # decode before the file closes (a prepared RGB image is the same object)
-                    images.append(prepare_image(im))
+                images.append(load_image(path))
             except (OSError, ValueError) as exc:
                 raise FileNotFoundError(f"row {row.get('id', index)}: cannot read image {path}: {exc}") from exc
         return {"id": row.get("id", index), "messages": to_messages(row["conversations"], len(images)),
