@@ -1,10 +1,12 @@
 """A third-party shift package (the docs/plugins.md example, installed into a throw-away directory) shows up
-in `vittle-bench list shifts`, composes into joint conditions and runs through `vittle-bench run`."""
+in `vittle-bench list shifts`, composes into joint conditions and runs through `vittle-bench run`; broken
+plugins installed beside it (one that cannot be imported, one whose factory raises) break only themselves."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -37,14 +39,33 @@ PLUGIN_SOURCE = textwrap.dedent('''
 ''')
 
 
-def install_by_hand(site: Path) -> Path:
-    """What `pip install` leaves behind: the module and a .dist-info with the entry point."""
+BROKEN_SOURCES = {
+    "vb_kaput_shift": "import vb_a_module_nobody_installed  # fails on import\n",
+    "vb_boom_shift": textwrap.dedent('''
+        def make(severity):
+            raise RuntimeError("the boom shift cannot be built")
+    '''),
+}
+BROKEN = {"kaput": ("vb-kaput-shift", "kaput = vb_kaput_shift:Kaput", "cannot be loaded: ModuleNotFoundError"),
+          "boom": ("vb-boom-shift", "boom = vb_boom_shift:make", "cannot be built: RuntimeError")}
+
+
+def install_package(site: Path, module: str, source: str, entry_points: str) -> None:
+    """What `pip install` leaves behind: the module and a .dist-info with its entry points."""
     site.mkdir(parents=True, exist_ok=True)
-    (site / "vb_invert_shift.py").write_text(PLUGIN_SOURCE)
-    info = site / "vb_invert_shift-0.1.dist-info"
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vb-invert-shift\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[vittle_bench.shifts]\ninvert = vb_invert_shift:Invert\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def install_by_hand(site: Path, broken: bool = False) -> Path:
+    """The docs' invert plugin; with `broken`, also two broken shift plugins beside it."""
+    install_package(site, "vb_invert_shift", PLUGIN_SOURCE, "[vittle_bench.shifts]\ninvert = vb_invert_shift:Invert\n")
+    for name, (package, entry_point, _) in BROKEN.items() if broken else ():
+        module = package.replace("-", "_")
+        install_package(site, module, BROKEN_SOURCES[module], f"[vittle_bench.shifts]\n{entry_point}\n")
     return site
 
 
@@ -73,27 +94,42 @@ _CHECK = textwrap.dedent("""
 
 
 def test_hand_installed_plugin_is_listed_and_applies(tmp_path):
-    out = run_with(install_by_hand(tmp_path / "site"), _CHECK)
-    listed = [line for line in out.splitlines() if line.startswith("invert ")]
-    assert listed and "image" in listed[0]
-    results = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("RESULT")}
-    inverted = int(next(line for line in out.splitlines() if line.startswith("CLEAN")).split()[1])
+    """Beside two broken plugins: `list shifts` names each in one line and lists the rest as usual."""
+    out = run_with(install_by_hand(tmp_path / "site", broken=True), _CHECK)
+    lines = out.splitlines()
+    assert re.match(r"invert\s+image\s+severities 1-5$", next(line for line in lines if line.startswith("invert ")))
+    assert any(line.startswith("frost ") and "image" in line for line in lines)  # the built-ins as usual
+    for name, (package, entry_point, reason) in BROKEN.items():
+        (line,) = [line for line in lines if line.split()[0] == name]
+        assert "BROKEN" in line and package in line and entry_point in line and reason in line, line
+    results = {line.split()[1]: line.split() for line in lines if line.startswith("RESULT")}
+    inverted = int(next(line for line in lines if line.startswith("CLEAN")).split()[1])
     assert results["invert@5"][2] == "image" and int(results["invert@5"][3]) == inverted  # full inversion at 5
     assert results["invert@2+keyboard@3"][2] == "joint" and results["invert@2+keyboard@3"][4:] != \
         "What is in the cup?".split()
 
 
-def test_plugin_runs_in_vittle_bench_run(tmp_path, monkeypatch, tiny_random_checkpoint, world_cache):
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_run_naming_a_broken_plugin_exits_2_with_one_line(name, tmp_path, monkeypatch, capsys):
     from vittle_bench.cli import main
-    from vittle_bench.shifts import SHIFTS
 
-    site = install_by_hand(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(SHIFTS, "_entries", dict(SHIFTS._entries))  # restored after the test
-    monkeypatch.setattr(SHIFTS, "_plugins_loaded", False)  # rescan entry points, as a fresh process would
+    monkeypatch.syspath_prepend(str(install_by_hand(tmp_path / "site", broken=True)))
+    code = main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc", "--shifts",
+                 f"invert@2,{name}@2", "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    package, entry_point, reason = BROKEN[name]
+    assert code == 2 and err.count("\n") == 1 and package in err and entry_point in err and reason in err, err
+
+
+def test_plugin_runs_in_vittle_bench_run(tmp_path, monkeypatch, tiny_random_checkpoint, world_cache):
+    """Beside two broken plugins, which this run does not use."""
+    from vittle_bench.cli import main
+
+    monkeypatch.syspath_prepend(str(install_by_hand(tmp_path / "site", broken=True)))
     out = tmp_path / "run"
     code = main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "shapes_mc", "--shifts",
-                 "invert@4,invert@1+char_swap@2", "--limit", "3", "--output", str(out), "--cache-dir", str(world_cache)])
+                 "invert@4,invert@1+char_swap@2", "--limit", "3", "--output", str(out),
+                 "--cache-dir", str(world_cache)])
     assert code == 0
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     by_shift = {}
@@ -132,3 +168,25 @@ def test_pip_installed_plugin_package(tmp_path):
     out = run_with(site, _CHECK)
     assert any(line.startswith("invert ") for line in out.splitlines())
     assert any(line.startswith("RESULT invert@5 image") for line in out.splitlines())
+
+
+def test_docs_text_shift_example_runs():
+    """docs/plugins.md's text shift, exactly as shown: free words shouted, protected pieces verbatim."""
+    import numpy as np
+
+    from vittle_bench.schema import Sample
+    from vittle_bench.shifts import ShiftCondition
+    from vittle_bench.shifts.base import shift_severities
+    from vittle_bench.shifts.engine import ShiftEngine
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "plugins.md").read_text(), re.S)
+    namespace: dict = {}
+    exec(next(b for b in blocks if "class Shout" in b), namespace)
+    shout = namespace["Shout"](3)
+    question = "which animal is shown on the left side of the picture\nOptions: A. a cat B. a dog"
+    sample = Sample("t", "1", question, answer="A", choices=("a cat", "a dog"))
+    (out,) = ShiftEngine().apply_many(ShiftCondition("shout@3", shout), [sample], seed=0)
+    assert isinstance(out, Sample) and out.question != question and out.question.lower() == question.lower()
+    assert out.question.endswith("\nOptions: A. a cat B. a dog") and out.answer == "A"
+    assert shift_severities(shout) == (1, 2, 3)
+    assert shout.apply(sample, np.random.default_rng(1)).question.endswith("Options: A. a cat B. a dog")

@@ -1,11 +1,15 @@
 """Declarative task configs and shift suites (YAML, shipped as package data; more via --include-path).
 
-Everything here is checked before any model loads, so a typo costs a second, not a model load.
+Everything here is checked before any model loads, so a typo costs a second, not a model load. Task and suite
+files end in `.yaml` or `.yml`; a user task named like a built-in replaces it only with `override: true`.
 """
 
 from __future__ import annotations
 
+import copy
+import datetime
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,11 @@ from vittle_bench.shifts import ShiftCondition, parse_condition
 from vittle_bench.tasks import TASK_ADAPTERS
 
 PACKAGE_CONFIGS = Path(str(files("vittle_bench") / "configs"))
-_TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "adapter_args", "groups", "columns", "revision",
-              "domains"}  # `domains:` is read by shifts/domain.py (rows swapped under a domain condition)
+_TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "adapter_args", "groups", "columns",
+              "revision",
+              "domains",  # read by shifts/domain.py (rows swapped under a domain condition)
+              "override"}  # true: this user task replaces the built-in task of the same name
+_SUFFIXES = (".yaml", ".yml")
 DEFAULT_TASKS = "builtin"
 DEFAULT_SHIFTS = "quick"
 
@@ -42,39 +49,140 @@ class TaskSpec:
     revision: str | None = None
 
 
-def _yaml_files(kind: str, include_paths: list[Path]) -> list[Path]:
-    found = sorted((PACKAGE_CONFIGS / kind).glob("*.yaml"))
+def config_files(kind: str, include_paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, is built-in) for every YAML config: the package's `kind` folder, then each include path's tree. A
+    file is read once, however it is reached (an include path may be, or hold, the package's own folder)."""
+    def yaml_in(paths: Any) -> list[Path]:
+        return sorted(p for p in paths if p.suffix in _SUFFIXES and p.is_file())
+
+    found = [(p, True) for p in yaml_in((PACKAGE_CONFIGS / kind).iterdir())]
+    seen = {p.resolve() for p, _ in found}
     for root in include_paths:
         if not root.is_dir():
             raise ConfigError(f"--include-path {root} is not a directory")
-        found += sorted(root.glob("**/*.yaml"))
+        for path in yaml_in(root.rglob("*")):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append((path, False))
     return found
 
 
-def _read(path: Path) -> dict[str, Any]:
+def yaml_error_message(path: Path, text: str, exc: Exception) -> str:
+    """`file:line:column: malformed YAML: the parser's message`, on one line (without a position where the
+    parser gives none)."""
+    where, message = str(path), str(exc)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+        message = "; ".join(m for m in (exc.context, exc.problem) if m) or message
+    elif isinstance(exc, yaml.reader.ReaderError):
+        line, column = text.count("\n", 0, exc.position) + 1, exc.position - text.rfind("\n", 0, exc.position)
+        where = f"{path}:{line}:{column}"
+        message = f"unacceptable character #x{exc.character:04x}: {exc.reason}" if isinstance(exc.character, int) \
+            else exc.reason
+    return f"{where}: malformed YAML: {' '.join(message.split())}"
+
+
+def _parse(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a scalar its tag cannot hold (`2001-13-45`)
+        raise ConfigError(yaml_error_message(path, text, exc)) from None
+
+
+@lru_cache(maxsize=None)
+def _parse_package_file(path: Path, mtime_ns: int) -> Any:
+    """The package's configs are read once per process: every command reads all of them, often twice."""
+    return _parse(path)
+
+
+def _read(path: Path, builtin: bool = False) -> dict[str, Any]:
+    data = copy.deepcopy(_parse_package_file(path, path.stat().st_mtime_ns)) if builtin else _parse(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
 
 
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:60]
+
+
+def _text(path: Path, data: dict[str, Any], key: str, required: bool = False) -> str | None:
+    """A string field; YAML's numbers, booleans and dates are refused rather than converted (`0123` would read
+    as 83, `no` as false)."""
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        hint = " (quote it)" if isinstance(value, (int, float, datetime.date)) else ""
+        raise ConfigError(f"{path}: {key} must be a {'non-empty ' if required else ''}string, got "
+                          f"{_describe(value)}{hint}")
+    return value
+
+
+def _mapping(path: Path, data: dict[str, Any], key: str, values: type | None = None) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value) or \
+            (values is not None and not all(isinstance(v, values) for v in value.values())):
+        of = f"names to {values.__name__}s" if values is not None else "names to values"
+        raise ConfigError(f"{path}: {key} must be a mapping of {of}, got {_describe(value)}")
+    return dict(value)
+
+
+def _task_spec(path: Path, data: dict[str, Any]) -> TaskSpec:
+    """A task config checked field by field: every mistake is one line naming the file and the key."""
+    unknown = sorted(str(k) for k in set(data) - _TASK_KEYS)
+    missing = sorted({"source", "adapter"} - set(data))
+    if unknown or missing:
+        raise ConfigError(f"{path}: " + "; ".join(filter(None, [
+            f"unknown keys {unknown}" if unknown else "", f"missing keys {missing}" if missing else ""])))
+    task, source, adapter = (_text(path, data, k, required=True) or "" for k in ("task", "source", "adapter"))
+    if "," in task or task != task.strip():
+        raise ConfigError(f"{path}: task name {task!r} must not contain commas or surrounding spaces")
+    groups = [] if data.get("groups") is None else data["groups"]
+    if isinstance(groups, str):
+        raise ConfigError(f"{path}: groups must be a list of names: write groups: [{groups}] (a string is not split "
+                          "into characters)")
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
+        raise ConfigError(f"{path}: groups must be a list of names, got {_describe(groups)}")
+    if not isinstance(data.get("override", False), bool):
+        raise ConfigError(f"{path}: override must be true or false, got {_describe(data['override'])}")
+    if adapter not in TASK_ADAPTERS:
+        raise ConfigError(f"{path}: {unknown_name_message('tasks', adapter, TASK_ADAPTERS.names())}")
+    return TaskSpec(task=task, source=source, adapter=adapter, path=path, subset=_text(path, data, "subset"),
+                    split=_text(path, data, "split"), description=_text(path, data, "description") or "",
+                    groups=tuple(groups), adapter_args=_mapping(path, data, "adapter_args"),
+                    columns=_mapping(path, data, "columns", str), revision=_text(path, data, "revision"))
+
+
 def load_task_specs(include_paths: list[Path] | None = None) -> dict[str, TaskSpec]:
+    """Every task config, the package's and each include path's. A user task named like a built-in replaces it
+    only with `override: true`, and two user files never define one task: a name clash is never silent."""
     specs: dict[str, TaskSpec] = {}
-    for path in _yaml_files("tasks", include_paths or []):
-        data = _read(path)
+    builtin: set[str] = set()
+    for path, is_builtin in config_files("tasks", include_paths or []):
+        data = _read(path, is_builtin)
         if "task" not in data:
             continue  # a shift suite living in an included directory
-        unknown = set(data) - _TASK_KEYS
-        missing = {"source", "adapter"} - set(data)
-        if unknown or missing:
-            raise ConfigError(f"{path}: " + "; ".join(filter(None, [
-                f"unknown keys {sorted(unknown)}" if unknown else "", f"missing keys {sorted(missing)}" if missing else ""])))
-        if data["adapter"] not in TASK_ADAPTERS:
-            raise ConfigError(f"{path}: {unknown_name_message('tasks', data['adapter'], TASK_ADAPTERS.names())}")
-        spec = TaskSpec(path=path, **{k: (tuple(v) if k == "groups" else v) for k, v in data.items() if k != "domains"})
+        spec = _task_spec(path, data)
+        previous = specs.get(spec.task)
+        if previous is not None and not (spec.task in builtin and data.get("override") is True):
+            raise ConfigError(f"{path}: task {spec.task!r} is the built-in task of {previous.path}; add "
+                              "`override: true` to use this one instead" if spec.task in builtin else
+                              f"{path}: task {spec.task!r} is also defined in {previous.path}")
+        if is_builtin:
+            builtin.add(spec.task)
+        else:
+            builtin.discard(spec.task)  # overridden: a second user file of that name is a clash
         specs[spec.task] = spec
     return specs
 
@@ -97,11 +205,14 @@ def resolve_tasks(text: str, include_paths: list[Path] | None = None) -> list[Ta
 
 def load_suites(include_paths: list[Path] | None = None) -> dict[str, dict[str, Any]]:
     suites = {}
-    for path in _yaml_files("shifts", include_paths or []):
-        data = _read(path)
+    for path, is_builtin in config_files("shifts", include_paths or []):
+        data = _read(path, is_builtin)
         if "suite" in data:
-            if not isinstance(data.get("conditions"), list):
-                raise ConfigError(f"{path}: a suite needs a list of conditions")
+            if not isinstance(data["suite"], str) or not data["suite"].strip():
+                raise ConfigError(f"{path}: suite must be a non-empty string, got {_describe(data['suite'])}")
+            conditions = data.get("conditions")
+            if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
+                raise ConfigError(f"{path}: a suite needs a list of conditions (strings such as frost@3)")
             suites[data["suite"]] = data
     return suites
 

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vittle_bench.registry import PluginError, Registry
+
+if TYPE_CHECKING:
+    from vittle_bench.tasks.base import TaskAdapter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=main)
 
 
-def _headline(adapter: type, adapter_args: dict) -> str:
+def _headline(adapter: type[TaskAdapter], adapter_args: dict) -> str:
     """The task's headline metric as its config sets the adapter up (a judged task's depends on its judge;
     one that needs --judge to run shows its adapter's default)."""
     from vittle_bench.config import ConfigError
@@ -22,6 +28,12 @@ def _headline(adapter: type, adapter_args: dict) -> str:
         return adapter(**adapter_args).headline
     except ConfigError:
         return adapter.primary_metric
+
+
+def _print_broken(registry: Registry, extra: dict[str, str] | None = None) -> None:
+    """One line per name a plugin fails to serve, after the entries that work."""
+    for name, message in {**registry.broken(), **(extra or {})}.items():
+        print(f"{name:28s} BROKEN  {message}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -34,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "models":
         print("\n".join([f"builtin:{m}" for m in BUILTIN_MODELS]
                         + [f"{s}:<id-or-path>" for s in MODELS.names() if s != "builtin"]))
+        _print_broken(MODELS)
     elif args.what == "tasks":
         from vittle_bench.data.sources import task_size
         from vittle_bench.tasks import TASK_ADAPTERS
@@ -41,16 +54,25 @@ def main(args: argparse.Namespace) -> int:
         specs = list(load_task_specs(include).values())
         width = max([len(s.task) for s in specs] + [4])
         print(f"{'task':{width}s} {'size':>6s} {'adapter':11s} {'metric':30s} {'source':40s} description")
+        broken = TASK_ADAPTERS.broken()
         for spec in specs:
-            metric = _headline(TASK_ADAPTERS.get(spec.adapter), spec.adapter_args)
+            metric = "(broken plugin)" if spec.adapter in broken else \
+                _headline(TASK_ADAPTERS.get(spec.adapter), spec.adapter_args)
             print(f"{spec.task:{width}s} {task_size(spec):>6s} {spec.adapter:11s} {metric:30s} {spec.source:40s} "
                   f"{spec.description}")
+        _print_broken(TASK_ADAPTERS)
     else:
         for name, suite in load_suites(include).items():
             print(f"suite {name:22s} {len(suite['conditions'])} conditions")
         from vittle_bench.shifts.base import format_severities, shift_severities
 
+        unbuildable = {}
         for name in SHIFTS.names():
-            shift = SHIFTS.get(name)(1)
+            try:
+                shift = SHIFTS.build(name, 1)
+            except PluginError as exc:
+                unbuildable[name] = str(exc)
+                continue
             print(f"{name:28s} {shift.kind:6s} severities {format_severities(shift_severities(shift))}")
+        _print_broken(SHIFTS, unbuildable)
     return 0

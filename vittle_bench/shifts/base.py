@@ -160,12 +160,12 @@ def _check_contract(name: str, shift: object) -> Shift:
 
 def _build_single(text: str) -> Shift:
     name, _, sev = text.partition("@")
-    factory = SHIFTS.get(name)
-    if not sev.isdigit():
-        valid = format_severities(shift_severities(factory(1)))
+    SHIFTS.get(name)  # an unknown or broken name is reported before the severity
+    if not (sev.isascii() and sev.isdigit()):
+        valid = format_severities(shift_severities(SHIFTS.build(name, 1)))
         raise ValueError(f"shift {text!r} needs a severity, e.g. {name}@1 (severities {valid})" if not sev else
                          f"shift {text!r}: severity must be an integer ({name}: {valid})")
-    shift = _check_contract(name, factory(int(sev)))
+    shift = _check_contract(name, SHIFTS.build(name, int(sev)))
     if int(sev) not in shift_severities(shift):
         raise ValueError(f"shift {text!r}: severity must be one of {format_severities(shift_severities(shift))} "
                          f"for {name}")
@@ -182,13 +182,17 @@ def parse_condition(text: str) -> ShiftCondition:
 
         domain = DomainShift(text.removeprefix(DOMAIN_PREFIX))
         return ShiftCondition(domain.label, domain)
-    parts = text.split("+")
+    parts = [p.strip() for p in text.split("+")]
     if len(parts) == 1:
-        return ShiftCondition(text, _build_single(text))
+        shift = _build_single(text)
+        name, _, sev = text.partition("@")
+        return ShiftCondition(f"{name}@{int(sev)}", shift)  # one label per condition: frost@03 is frost@3
     if len(parts) != 2:
         raise ValueError(f"joint shift {text!r}: join exactly one image and one text shift with '+'")
     first, second = (_build_single(p) for p in parts)
     if {first.kind, second.kind} != {"image", "text"}:
-        raise ValueError(f"joint shift {text!r}: needs one image and one text shift, got {first.kind} and {second.kind}")
+        raise ValueError(f"joint shift {text!r}: needs one image and one text shift, got {first.kind} and "
+                         f"{second.kind}")
     image, text_shift = (first, second) if first.kind == "image" else (second, first)
-    return ShiftCondition(f"{image.name}@{image.severity}+{text_shift.name}@{text_shift.severity}", JointShift(image, text_shift))
+    return ShiftCondition(f"{image.name}@{image.severity}+{text_shift.name}@{text_shift.severity}",
+                          JointShift(image, text_shift))

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +158,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _suite_files(include_paths: Sequence[Path]) -> list[Path]:
-    found = sorted(Path(str(files("vittle_bench") / "configs" / "shifts")).glob("*.yaml"))
-    for root in include_paths:
-        found += sorted(Path(root).glob("**/*.yaml"))
-    return found
+    """The suite files `load_suites` reads (`.yaml` and `.yml`, each once)."""
+    from vittle_bench.config import config_files  # config imports the shifts package
+
+    return [path for path, _ in config_files("shifts", [Path(p) for p in include_paths])]
 
 
 def _identities(spec: Any) -> set[str]:

@@ -1,0 +1,95 @@
+"""Task and suite files: `.yml` read like `.yaml`, `groups` a list, a built-in task replaced only with
+`override: true`, and every mistake one line naming the file (YAML errors with line and column)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vittle_bench.config import PACKAGE_CONFIGS, ConfigError, load_suites, load_task_specs, resolve_tasks
+
+MC = "source: builtin:shapes\nsubset: mc\nadapter: closed_form\n"
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    root.mkdir(exist_ok=True)
+    (root / name).write_text(text)
+    return root
+
+
+def test_yml_files_are_read_like_yaml(tmp_path):
+    root = write(tmp_path / "own", "mine.yml", f"task: mine\n{MC}groups: [own]\n")
+    write(root, "suite.yml", "suite: own_suite\nconditions: [frost@2]\n")
+    assert [s.task for s in resolve_tasks("own", [root])] == ["mine"]
+    assert load_suites([root])["own_suite"]["conditions"] == ["frost@2"]
+
+
+def test_groups_must_be_a_list(tmp_path):
+    root = write(tmp_path / "own", "mine.yaml", f"task: mine\n{MC}groups: own\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: groups must be a list of names: write groups: \[own\]"):
+        load_task_specs([root])
+    write(root, "mine.yaml", f"task: mine\n{MC}groups: [own, 3]\n")
+    with pytest.raises(ConfigError, match="groups must be a list of names, got list"):
+        load_task_specs([root])
+
+
+def test_a_built_in_task_is_replaced_only_with_override(tmp_path, capsys):
+    from vittle_bench.cli import main
+
+    root = write(tmp_path / "own", "shapes_mc.yaml", f"task: shapes_mc\n{MC}description: mine\n")
+    assert main(["list", "tasks", "--include-path", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(root / "shapes_mc.yaml") in err
+    assert str(PACKAGE_CONFIGS / "tasks" / "shapes_mc.yaml") in err and "override: true" in err
+
+    write(root, "shapes_mc.yaml", f"task: shapes_mc\noverride: true\n{MC}description: mine\n")
+    spec = load_task_specs([root])["shapes_mc"]
+    assert spec.description == "mine" and spec.path == root / "shapes_mc.yaml"
+    assert [s.path for s in resolve_tasks("shapes_mc", [root])] == [root / "shapes_mc.yaml"]
+
+    write(root, "again.yml", f"task: shapes_mc\noverride: true\n{MC}")  # two users' files: a clash either way
+    with pytest.raises(ConfigError, match="also defined in"):
+        load_task_specs([root])
+
+
+def test_the_package_folder_as_an_include_path_is_not_a_clash():
+    assert load_task_specs([PACKAGE_CONFIGS / "tasks"]) == load_task_specs()
+
+
+@pytest.mark.parametrize("text,where,message", [
+    ("task: x\nsource: [a\nadapter: pope\n", ":3:8:", "expected ',' or ']', but got ':'"),
+    ("task: x\n  source: a\n", ":2:9:", "mapping values are not allowed here"),
+    ("task: x\nsource: a\x07\n", ":2:10:", "unacceptable character #x0007"),
+])
+def test_yaml_errors_name_file_line_and_column(tmp_path, text, where, message):
+    root = write(tmp_path / "own", "bad.yaml", text)
+    with pytest.raises(ConfigError) as raised:
+        load_task_specs([root])
+    assert str(raised.value).startswith(f"{root / 'bad.yaml'}{where} malformed YAML: ")
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("source: 2017", "source must be a non-empty string, got int 2017 (quote it)"),
+    ("adapter_args: [1]", "adapter_args must be a mapping"),
+    ("columns: {question: 3}", "columns must be a mapping of names to strs"),
+    ("override: maybe", "override must be true or false"),
+])
+def test_wrong_types_are_one_line(tmp_path, line, message):
+    fields = dict(f.split(": ", 1) for f in MC.splitlines())
+    fields.update(dict([line.split(": ", 1)]))
+    root = write(tmp_path / "own", "mine.yaml", "task: mine\n" + "".join(f"{k}: {v}\n" for k, v in fields.items()))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_task_specs([root])
+
+
+def test_a_yml_suites_domains_are_read(tmp_path):
+    from vittle_bench.shifts.domain import DomainResolver
+
+    root = write(tmp_path / "own", "langs.yml", "suite: langs\nconditions: ['domain:de']\n"
+                 "domains:\n  de:\n    applies_to: [shapes_mc]\n    subset: mc\n")
+    for include in ([root], [root, root]):  # each file is read once, however often it is reached
+        declared = DomainResolver(include).suite_declarations
+        assert [d.name for d in declared if d.origin == root / "langs.yml"] == ["de"]
