@@ -76,7 +76,9 @@ def test_bad_samples_are_recorded_and_counted(tiny_random_checkpoint, world_cach
     args = ["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "faulty", "--shifts", "defocus_blur@1",
             "--include-path", str(root), "--cache-dir", str(world_cache)]
     assert main([*args, "--output", str(tmp_path / "run")]) == 0
-    assert "6 errors (see samples.jsonl)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "6 errors (see samples.jsonl)" in out
+    assert "commonest error (2 of 6): " in out  # each bad sample fails alike under both conditions
     records = {(r["shift"], r["sample_id"]): r for r in map(json.loads, (tmp_path / "run" / "samples.jsonl").open())}
     for shift in ("clean", "defocus_blur"):
         assert {k[1] for k, r in records.items() if k[0] == shift and r["error"]} == {"truncated.jpg", "empty.png",
@@ -95,19 +97,23 @@ def test_bad_samples_are_recorded_and_counted(tiny_random_checkpoint, world_cach
 def test_two_processes_give_the_same_run_as_one(world_cache, tmp_path):
     pytest.importorskip("accelerate")
     common = ["-m", "vittle_bench", "run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc",
-              "--shifts", "keyboard@2", "--limit", "10", "--batch-size", "4", "--no-cache", "--cache-dir", str(world_cache)]
+              "--shifts", "keyboard@2", "--limit", "10", "--batch-size", "4", "--no-cache",
+              "--cache-dir", str(world_cache)]
     with socket.socket() as s:  # a free port for the gloo rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # --multi_gpu picks accelerate's multi-process launcher; without GPUs the processes use gloo on the CPU
     # (accelerate's --cpu flag launches a single process).
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
-    two = subprocess.run([*launch, *common, "--output", str(tmp_path / "two")], capture_output=True, text=True, timeout=600)
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(port)]
+    two = subprocess.run([*launch, *common, "--output", str(tmp_path / "two")], capture_output=True, text=True,
+                         timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
     one = subprocess.run([sys.executable, *common, "--output", str(tmp_path / "one")], capture_output=True, text=True,
                          timeout=600)
     assert one.returncode == 0
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one" / "results.csv"), pd.read_csv(tmp_path / "two" / "results.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one" / "results.csv"),
+                                  pd.read_csv(tmp_path / "two" / "results.csv"))
     assert (tmp_path / "one" / "samples.jsonl").read_text() == (tmp_path / "two" / "samples.jsonl").read_text()
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["processes"] == 2

@@ -9,42 +9,55 @@ Scale-out: under `accelerate launch` / torchrun each process takes every world_s
 and appends its records to shards/rank<k>.jsonl; rank 0 merges the shards in grid order, so the run
 directory is identical whatever the number of processes. Resumption rides on the content-keyed answer
 cache, which is shared by all processes and independent of how the grid was split.
+
+One run owns a run directory at a time (`RunDirectoryLock`, held by rank 0 for all ranks), so the shards one
+run writes are never deleted or overwritten by another.
 """
 
 from __future__ import annotations
 
 import heapq
+import inspect
 import json
 import os
 import shutil
+import socket
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
-from tqdm import tqdm
+from filelock import FileLock, Timeout
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from vittle_bench.cache import AnswerCache, cache_key
-from vittle_bench.config import (DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError, TaskSpec, named_conditions, resolve_shifts,
-                                 resolve_tasks)
+from vittle_bench.config import (
+    DEFAULT_SHIFTS,
+    DEFAULT_TASKS,
+    ConfigError,
+    TaskSpec,
+    named_conditions,
+    resolve_shifts,
+    resolve_tasks,
+)
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.judges import judge_class
+from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.models.base import Model, load_model, validate_model_spec
 from vittle_bench.models.openai_compat import redact_model_args
-from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.results_io import cell_result, cell_seed, run_versions, write_results
 from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition, condition_manifest
-from vittle_bench.shifts.domain import DomainError, DomainResolver
+from vittle_bench.shifts.domain import DomainError, DomainResolver, DomainShift
 from vittle_bench.shifts.engine import ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.workers import WorkerGroup
-
 
 RUN_METRICS = ("emi",)
 
@@ -87,10 +100,90 @@ class RunSummary:
     n_cached: int
     seconds: float
     main_process: bool = True  # False on the other ranks of a multi-process run (rank 0 reports)
+    common_error: str | None = None  # the error most records share (the first place to look when many fail)
+    common_error_count: int = 0
 
 
 class SampleError(RuntimeError):
     """Raised under --fail-fast for the first sample that could not be evaluated."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with what it leaves behind. A KeyboardInterrupt still, so that no `except Exception`
+    on the way up swallows it."""
+
+    def __init__(self, output: Path, records_kept: int, main_process: bool) -> None:
+        super().__init__(output)
+        self.output, self.records_kept, self.main_process = output, records_kept, main_process
+
+
+LOCK_FILE = ".run.lock"  # flock()ed by the run writing the directory; never deleted, so waiters share one inode
+HOLDER_FILE = ".run.lock.json"  # who holds the lock: pid, host, start time, command line
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started on this host, None if there is none: a pid alone may have been reused."""
+    import psutil  # type: ignore[import-untyped]
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _describe_holder(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "it has not recorded who it is yet"
+    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
+            f"{holder.get('command') or '(no command line recorded)'}")
+
+
+class RunDirectoryLock:
+    """One run per run directory. The lock is an OS file lock (`filelock`), which the kernel releases however
+    its process ends, SIGKILL included; next to it a record names the holder for the refusal message. A record
+    left behind means its run was killed, and the next run takes the directory over. A record whose process is
+    still alive on this host refuses the directory even when the OS lock was granted: some network file
+    systems grant every lock."""
+
+    def __init__(self, output: Path, command_line: str) -> None:
+        self.output, self.command_line = output, command_line
+        self._lock = FileLock(str(output / LOCK_FILE), timeout=0)
+        self.taken_over: dict[str, Any] = {}  # the record of a killed run whose directory this run took over
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            holder = json.loads((self.output / HOLDER_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return holder if isinstance(holder, dict) else {}
+
+    def _refusal(self, holder: dict[str, Any]) -> ConfigError:
+        return ConfigError(f"{self.output} is in use by another run ({_describe_holder(holder)}); wait for it to "
+                           "finish or choose another --output")
+
+    def acquire(self) -> None:
+        """Own the directory or raise ConfigError naming its holder."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise self._refusal(self._holder()) from None
+        previous = self._holder()
+        pid, process_start = previous.get("pid"), previous.get("process_start")
+        if (isinstance(pid, int) and process_start is not None and previous.get("host") == socket.gethostname()
+                and _process_start(pid) == process_start):
+            self._lock.release()
+            raise self._refusal(previous)
+        self.taken_over = previous
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": self.command_line}
+        tmp = self.output / f"{HOLDER_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.output / HOLDER_FILE)
+
+    def release(self) -> None:
+        """The record goes first: a run killed in between leaves a record that the next run takes over."""
+        (self.output / HOLDER_FILE).unlink(missing_ok=True)
+        self._lock.release()
 
 
 @dataclass
@@ -106,9 +199,23 @@ class _Plan:
         return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
 
 
+def _check_adapter_args(spec: TaskSpec, cls: type[TaskAdapter]) -> None:
+    """An adapter_args key the adapter does not take is a typo in the task file: name the file and what the
+    adapter takes, instead of the TypeError its constructor would raise."""
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(spec.adapter_args) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{spec.path}: unknown adapter_args {', '.join(unknown)}; adapter {spec.adapter} takes "
+                          f"{', '.join(accepted) or 'none'}")
+
+
 def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
     """The task's adapter with the run's judge choice and judgment cache applied (judged tasks only)."""
-    cls = TASK_ADAPTERS.get(spec.adapter)
+    cls = cast("type[TaskAdapter]", TASK_ADAPTERS.get(spec.adapter))
+    _check_adapter_args(spec, cls)
     args = dict(spec.adapter_args)
     if cls.judged:
         if options.judge:
@@ -119,10 +226,22 @@ def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
     return cls(**args)
 
 
+def _check_writable(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} is not writable ({exc.strerror})") from None
+
+
 def plan_run(options: RunOptions) -> _Plan:
     """Validate every name and the output directory before anything heavy loads."""
-    for spec in options.models:
-        validate_model_spec(spec)
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
+    for model in options.models:
+        validate_model_spec(model, options.model_args)
     tasks = resolve_tasks(options.tasks, options.include_paths)
     conditions = resolve_shifts(options.shifts, options.include_paths)
     if not tasks:
@@ -154,13 +273,11 @@ def plan_run(options: RunOptions) -> _Plan:
         domain_adapters = _domain_adapters(tasks, conditions, domains, adapters, options)
     except DomainError as exc:
         raise ConfigError(str(exc)) from None
-    try:
-        options.output.mkdir(parents=True, exist_ok=True)
-        probe = options.output / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"output directory {options.output} is not writable ({exc.strerror})") from None
+    if options.data_dir is not None and not options.data_dir.is_dir():  # else the hub would be tried instead
+        raise ConfigError(f"--data-dir {options.data_dir} is not a directory")
+    if options.use_cache or not options.cache_dir.is_dir():  # answers are written there; built-in data too
+        _check_writable(options.cache_dir, "cache directory (--cache-dir)")
+    _check_writable(options.output, "output directory")
     return _Plan(tasks, conditions, domains, adapters, domain_adapters, skipped)
 
 
@@ -219,20 +336,21 @@ class _CellRunner:
         shifted_of = dict(zip(map(id, loadable), self.engine.apply_many(condition, loadable, self.options.seed)))
         prepared: list[tuple[Sample, Sample | None, Request | None, str | None]] = []
         for sample in samples:
-            shifted = shifted_of.get(id(sample))
             if sample.load_error:
                 prepared.append((sample, None, None, f"load: {sample.load_error}"))
-            elif isinstance(shifted, Exception):
+                continue
+            shifted = shifted_of[id(sample)]
+            if isinstance(shifted, Exception):
                 prepared.append((sample, None, None, f"shift: {type(shifted).__name__}: {shifted}"))
             else:
                 try:
                     prepared.append((sample, shifted, adapter.build_request(shifted), None))
                 except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
                     prepared.append((sample, None, None, f"request: {type(exc).__name__}: {exc}"))
-        ready = [i for i, p in enumerate(prepared) if p[2] is not None]
-        keys = [cache_key(self.model.fingerprint, prepared[i][2]) for i in ready]
-        outputs = dict(zip(ready, self._generate([prepared[i][2] for i in ready], keys)))
-        key_of = dict(zip(ready, keys))
+        ready = [(i, p[2]) for i, p in enumerate(prepared) if p[2] is not None]
+        keys = [cache_key(self.model.fingerprint, request) for _, request in ready]
+        outputs = dict(zip([i for i, _ in ready], self._generate([request for _, request in ready], keys)))
+        key_of = dict(zip([i for i, _ in ready], keys))
         records = [self._record(adapter, condition, *p, outputs.get(i), key_of.get(i, ""))
                    for i, p in enumerate(prepared)]
         self._score(adapter, records, [p[1] for p in prepared])
@@ -349,15 +467,17 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
 
 
 def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
-              cell_samples: dict[tuple[int, int], Sequence[Sample]]) -> tuple[int, int, list[CellResult], dict | None]:
+              cell_samples: dict[tuple[int, int], Sequence[Sample]]) -> tuple[int, Counter[str], list[CellResult],
+                                                                              dict | None]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
     `--metrics emi`, keep the few fields EMI needs of open-ended cells (domain cells included) and add EMI/EMID
-    rows at the end."""
+    rows at the end. Returns the number of records and how often each error occurred."""
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
     emi_records: dict[tuple[str, str, str], list[dict]] = {}
     emi_rows_of: dict[tuple[str, str], Sequence[Sample]] = {}
-    n_records = n_errors = 0
+    n_records = 0
+    errors: Counter[str] = Counter()
     partial = options.output / "samples.jsonl.partial"
     with partial.open("w") as out:
         for (_, t, c), group in groupby(_merged_records(shards), key=lambda r: tuple(r["order"][:3])):
@@ -365,7 +485,7 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
             for r in records:
                 out.write(json.dumps(r.to_json()) + "\n")
             n_records += len(records)
-            n_errors += sum(r.error is not None for r in records)
+            errors.update(r.error for r in records if r.error is not None)
             first = records[0]
             seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
             adapter = plan.adapter(first.task, plan.conditions[c])
@@ -383,7 +503,7 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
     if "emi" in options.metrics:
         emi_cells, emi_manifest = _emi(options, plan, emi_records, emi_rows_of)
         cells += emi_cells
-    return n_records, n_errors, cells, emi_manifest
+    return n_records, errors, cells, emi_manifest
 
 
 def _emi(options: RunOptions, plan: _Plan, emi_records: dict[tuple[str, str, str], list[dict]],
@@ -433,7 +553,8 @@ def _domain_manifest(plan: _Plan) -> list[dict[str, Any]]:
     out = []
     for spec in plan.tasks:
         for condition in plan.conditions:
-            declaration = plan.domains.declaration(spec, condition.shift.domain) if condition.kind == "domain" else None
+            shift = condition.shift
+            declaration = plan.domains.declaration(spec, shift.domain) if isinstance(shift, DomainShift) else None
             if declaration is not None:
                 adapter = plan.adapter(spec.task, condition)
                 out.append({"task": spec.task, "condition": condition.label, **declaration.describe(),
@@ -445,21 +566,62 @@ def _redacted_adapter_args(args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "judge_args": redact_model_args(args["judge_args"])} if "judge_args" in args else args
 
 
+def _records_kept(shard_dir: Path) -> int:
+    """Complete records in the shards (a line cut short by an interruption is not one)."""
+    kept = 0
+    for path in shard_dir.glob("rank*.jsonl"):
+        with path.open("rb") as f:
+            kept += sum(line.endswith(b"\n") for line in f)
+    return kept
+
+
 def run(options: RunOptions) -> RunSummary:
+    """Evaluate the grid into `options.output`, which this run owns until it returns. Ctrl-C raises
+    RunInterrupted, saying how much is kept; a user's mistake raises ConfigError before anything heavy loads."""
     started, start = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.time()
     plan = plan_run(options)
     group = WorkerGroup.current()
+    lock = RunDirectoryLock(options.output, options.command_line)
+    refusal = None
+    if group.is_main:  # rank 0 holds the lock for every rank of the run
+        try:
+            lock.acquire()
+        except ConfigError as exc:
+            refusal = str(exc)
+    refusal = group.share(refusal)  # all ranks stop, or all go on
+    if refusal is not None:
+        raise ConfigError(refusal)
+    shard_dir = options.output / "shards"
+    try:
+        if lock.taken_over and options.progress:
+            print(f"vittle-bench: taking over {options.output} from a run that stopped without releasing it "
+                  f"({_describe_holder(lock.taken_over)})", file=sys.stderr)
+        return _run_owned(options, plan, group, shard_dir, started, start)
+    except KeyboardInterrupt:
+        kept = _records_kept(shard_dir) if group.is_main and shard_dir.is_dir() else 0
+        raise RunInterrupted(options.output, kept, group.is_main) from None
+    except BaseException:
+        if group.world_size == 1 and shard_dir.is_dir() and not _records_kept(shard_dir):
+            shutil.rmtree(shard_dir)  # a run that failed before its first record leaves nothing behind
+        raise
+    finally:
+        if group.is_main:
+            lock.release()
+
+
+def _run_owned(options: RunOptions, plan: _Plan, group: WorkerGroup, shard_dir: Path, started: str,
+               start: float) -> RunSummary:
     if plan.skipped and group.is_main and options.progress:
         print(f"vittle-bench: skipping {len(plan.skipped)} condition(s) of the suites that no selected task declares "
               f"(domain shifts of other tasks): {', '.join(c.label for c in plan.skipped)}", file=sys.stderr)
-    shard_dir = options.output / "shards"
     if group.is_main:
-        shutil.rmtree(shard_dir, ignore_errors=True)
+        shutil.rmtree(shard_dir, ignore_errors=True)  # a killed run's shards: their answers are in the cache
         shard_dir.mkdir(exist_ok=True)
     group.wait()
     # Gold answers are normalised once, here, by each task's adapter (e.g. "Yes " -> "yes" for POPE).
-    task_samples = {spec.task: MappedSamples(load_samples(spec, options.cache_dir, options.limit, options.data_dir),
-                                             plan.adapters[spec.task].prepare) for spec in plan.tasks}
+    task_samples: dict[str, Sequence[Sample]] = {
+        spec.task: MappedSamples(load_samples(spec, options.cache_dir, options.limit, options.data_dir),
+                                 plan.adapters[spec.task].prepare) for spec in plan.tasks}
     counters = {"generated": 0, "cached": 0}
     cell_samples = _cell_samples(options, plan, task_samples)
     model_info = _evaluate(options, plan, cell_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)
@@ -469,10 +631,12 @@ def run(options: RunOptions) -> RunSummary:
     if group.is_main:
         shards = sorted(shard_dir.glob("rank*.jsonl"))
         totals = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("rank*.counters.json"))]
-        n_records, n_errors, cells, emi_manifest = _finalise(options, plan, shards, cell_samples)
+        n_records, errors, cells, emi_manifest = _finalise(options, plan, shards, cell_samples)
         write_results(options.output / "results.csv", cells)
-        summary = RunSummary(options.output, n_records, n_errors, sum(t["generated"] for t in totals),
-                             sum(t["cached"] for t in totals), round(time.time() - start, 1))
+        common_error, common_count = errors.most_common(1)[0] if errors else (None, 0)
+        summary = RunSummary(options.output, n_records, sum(errors.values()), sum(t["generated"] for t in totals),
+                             sum(t["cached"] for t in totals), round(time.time() - start, 1),
+                             common_error=common_error, common_error_count=common_count)
         manifest = _manifest(options, plan, model_info, started, summary, group.world_size)
         if emi_manifest is not None:
             manifest["emi"] = emi_manifest

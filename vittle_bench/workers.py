@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class WorkerGroup:
@@ -23,6 +26,15 @@ class WorkerGroup:
         if self.barrier is not None:
             self.barrier()
 
+    def share(self, value: T) -> T:
+        """Rank 0's `value` on every rank, so that all ranks act on one decision (e.g. whether the run
+        directory is theirs); every rank must call it."""
+        if self.world_size == 1:
+            return value
+        from accelerate.utils import broadcast_object_list  # type: ignore[import-untyped]
+
+        return broadcast_object_list([value], from_process=0)[0]
+
     def model_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """Place each process's model on its own accelerator unless the user chose a placement."""
         if self.device is None or "device" in args or "device_map" in args:
@@ -34,7 +46,7 @@ class WorkerGroup:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # set for every process by accelerate launch / torchrun
             return cls()
         import torch
-        from accelerate import PartialState
+        from accelerate import PartialState  # type: ignore[import-untyped]
 
         # Without a GPU, accelerate only forms a (gloo) process group when told to use the CPU.
         state = PartialState(cpu=not torch.cuda.is_available())

@@ -1,4 +1,4 @@
-"""`vittle-bench list models|tasks|shifts`."""
+"""`vittle-bench list models|tasks|shifts|judges`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    lst = sub.add_parser("list", help="list models, tasks or shifts")
-    lst.add_argument("what", choices=("models", "tasks", "shifts"))
+    lst = sub.add_parser("list", help="list models, tasks, shifts or judges")
+    lst.add_argument("what", choices=("models", "tasks", "shifts", "judges"))
     lst.add_argument("--include-path", action="append", default=[])
     lst.set_defaults(func=main)
 
@@ -61,6 +61,19 @@ def main(args: argparse.Namespace) -> int:
             print(f"{spec.task:{width}s} {task_size(spec):>6s} {spec.adapter:11s} {metric:30s} {spec.source:40s} "
                   f"{spec.description}")
         _print_broken(TASK_ADAPTERS)
+    elif args.what == "judges":
+        import sys
+
+        from vittle_bench.judges import JUDGES
+
+        for name in JUDGES.names():  # what --judge and a task's `judge:` accept
+            judge = JUDGES.get(name)
+            usage = f"{name}:<model>" if judge.needs_target else name
+            kind = f"stand-in (metrics *_{judge.label})" if judge.label else "LLM judge"
+            paragraph = (sys.modules[judge.__module__].__doc__ or "").strip().split("\n\n")[0]
+            about = " ".join(paragraph.split()).split(". ")[0].rstrip(".")  # its module docstring's first sentence
+            print(f"{usage:28s} {kind:32s} {about}")
+        _print_broken(JUDGES)
     else:
         for name, suite in load_suites(include).items():
             print(f"suite {name:22s} {len(suite['conditions'])} conditions")

@@ -1,4 +1,9 @@
-"""`vittle-bench run`: evaluate models on tasks x shifts and print the leaderboard."""
+"""`vittle-bench run`: evaluate models on tasks x shifts and print the leaderboard.
+
+Exit codes: 0 the run finished (some samples may have failed: the summary says how many); 1 every sample
+failed, or --fail-fast stopped the run; 2 a usage error, or the run directory is in use by another run;
+130 interrupted (Ctrl-C; rerunning the same command resumes).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from vittle_bench.cli import INTERRUPTED
 from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError
 
 
@@ -26,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--judge", help="judge for open-ended tasks: openai:MODEL | embedding | overlap "
                      "(default: each task's own, the offline overlap stand-in for built-in tasks)")
     run.add_argument("--judge-args", default="", help="key=value,... for the judge (base_url, api_key, concurrency)")
-    run.add_argument("--metrics", default="", help="extra metrics: emi (EMI per cell and EMID per shift, open-ended tasks)")
+    run.add_argument("--metrics", default="",
+                     help="extra metrics: emi (EMI per cell and EMID per shift, open-ended tasks)")
     run.add_argument("--emi-encoders", default="", help="IMAGE,TEXT encoder names for EMI (default: CLIP ViT-B/32 + "
                      "XLM-R from the hub, else the offline effnet-lite0 + minilm-l6)")
     run.add_argument("--emi-estimator", default="club-reference",
@@ -42,6 +49,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=main)
 
 
+ALL_FAILED = 1
+
+
+def _models(text: str) -> list[str]:
+    """`--model a,b`: each model once, in order; an empty entry is a typo, not a model."""
+    entries = [m.strip() for m in text.split(",")]
+    if not any(entries):
+        raise ConfigError("--model: no model given (e.g. --model builtin:tiny-llava)")
+    if not all(entries):
+        raise ConfigError(f"--model {text!r}: an empty entry between commas")
+    unique = list(dict.fromkeys(entries))
+    repeated = sorted({m for m in entries if entries.count(m) > 1})
+    if repeated:
+        print(f"vittle-bench: {', '.join(repeated)} listed more than once in --model; each model runs once",
+              file=sys.stderr)
+    return unique
+
+
 def _encoder_pair(text: str) -> tuple[str | None, str | None]:
     if not text:
         return None, None
@@ -55,16 +80,18 @@ def main(args: argparse.Namespace) -> int:
     from vittle_bench.leaderboard import build_table, render
     from vittle_bench.models import parse_model_args
     from vittle_bench.models.openai_compat import redact_text
-    from vittle_bench.runner import RunOptions, SampleError, default_cache_dir, run
+    from vittle_bench.runner import RunInterrupted, RunOptions, SampleError, default_cache_dir, run
 
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    models = _models(args.model)
     output = args.output or Path("vittle-runs") / "_".join(m.replace(":", "-").replace("/", "-") for m in models)
-    model_args, judge_args = parse_model_args(args.model_args), parse_model_args(args.judge_args)
+    model_args = parse_model_args(args.model_args, "--model-args")
+    judge_args = parse_model_args(args.judge_args, "--judge-args")
     options = RunOptions(
         models=models, output=output, tasks=args.tasks, shifts=args.shifts, limit=args.limit,
         batch_size=args.batch_size, seed=args.seed, model_args=model_args,
         include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
-        use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast, judge=args.judge, data_dir=args.data_dir,
+        use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast, judge=args.judge,
+        data_dir=args.data_dir,
         metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         emi_encoders=_encoder_pair(args.emi_encoders), emi_estimator=args.emi_estimator,
         judge_args=judge_args, command_line=redact_text(redact_text(shlex.join(["vittle-bench", *sys.argv[1:]]),
@@ -74,10 +101,34 @@ def main(args: argparse.Namespace) -> int:
     except SampleError as exc:
         print(f"vittle-bench: stopped (--fail-fast): {exc}", file=sys.stderr)
         return 1
+    except RunInterrupted as stop:
+        if stop.main_process:  # a rerun resumes from the answer cache, where every answer was kept
+            if args.no_cache:
+                message = f"nothing is kept under --no-cache: a rerun computes its {stop.records_kept} records again"
+            else:
+                then = "run the same command without --fresh to resume" if args.fresh else \
+                    "run the same command to resume"
+                message = f"{stop.records_kept} records kept in {stop.output}; {then}"
+            print(f"vittle-bench: interrupted — {message}", file=sys.stderr)
+        return INTERRUPTED
     if not summary.main_process:
         return 0
-    print(render(build_table([summary.output]), "markdown"))
+    all_failed = summary.n_errors == summary.n_records
+    if not all_failed:
+        print(render(build_table([summary.output]), "markdown"))
     errors = f", {summary.n_errors} errors (see samples.jsonl)" if summary.n_errors else ", no errors"
-    print(f"\n{summary.n_records} samples ({summary.n_generated} generated, {summary.n_cached} cached){errors} "
-          f"in {summary.seconds:.0f}s -> {summary.output}/")
-    return 0
+    print(f"{'' if all_failed else chr(10)}{summary.n_records} samples ({summary.n_generated} generated, "
+          f"{summary.n_cached} cached){errors} in {summary.seconds:.0f}s -> {summary.output}/")
+    common = ""
+    if summary.common_error is not None:
+        common = f"commonest error ({summary.common_error_count} of {summary.n_errors}): " \
+                 f"{summary.common_error.splitlines()[0]}"
+    if not all_failed:
+        if common:
+            print(common)
+        return 0
+    if summary.n_records:
+        print(f"vittle-bench: error: every sample failed; the {common}", file=sys.stderr)
+    else:
+        print("vittle-bench: error: the selected tasks have no samples; nothing was evaluated", file=sys.stderr)
+    return ALL_FAILED

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 DEFAULT_QUESTION = "What is happening in this image? Describe the main objects and their colours."
+CELL_SIZES = (32, 1024)  # a thumbnail smaller shows nothing; larger, a sheet of every shift runs to gigabytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(frost@3+keyboard@2) or suites; default: every image and text shift that runs offline")
     preview.add_argument("--severities", default="1,2,3,4,5")
     preview.add_argument("--seed", type=int, default=0)
-    preview.add_argument("--cell", type=int, default=192, help="thumbnail size in pixels")
+    preview.add_argument("--cell", type=int, default=192, help=f"thumbnail size in pixels ({CELL_SIZES[0]}-"
+                         f"{CELL_SIZES[1]})")
     preview.add_argument("--output", type=Path, required=True, help="directory for contact_sheet.png, questions.md")
     preview.add_argument("--include-path", action="append", default=[])
     preview.add_argument("--cache-dir", type=Path, help="where task data lives (default: ~/.cache/vittle-bench)")
@@ -124,9 +127,10 @@ def _message_tile(text: str, cell: int) -> Any:
 
 
 def render_sheet(sample: Any, rows: dict[str, dict[int, str]], severities: list[int], seed: int,
-                 cell: int) -> tuple[Any, list[dict[str, Any]]]:
+                 cell: int, progress: bool = True) -> tuple[Any, list[dict[str, Any]]]:
     """The contact sheet image and one record per cell (label, question, input hash or error)."""
     from PIL import Image, ImageDraw
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     from vittle_bench.shifts import parse_condition, sample_rng
 
@@ -147,24 +151,28 @@ def render_sheet(sample: Any, rows: dict[str, dict[int, str]], severities: list[
                 "input_hash": sample.content_hash()}]
     draw.text((6, head_h + cell // 2), "clean", fill=(0, 0, 0))
     sheet.paste(tile_of(sample), (label_w, head_h))
-    for r, (row, cells) in enumerate(rows.items(), start=1):
-        top = head_h + r * (cell + pad)
-        draw.text((6, top + cell // 2), row[:26], fill=(0, 0, 0))
-        for c, severity in enumerate(severities, start=1):
-            if severity not in cells:
-                continue
-            label = cells[severity]
-            try:
-                condition = parse_condition(label)
-                shifted = condition.shift.apply(sample, sample_rng(seed, condition.label, sample.sample_id))
-                tile = tile_of(shifted, show_question=condition.kind in ("text", "joint"))
-                records.append({"row": row, "severity": severity, "label": label, "question": shifted.question,
-                                "input_hash": shifted.content_hash()})
-            except Exception as exc:  # noqa: BLE001 - one failing shift is shown, not fatal
-                tile = _message_tile("error\n(see questions.md)", cell)
-                records.append({"row": row, "severity": severity, "label": label, "question": None,
-                                "error": f"{type(exc).__name__}: {exc}"})
-            sheet.paste(tile, (label_w + c * (cell + pad), top))
+    total = sum(severity in cells for cells in rows.values() for severity in severities)
+    with tqdm(total=total, desc="preview", unit="cell", file=sys.stderr, disable=not progress) as bar:
+        for r, (row, cells) in enumerate(rows.items(), start=1):
+            top = head_h + r * (cell + pad)
+            draw.text((6, top + cell // 2), row[:26], fill=(0, 0, 0))
+            for c, severity in enumerate(severities, start=1):
+                if severity not in cells:
+                    continue
+                label = cells[severity]
+                bar.set_postfix_str(label, refresh=False)
+                try:
+                    condition = parse_condition(label)
+                    shifted = condition.shift.apply(sample, sample_rng(seed, condition.label, sample.sample_id))
+                    tile = tile_of(shifted, show_question=condition.kind in ("text", "joint"))
+                    records.append({"row": row, "severity": severity, "label": label, "question": shifted.question,
+                                    "input_hash": shifted.content_hash()})
+                except Exception as exc:  # noqa: BLE001 - one failing shift is shown, not fatal
+                    tile = _message_tile("error\n(see questions.md)", cell)
+                    records.append({"row": row, "severity": severity, "label": label, "question": None,
+                                    "error": f"{type(exc).__name__}: {exc}"})
+                sheet.paste(tile, (label_w + c * (cell + pad), top))
+                bar.update()
     return sheet, records
 
 
@@ -184,6 +192,7 @@ def _markdown(sample: Any, records: list[dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from vittle_bench.cli import library_bars_off
     from vittle_bench.config import ConfigError
 
     try:
@@ -192,16 +201,23 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--severities {args.severities!r}: give integers like 1,3,5") from None
     if not severities or not all(1 <= s <= 5 for s in severities):
         raise ConfigError("--severities: integers from 1 to 5")
+    if not CELL_SIZES[0] <= args.cell <= CELL_SIZES[1]:
+        raise ConfigError(f"--cell {args.cell}: thumbnails are {CELL_SIZES[0]} to {CELL_SIZES[1]} pixels")
     rows = plan_rows(args.shifts, severities, [Path(p) for p in args.include_path])
-    sample = _load_sample(args)
-    if sample.load_error:
-        raise ConfigError(f"sample {args.sample} of {args.task} could not be loaded: {sample.load_error}")
-    sheet, records = render_sheet(sample, rows, severities, args.seed, args.cell)
-    args.output.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output / "contact_sheet.png")
-    (args.output / "questions.md").write_text(_markdown(sample, records))
-    (args.output / "preview.json").write_text(json.dumps({"sample": sample.sample_id, "seed": args.seed,
-                                                          "cells": records}, indent=1, ensure_ascii=False))
+    try:  # before the slow part
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--output {args.output} cannot be created ({exc.strerror})") from None
+    with library_bars_off():
+        sample = _load_sample(args)
+        if sample.load_error:
+            raise ConfigError(f"sample {args.sample} of {args.task} could not be loaded: {sample.load_error}")
+        sheet, records = render_sheet(sample, rows, severities, args.seed, args.cell)
+    written = [args.output / "contact_sheet.png", args.output / "questions.md", args.output / "preview.json"]
+    sheet.save(written[0])
+    written[1].write_text(_markdown(sample, records))
+    written[2].write_text(json.dumps({"sample": sample.sample_id, "seed": args.seed, "cells": records}, indent=1,
+                                     ensure_ascii=False))
     errors = sum("error" in r for r in records)
-    print(f"{len(records) - 1} shifted cells ({errors} errors) -> {args.output}/contact_sheet.png, questions.md")
+    print(f"{len(records) - 1} shifted cells ({errors} errors) -> {', '.join(str(p) for p in written)}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from vittle_bench.config import ConfigError
 from vittle_bench.registry import Registry, UnknownNameError
 from vittle_bench.schema import Request
 
@@ -30,13 +31,15 @@ def split_spec(spec: str) -> tuple[str, str]:
     return scheme, name
 
 
-def validate_model_spec(spec: str) -> None:
-    """Fail before anything loads: unknown scheme or (for schemes that can tell) unknown name."""
+def validate_model_spec(spec: str, model_args: dict[str, Any] | None = None) -> None:
+    """Fail before anything loads: unknown scheme or (for schemes that can tell) a model that cannot be had.
+    `validate_name(name, **model_args)` is optional for a model adapter; the args say where to look (e.g. a
+    hub cache directory, a revision)."""
     scheme, name = split_spec(spec)
     adapter = MODELS.get(scheme)
     check = getattr(adapter, "validate_name", None)
     if check:
-        check(name)
+        check(name, **(model_args or {}))
 
 
 def load_model(spec: str, **model_args: Any) -> Model:
@@ -44,13 +47,15 @@ def load_model(spec: str, **model_args: Any) -> Model:
     return MODELS.get(scheme).load(name, **model_args)
 
 
-def parse_model_args(text: str | None) -> dict[str, Any]:
-    """`dtype=bfloat16,device_map=auto,trust_remote_code=true` -> dict (true/false/ints converted)."""
+def parse_model_args(text: str | None, flag: str = "--model-args") -> dict[str, Any]:
+    """`dtype=bfloat16,device_map=auto,trust_remote_code=true` -> dict (true/false/ints converted); `flag`
+    names the option in the error."""
     args: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"--model-args: {part!r} is not key=value")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag}: {part!r} is not key=value")
         lowered = value.lower()
-        args[key.strip()] = True if lowered == "true" else False if lowered == "false" else int(value) if value.isdigit() else value
+        args[key.strip()] = True if lowered == "true" else False if lowered == "false" else \
+            int(value) if value.isdigit() else value
     return args

@@ -22,11 +22,13 @@ def weights_dir(name: str) -> Path:
 @MODELS.register("builtin")
 class BuiltinModel:
     @staticmethod
-    def validate_name(name: str) -> None:
+    def validate_name(name: str, **model_args: Any) -> None:
         if name not in BUILTIN_MODELS:
-            raise UnknownNameError(unknown_name_message("models", f"builtin:{name}", [f"builtin:{m}" for m in BUILTIN_MODELS]))
+            raise UnknownNameError(unknown_name_message("models", f"builtin:{name}",
+                                                        [f"builtin:{m}" for m in BUILTIN_MODELS]))
         if not (weights_dir(name) / "model.safetensors").is_file():
-            raise UnknownNameError(f"builtin:{name} has no weights at {weights_dir(name)}; run `vittle-bench train-builtin`")
+            raise UnknownNameError(f"builtin:{name} has no weights at {weights_dir(name)}; "
+                                   "run `vittle-bench train-builtin`")
 
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> HFModel:

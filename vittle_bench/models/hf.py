@@ -17,6 +17,7 @@ cache_dir (the hub cache).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from itertools import groupby
@@ -57,13 +58,75 @@ def _read_template(text: str) -> str:
     return path.read_text() if path.suffix == ".jinja" and path.is_file() else text
 
 
-def _hub_commit(source: str, revision: str | None, cache_dir: str | None) -> str | None:
+def _is_directory_spec(source: str) -> bool:
+    """A checkpoint directory rather than a hub id: anything on disk, or anything written as a path (a hub id
+    never starts with /, ./, ../ or ~)."""
+    return source.startswith(("/", "./", "../", "~")) or Path(source).exists()
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_problem(repo_id: str, revision: str | None) -> tuple[str | None, bool]:
+    """(why the hub cannot serve the model or None, whether the hub answered at all); asked once per model."""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        model_info(repo_id, revision=revision, timeout=10)
+    except GatedRepoError:
+        return "a gated model: accept its terms on the hub and log in (`hf auth login`)", True
+    except RepositoryNotFoundError:
+        return "no such model on the hub (a private one needs `hf auth login`)", True
+    except RevisionNotFoundError:
+        return f"the hub has no revision {revision!r} of it", True
+    except HfHubHTTPError as exc:
+        return f"the hub answered {exc.response.status_code}" if exc.response is not None else str(exc), False
+    except Exception as exc:  # noqa: BLE001 - any transport failure (DNS, refused, timeout, proxy): no usable hub
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", False
+    return None, True
+
+
+def check_checkpoint(name: str, source: str, revision: str | None = None, cache_dir: str | None = None) -> bool:
+    """Fail in one line, before anything loads, when the checkpoint cannot be had. Returns whether it must be
+    read from the local hub cache alone (offline, or the hub unreachable): transformers would otherwise retry
+    the network for minutes before falling back to the cache."""
+    if _is_directory_spec(source):
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"{name}: no such checkpoint directory {path}")
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{name}: {path} holds no config.json, so it is not a checkpoint directory")
+        return False
+    from huggingface_hub import is_offline_mode, try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(source, "config.json", cache_dir=cache_dir, revision=revision), str)
+    except ValueError:  # huggingface_hub's HFValidationError: not an ORG/NAME id
+        raise ConfigError(f"{name}: {source!r} is neither a directory nor a hub id like ORG/NAME") from None
+    where = f" ({cache_dir})" if cache_dir else ""
+    fetch = f"download it where the hub can be reached (`hf download {source}`) or give a checkpoint directory"
+    if is_offline_mode():
+        if not cached:
+            raise ConfigError(f"{name} is not in the local Hugging Face cache{where} and the hub is switched off "
+                              f"(HF_HUB_OFFLINE); {fetch}")
+        return True
+    problem, answered = _hub_problem(source, revision)
+    if not answered:
+        if not cached:
+            raise ConfigError(f"{name} is not in the local Hugging Face cache{where} and the hub cannot be reached "
+                              f"({problem}); {fetch}")
+        return True
+    if problem:
+        raise ConfigError(f"{name}: {problem}")
+    return False
+
+
+def _hub_commit(source: str, revision: str | None, cache_dir: str | None, local_only: bool) -> str | None:
     """The commit a hub id resolved to (from the snapshot directory the config came from): `main` moves,
     a commit does not, so the fingerprint follows the weights actually loaded."""
     from transformers.utils import cached_file
 
     try:
-        found = cached_file(source, "config.json", revision=revision, cache_dir=cache_dir)
+        found = cached_file(source, "config.json", revision=revision, cache_dir=cache_dir, local_files_only=local_only)
     except (OSError, ValueError):
         return None
     if found is None:
@@ -72,13 +135,13 @@ def _hub_commit(source: str, revision: str | None, cache_dir: str | None) -> str
     return config.parent.name if config.parent.parent.name == "snapshots" else None
 
 
-def _trained_profile(source: str, revision: str | None, cache_dir: str | None) -> str | None:
+def _trained_profile(source: str, revision: str | None, cache_dir: str | None, local_only: bool) -> str | None:
     """The prompt profile a checkpoint records it was tuned with (TRAINED_PROFILE_FILE), if it records one."""
     from transformers.utils import cached_file
 
     local = Path(source)
     found = local / TRAINED_PROFILE_FILE if local.is_dir() else cached_file(
-        source, TRAINED_PROFILE_FILE, revision=revision, cache_dir=cache_dir,
+        source, TRAINED_PROFILE_FILE, revision=revision, cache_dir=cache_dir, local_files_only=local_only,
         _raise_exceptions_for_missing_entries=False)
     if found is None or not Path(found).is_file():
         return None
@@ -86,7 +149,7 @@ def _trained_profile(source: str, revision: str | None, cache_dir: str | None) -
     return profile if profile in PROFILE_NAMES else None
 
 
-def _vittle_directory(source: str, revision: str | None, cache_dir: str | None) -> Path | None:
+def _vittle_directory(source: str, revision: str | None, cache_dir: str | None, local_only: bool) -> Path | None:
     """Where a saved Vittle bottleneck travels with the checkpoint: the local directory, or the hub snapshot
     once its two files are fetched (None when the checkpoint has none)."""
     from vittle_bench.vittle.bottleneck import CONFIG_FILE, WEIGHTS_FILE
@@ -96,11 +159,11 @@ def _vittle_directory(source: str, revision: str | None, cache_dir: str | None) 
         return local if (local / CONFIG_FILE).is_file() else None
     from transformers.utils import cached_file
 
-    found = cached_file(source, CONFIG_FILE, revision=revision, cache_dir=cache_dir,
+    found = cached_file(source, CONFIG_FILE, revision=revision, cache_dir=cache_dir, local_files_only=local_only,
                         _raise_exceptions_for_missing_entries=False)
     if found is None:
         return None
-    cached_file(source, WEIGHTS_FILE, revision=revision, cache_dir=cache_dir)
+    cached_file(source, WEIGHTS_FILE, revision=revision, cache_dir=cache_dir, local_files_only=local_only)
     return Path(found).parent
 
 
@@ -128,8 +191,12 @@ class HFModel:
         from vittle_bench.vittle import load_vittle_if_present
 
         revision = None if revision is None else str(revision)
+        local_only = check_checkpoint(name, source, revision, cache_dir)
+        if _is_directory_spec(source):
+            source = str(Path(source).expanduser())
         trust = trust_remote_code is True  # only an explicit `trust_remote_code=true` runs a checkpoint's code
-        common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust, "cache_dir": cache_dir}
+        common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust, "cache_dir": cache_dir,
+                                  "local_files_only": local_only}
         self.name = name
         self.processor = AutoProcessor.from_pretrained(source, **common)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
@@ -140,7 +207,7 @@ class HFModel:
         if chat_template:
             prompt_profile = "chat_template"
         elif prompt_profile == "auto":
-            prompt_profile = _trained_profile(source, revision, cache_dir) or "auto"
+            prompt_profile = _trained_profile(source, revision, cache_dir, local_only) or "auto"
         self.profile = select_profile(prompt_profile, config, self.processor)
         if self.profile.name == "chat_template" and not getattr(self.processor, "chat_template", None):
             raise ConfigError(f"{name}: the processor has no chat template; pass --model-args chat_template=FILE.jinja")
@@ -152,16 +219,18 @@ class HFModel:
             # transformers' decorated `to` is typed as if unbound
             self.model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # type: ignore[arg-type]
         self.model.eval()
-        vittle_dir = _vittle_directory(source, revision, cache_dir)
+        vittle_dir = _vittle_directory(source, revision, cache_dir, local_only)
         self.vittle = load_vittle_if_present(self.model, vittle_dir) if vittle_dir else None
         self.generation_config = self._greedy_config()
         local = Path(source)
         self.fingerprint_info: dict[str, Any] = {
             "adapter": FINGERPRINT_VERSION, "name": name, "source": None if local.is_dir() else source,
-            "revision": revision if local.is_dir() else (_hub_commit(source, revision, cache_dir) or revision or "main"),
+            "revision": revision if local.is_dir() else (_hub_commit(source, revision, cache_dir, local_only)
+                                                         or revision or "main"),
             "weights": directory_fingerprint(local) if local.is_dir() else None,
             "dtype": str(self.model.dtype).removeprefix("torch."), "profile": self.profile.settings(),
-            "chat_template": hashlib.sha256((getattr(self.processor, "chat_template", None) or "").encode()).hexdigest()[:16],
+            "chat_template": hashlib.sha256((getattr(self.processor, "chat_template", None) or "").encode()
+                                            ).hexdigest()[:16],
             "vittle": self.vittle is not None, "generation": self.generation_settings(),
         }
         self.fingerprint = hashlib.sha256(json.dumps(self.fingerprint_info, sort_keys=True).encode()).hexdigest()[:16]
@@ -169,6 +238,11 @@ class HFModel:
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> HFModel:
         return cls(f"hf:{name}", name, **kwargs)
+
+    @staticmethod
+    def validate_name(name: str, **model_args: Any) -> None:
+        revision, cache_dir = model_args.get("revision"), model_args.get("cache_dir")
+        check_checkpoint(f"hf:{name}", name, None if revision is None else str(revision), cache_dir)
 
     def _greedy_config(self) -> Any:
         """The checkpoint's generation config made greedy: sampling knobs off, everything else (repetition
