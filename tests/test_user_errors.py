@@ -42,6 +42,7 @@ CASES = [
     # run: task files
     ([*RUN[:4], "typo_args", "--include-path", "{tmp}/tasks"],
      "typo_args.yaml: unknown adapter_args promt_suffix; adapter closed_form takes prompt_suffix,"),
+    (["list", "tasks", "--include-path", "{tmp}/tasks"], "typo_args.yaml: unknown adapter_args promt_suffix"),
     # run: models that cannot be had (checked before anything loads)
     (["run", "--model", "hf:/a/missing/dir"], "hf:/a/missing/dir: no such checkpoint directory /a/missing/dir"),
     (["run", "--model", "hf:{tmp}/tasks"], "holds no config.json, so it is not a checkpoint directory"),
@@ -63,7 +64,7 @@ CASES = [
     ([*PREVIEW, "--cell", "100000"], "--cell 100000: thumbnails are 32 to 1024 pixels"),
     ([*PREVIEW, "--sample", "-1"], "--sample -1: task shapes_mc has 200 samples"),
     ([*PREVIEW, "--sample", "200"], "--sample 200: task shapes_mc has 200 samples"),
-    ([*PREVIEW, "--severities", "0,3"], "--severities: integers from 1 to 5"),
+    ([*PREVIEW, "--severities", "0,3"], "--severities: positive integers"),
     ([*PREVIEW, "--severities", "x"], "--severities 'x': give integers like 1,3,5"),
     ([*PREVIEW, "--shifts", "frots"], "did you mean frost"),
     (["shifts", "preview", "--image", "{tmp}/no-such.png", "--output", "{tmp}/preview"], "cannot read it"),

@@ -16,9 +16,11 @@ from typing import Any
 
 import yaml
 
+from vittle_bench.errors import ConfigError
 from vittle_bench.registry import UnknownNameError, unknown_name_message
 from vittle_bench.shifts import ShiftCondition, parse_condition
 from vittle_bench.tasks import TASK_ADAPTERS
+from vittle_bench.tasks.base import check_adapter_args
 
 PACKAGE_CONFIGS = Path(str(files("vittle_bench") / "configs"))
 _TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "adapter_args", "groups", "columns",
@@ -28,10 +30,6 @@ _TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "ad
 _SUFFIXES = (".yaml", ".yml")
 DEFAULT_TASKS = "builtin"
 DEFAULT_SHIFTS = "quick"
-
-
-class ConfigError(ValueError):
-    """A bad task, suite or shift specification (the CLI prints it as one line and exits 2)."""
 
 
 @dataclass(frozen=True)
@@ -158,9 +156,11 @@ def _task_spec(path: Path, data: dict[str, Any]) -> TaskSpec:
         raise ConfigError(f"{path}: override must be true or false, got {_describe(data['override'])}")
     if adapter not in TASK_ADAPTERS:
         raise ConfigError(f"{path}: {unknown_name_message('tasks', adapter, TASK_ADAPTERS.names())}")
+    adapter_args = _mapping(path, data, "adapter_args")
+    check_adapter_args(adapter, adapter_args, str(path))
     return TaskSpec(task=task, source=source, adapter=adapter, path=path, subset=_text(path, data, "subset"),
                     split=_text(path, data, "split"), description=_text(path, data, "description") or "",
-                    groups=tuple(groups), adapter_args=_mapping(path, data, "adapter_args"),
+                    groups=tuple(groups), adapter_args=adapter_args,
                     columns=_mapping(path, data, "columns", str), revision=_text(path, data, "revision"))
 
 

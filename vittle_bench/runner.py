@@ -17,7 +17,6 @@ run writes are never deleted or overwritten by another.
 from __future__ import annotations
 
 import heapq
-import inspect
 import json
 import os
 import shutil
@@ -57,6 +56,7 @@ from vittle_bench.shifts.domain import DomainError, DomainResolver, DomainShift
 from vittle_bench.shifts.engine import ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.tasks.base import check_adapter_args
 from vittle_bench.workers import WorkerGroup
 
 RUN_METRICS = ("emi",)
@@ -199,23 +199,10 @@ class _Plan:
         return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
 
 
-def _check_adapter_args(spec: TaskSpec, cls: type[TaskAdapter]) -> None:
-    """An adapter_args key the adapter does not take is a typo in the task file: name the file and what the
-    adapter takes, instead of the TypeError its constructor would raise."""
-    params = inspect.signature(cls).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = sorted(set(spec.adapter_args) - set(accepted))
-    if unknown:
-        raise ConfigError(f"{spec.path}: unknown adapter_args {', '.join(unknown)}; adapter {spec.adapter} takes "
-                          f"{', '.join(accepted) or 'none'}")
-
-
 def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
     """The task's adapter with the run's judge choice and judgment cache applied (judged tasks only)."""
     cls = cast("type[TaskAdapter]", TASK_ADAPTERS.get(spec.adapter))
-    _check_adapter_args(spec, cls)
+    check_adapter_args(spec.adapter, spec.adapter_args, str(spec.path))  # a domain's overrides were not checked yet
     args = dict(spec.adapter_args)
     if cls.judged:
         if options.judge:

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     preview.add_argument("--sample", type=int, default=0, help="index of the task's sample (default 0)")
     preview.add_argument("--shifts", default="", help="shift names (one row each, over --severities), conditions "
                          "(frost@3+keyboard@2) or suites; default: every image and text shift that runs offline")
-    preview.add_argument("--severities", default="1,2,3,4,5")
+    preview.add_argument("--severities", default="1,2,3,4,5",
+                         help="severities of the named shifts' columns (text shifts accept 1-7; default: 1-5)")
     preview.add_argument("--seed", type=int, default=0)
     preview.add_argument("--cell", type=int, default=192, help=f"thumbnail size in pixels ({CELL_SIZES[0]}-"
                          f"{CELL_SIZES[1]})")
@@ -66,17 +67,32 @@ def _load_sample(args: argparse.Namespace) -> Any:
     return samples[args.sample]
 
 
+def _offline_shifts() -> list[str]:
+    """Every image and text shift that runs without an outside resource (no `preflight`), a plugin that fails
+    to build left out (`list shifts` names it)."""
+    from vittle_bench.registry import UnknownNameError
+    from vittle_bench.shifts import SHIFTS
+
+    names = []
+    for name in SHIFTS.names():
+        try:
+            shift = SHIFTS.build(name, 1)
+        except (UnknownNameError, ValueError):
+            continue
+        if shift.kind in ("image", "text") and not hasattr(shift, "preflight"):  # preflight: needs the hub
+            names.append(name)
+    return names
+
+
 def plan_rows(text: str, severities: list[int], include_paths: list[Path]) -> dict[str, dict[int, str]]:
     """Row name -> {severity: condition label}. Names expand over the severities; conditions and suites place
     each condition at its own severity; domain conditions have nothing to preview and are left out."""
     from vittle_bench.config import ConfigError, load_suites
     from vittle_bench.registry import UnknownNameError, unknown_name_message
     from vittle_bench.shifts import SHIFTS, parse_condition
+    from vittle_bench.shifts.base import shift_severities
 
-    items = [i.strip() for i in text.split(",") if i.strip()]
-    if not items:
-        items = [n for n in SHIFTS.names() if SHIFTS.get(n)(1).kind in ("image", "text")
-                 and not hasattr(SHIFTS.get(n)(1), "preflight")]  # preflight = needs an outside resource
+    items = [i.strip() for i in text.split(",") if i.strip()] or _offline_shifts()
     suites = load_suites(include_paths)
     rows: dict[str, dict[int, str]] = {}
     for item in items:
@@ -87,7 +103,8 @@ def plan_rows(text: str, severities: list[int], include_paths: list[Path]) -> di
             if "@" not in label and "+" not in label:
                 if label not in SHIFTS:
                     raise UnknownNameError(unknown_name_message("shifts", label, sorted(suites) + SHIFTS.names()))
-                rows.setdefault(label, {}).update({s: f"{label}@{s}" for s in severities})
+                accepted = shift_severities(SHIFTS.build(label, min(severities)))
+                rows.setdefault(label, {}).update({s: f"{label}@{s}" for s in severities if s in accepted})
                 continue
             try:
                 condition = parse_condition(label)
@@ -199,8 +216,8 @@ def main(args: argparse.Namespace) -> int:
         severities = sorted({int(s) for s in args.severities.split(",") if s.strip()})
     except ValueError:
         raise ConfigError(f"--severities {args.severities!r}: give integers like 1,3,5") from None
-    if not severities or not all(1 <= s <= 5 for s in severities):
-        raise ConfigError("--severities: integers from 1 to 5")
+    if not severities or min(severities) < 1:
+        raise ConfigError("--severities: positive integers (each shift shows the ones it accepts)")
     if not CELL_SIZES[0] <= args.cell <= CELL_SIZES[1]:
         raise ConfigError(f"--cell {args.cell}: thumbnails are {CELL_SIZES[0]} to {CELL_SIZES[1]} pixels")
     rows = plan_rows(args.shifts, severities, [Path(p) for p in args.include_path])

@@ -8,8 +8,10 @@ scoring. A plugin adapter registered through the entry-point group `vittle_bench
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
+from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.base import METRICS, Metric, lookup, ratio_aggregate, records_frame, register_metric
 from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.registry import Registry
@@ -72,6 +74,19 @@ class TaskAdapter:
         if not records:
             return []
         return ratio_aggregate(self.cell_metrics(records), records_frame(records), seed)
+
+
+def check_adapter_args(adapter: str, args: dict[str, Any], where: str) -> None:
+    """An argument the adapter does not take is a typo in a task file: a ConfigError naming the file (`where`)
+    and what the adapter takes, instead of the TypeError its constructor would raise."""
+    params = inspect.signature(TASK_ADAPTERS.get(adapter)).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{where}: unknown adapter_args {', '.join(unknown)}; adapter {adapter} takes "
+                          f"{', '.join(accepted) or 'none'}")
 
 
 def _register_declared_metrics(name: str, adapter: Any) -> None:

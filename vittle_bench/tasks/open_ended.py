@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import Judge, judge_class, load_judge
 from vittle_bench.judges.rubrics import AUTO, check_rubric
 from vittle_bench.metrics.base import Metric, lookup

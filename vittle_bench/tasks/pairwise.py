@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import Judge
 from vittle_bench.judges.pairwise import PairwiseJudge
 from vittle_bench.metrics.base import Metric
