@@ -187,3 +187,21 @@ def test_a_bad_limit_in_the_environment_stops_a_run_with_one_line(tmp_path, monk
                  "--no-cache", "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and images.MAX_IMAGE_PIXELS_ENV in err[0], err
+
+
+def test_a_run_records_which_images_it_downscaled(tiny_random_checkpoint, tmp_path, monkeypatch):
+    """The original size travels into samples.jsonl (`downscaled_from`), never as a warning in the progress bar."""
+    from vittle_bench.cli import main
+
+    Image.effect_noise((90, 60), 50).save(tmp_path / "big.png")
+    Image.new("RGB", (20, 10)).save(tmp_path / "small.png")
+    rows = [{"question_id": 1, "question": "What is it?", "image": "big.png", "answer": "noise"},
+            {"question_id": 2, "question": "What is it?", "image": "small.png", "answer": "black"}]
+    (tmp_path / "own.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "own.yaml").write_text("task: own\nsource: local:own.jsonl\nadapter: open_ended\n")
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 1_000)
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "own", "--shifts", "clean",
+                 "--include-path", str(tmp_path), "--output", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    records = {r["sample_id"]: r for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())}
+    assert records["1"]["downscaled_from"] == [[90, 60]] and records["2"]["downscaled_from"] is None

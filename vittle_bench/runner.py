@@ -354,7 +354,8 @@ class _CellRunner:
             severity=condition.severity, condition=condition.label, sample_id=sample.sample_id,
             input_hash=shifted.content_hash() if shifted else "", prompt=request.prompt if request else "",
             answer=sample.answer, raw_output=None, parsed=None, parse_ok=False, score=None,
-            category=sample.category, scorer=adapter.scorer, error=error, cache_key=key)
+            category=sample.category, scorer=adapter.scorer, error=error, cache_key=key,
+            downscaled_from=sample.meta.get("downscaled_from"))
         if isinstance(output, Exception):
             record.error = f"generate: {type(output).__name__}: {output}"
         elif output is not None and shifted is not None:

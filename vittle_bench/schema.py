@@ -102,6 +102,7 @@ class SampleResult:
     error: str | None = None
     cache_key: str = ""
     condition: str = ""  # the full condition label ("frost@3+keyboard@1"): the cell's key, unique per condition
+    downscaled_from: list | None = None  # per image, its original [width, height] when loading reduced it
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
