@@ -430,3 +430,15 @@ def test_damaged_files_are_refused_in_one_line_naming_them(runs, tmp_path, capsy
         assert main(command) == 2, (how, command)
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and phrase in err and str(bad) in err, (how, err)
+
+
+def test_small_values_keep_three_significant_digits():
+    """EMI is a few hundredths of a nat: shown as 0.0123, not 0.0; percentages keep one decimal."""
+    long = pd.DataFrame([{"task": "t", "model": m, "metric": metric, "unit": unit, "higher_is_better": True,
+                          "group": "clean", "shift_kind": "clean", "value": v, "ci_low": v - d, "ci_high": v + d,
+                          "n_errors": 0}
+                         for m, metric, unit, v, d in (("a", "emi[x]", "nats", 0.0123, 0.004),
+                                                       ("a", "accuracy", "%", 94.7, 2.8))])
+    lines = render(widen(long), "markdown").splitlines()[2:4]
+    assert "0.0123 ± 0.0040" in next(line for line in lines if "emi[x]" in line)
+    assert "94.7 ± 2.8" in next(line for line in lines if "accuracy" in line)

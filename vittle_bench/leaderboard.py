@@ -284,8 +284,9 @@ def _best(table: pd.DataFrame, columns: list[str]) -> set[tuple[int, str]]:
         higher = rows["higher_is_better"].iloc[0]
         if higher is None or pd.isna(higher):
             continue
+        decimals = _decimals(rows[columns])
         for column in columns:
-            shown = rows[column].round(1).dropna()
+            shown = rows[column].round(decimals).dropna()
             if shown.nunique() < 2:
                 continue
             target = shown.max() if higher else shown.min()
@@ -299,15 +300,22 @@ def _latex_escape(text: str) -> str:
     return "".join(specials.get(ch, ch) for ch in str(text))
 
 
-def _cell(value: float, low: float, high: float, bold: bool, fmt: str, ci: str) -> tuple[str, str]:
+def _decimals(values: pd.DataFrame) -> int:
+    """Decimals that show a metric's values with about three significant digits at its largest magnitude:
+    one for percentages and relative scores (94.7), three for EMI in nats (0.012), never more than four."""
+    largest = float(np.nanmax(np.abs(values.to_numpy(dtype=float)))) if values.notna().any().any() else 0.0
+    return 1 if largest == 0 else int(np.clip(2 - np.floor(np.log10(largest)), 1, 4))
+
+
+def _cell(value: float, low: float, high: float, bold: bool, fmt: str, ci: str, decimals: int = 1) -> tuple[str, str]:
     """(shown text, sort value) of one table cell."""
     if pd.isna(value):
         return ("--" if fmt == "latex" else "—"), ""
-    number = f"{value:.1f}"
+    number = f"{value:.{decimals}f}"
     if bold:
         number = {"latex": rf"\textbf{{{number}}}", "markdown": f"**{number}**", "html": f"<b>{number}</b>"}[fmt]
     if ci != "none" and pd.notna(low) and pd.notna(high):
-        half = f"{(high - low) / 2:.1f}"
+        half = f"{(high - low) / 2:.{decimals}f}"
         number += {("latex", "pm"): rf" $\pm$ {half}", ("latex", "subscript"): rf"$_{{\pm {half}}}$",
                    ("markdown", "pm"): f" ± {half}", ("markdown", "subscript"): f"<sub>±{half}</sub>",
                    ("html", "pm"): f" ± {half}", ("html", "subscript"): f"<sub>±{half}</sub>"}[(fmt, ci)]
@@ -333,13 +341,16 @@ def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = st
     for i, row in table.iterrows():
         line: list[tuple[str, str | None]] = [(_text(row["task"], fmt), None), (_text(row["model"], fmt), None),
                                               (_text(row["metric"], fmt), None)]
-        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci) for c in columns]
+        decimals = _decimals(table.loc[(table["task"] == row["task"]) & (table["metric"] == row["metric"]), columns])
+        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci, decimals)
+                 for c in columns]
         if errors:
             line.append((str(int(row["n_errors"])) if row["n_errors"] else "", str(int(row["n_errors"]))))
         body.append(line)
     note = _note(ci, confidence)
     if ci != "none" and any((table[c].notna() & table[f"{c} ci_low"].isna()).any() for c in columns):
-        note += " A value without an interval had no samples.jsonl to resample."
+        note += (" A value without an interval averages several conditions of a metric that is not a ratio of "
+                 "per-sample sums (EMI), or comes from a run without samples.jsonl.")
     if fmt == "markdown":
         return _markdown(header, [[text for text, _ in line] for line in body]) + "\n\n" + note
     if fmt == "html":
