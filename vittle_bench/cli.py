@@ -10,8 +10,9 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
 from vittle_bench.commands import COMMAND_MODULES
 from vittle_bench.config import ConfigError

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import datetime
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ def _parse(path: Path) -> Any:
         raise ConfigError(yaml_error_message(path, text, exc)) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse_package_file(path: Path, mtime_ns: int) -> Any:
     """The package's configs are read once per process: every command reads all of them, often twice."""
     return _parse(path)

@@ -14,12 +14,12 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-ImageSource = Union[str, Path, bytes, IO[bytes], Image.Image]
+ImageSource = str | Path | bytes | IO[bytes] | Image.Image
 
 # Pillow's own default for Image.MAX_IMAGE_PIXELS (1024**3 // 4 // 3: a quarter GiB of 24-bit pixels).
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485

@@ -60,9 +60,9 @@ def read_results(path: Path) -> pd.DataFrame:
         raise ConfigError(f"{path}: not a readable results.csv ({type(exc).__name__})") from None
     missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
     if missing:
-        raise ConfigError(f"{path}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}; it was written by an "
-                          "older vittle-bench (rates as 0-1, joint conditions not told apart): rerun `vittle-bench run` "
-                          "with the same arguments to rewrite it (cached answers make that quick)")
+        raise ConfigError(f"{path}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}; it was written "
+                          "by an older vittle-bench (rates as 0-1, joint conditions not told apart): rerun "
+                          "`vittle-bench run` with the same arguments to rewrite it (cached answers make that quick)")
     if frame.empty or not text.endswith("\n"):
         raise ConfigError(f"{path}: {'no result rows' if frame.empty else 'the last line is cut off'}; rerun the run "
                           "that wrote it")
@@ -224,7 +224,8 @@ def _model_rows(task: str, model: str, metric: str, cells: pd.DataFrame, errors:
             "higher_is_better": g["higher_is_better"].iloc[0], "group": group, "shift_kind": kind, "value": value,
             "ci_low": low, "ci_high": high, "ci_method": method, "n_conditions": len(g), "n": int(g["n"].sum()),
             "n_errors": int(g["n_err"].sum()),
-            "relative_robustness": stats.relative_robustness(value, clean_value) if np.isfinite(clean_value) else np.nan,
+            "relative_robustness": (stats.relative_robustness(value, clean_value) if np.isfinite(clean_value)
+                                    else np.nan),
             "flip_rate": flips, "severity_auc": auc})
     return sorted(out, key=lambda r: column_order_key(r["group"], r["shift_kind"]))
 
@@ -377,7 +378,7 @@ def _latex(table: pd.DataFrame, columns: list[str], errors: bool, body: list[lis
     lines = [f"% {note}", r"\begin{tabular}{ll" + "r" * (len(columns) + errors) + "}", r"\toprule",
              " & ".join(["Task", "Model", *titles, *(["Errors"] if errors else [])]) + r" \\", r"\midrule"]
     previous = None
-    for (i, row), line in zip(table.iterrows(), body):
+    for (_, row), line in zip(table.iterrows(), body):
         task = ""
         if row["task"] != previous:
             if previous is not None:
@@ -425,7 +426,8 @@ def _html(header: list[str], body: list[list[tuple[str, str | None]]], note: str
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vittle-bench leaderboard</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>vittle-bench leaderboard</h1>\n"
             f"<table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) +
-            f"\n</tbody></table>\n<p class=\"note\">{escape(note)}</p>\n<script>{_SORT_SCRIPT}</script>\n</body></html>")
+            f"\n</tbody></table>\n<p class=\"note\">{escape(note)}</p>\n"
+            f"<script>{_SORT_SCRIPT}</script>\n</body></html>")
 
 
 def _render_plain(table: pd.DataFrame, fmt: str, note: str = "") -> str:

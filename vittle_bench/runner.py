@@ -24,11 +24,12 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Iterator, Sequence, cast
+from typing import Any, cast
 
 from filelock import FileLock, Timeout
 from tqdm import tqdm  # type: ignore[import-untyped]

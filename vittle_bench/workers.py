@@ -4,8 +4,9 @@ launcher's process group, read through accelerate's PartialState — no home-mad
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class WorkerGroup:
         return {**args, "device": self.device}
 
     @classmethod
-    def current(cls) -> "WorkerGroup":
+    def current(cls) -> WorkerGroup:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # set for every process by accelerate launch / torchrun
             return cls()
         import torch

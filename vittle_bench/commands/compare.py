@@ -95,12 +95,15 @@ def compare_runs(results_a: pd.DataFrame, samples_a: pd.DataFrame, results_b: pd
                 "model_b": mb}
 
         def row(scope: str, condition: str, kind: str, severity: object, sel: list[int], test: str | None,
-                p_value: float | None) -> dict:
-            d = stats.paired_bootstrap(na[sel], da[sel], nb[sel], db[sel], seed, n_boot, confidence, spec.zero,
+                p_value: float | None, *, na: np.ndarray = na, da: np.ndarray = da, nb: np.ndarray = nb,
+                db: np.ndarray = db, paired: np.ndarray = paired, weights: np.ndarray = weights,
+                zero: float = spec.zero, unit: float = unit, base: dict = base) -> dict:
+            d = stats.paired_bootstrap(na[sel], da[sel], nb[sel], db[sel], seed, n_boot, confidence, zero,
                                        weights=weights)
             scaled = [None if v is None else v * unit for v in (d.a, d.b, d.diff, d.ci_low, d.ci_high)]
             return {**base, "scope": scope, "condition": condition, "shift_kind": kind, "severity": severity,
-                    "n": int(paired[sel].any(axis=0).sum()), **dict(zip(("a", "b", "diff", "ci_low", "ci_high"), scaled)),
+                    "n": int(paired[sel].any(axis=0).sum()),
+                    **dict(zip(("a", "b", "diff", "ci_low", "ci_high"), scaled)),
                     "p_value": d.p_value if test is None else p_value, "test": test or "paired bootstrap"}
 
         first_cell = len(rows)

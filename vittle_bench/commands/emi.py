@@ -62,7 +62,8 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     shapes = {k: data[k].shape for k in ARRAYS}
     if any(len(s) != 2 for s in shapes.values()) or len({s[0] for s in shapes.values()}) != 1 \
             or shapes["y_model"][1] != shapes["y_ref"][1]:
-        raise ConfigError(f"--embeddings {path}: need 2-d arrays with equal row counts and equal y widths, got {shapes}")
+        raise ConfigError(f"--embeddings {path}: need 2-d arrays with equal row counts and equal y widths, "
+                          f"got {shapes}")
     for key in ARRAYS:
         if not np.issubdtype(data[key].dtype, np.number):
             raise ConfigError(f"--embeddings {path}: {key} holds {data[key].dtype}, not numbers")
@@ -126,7 +127,8 @@ def main_emi(args: argparse.Namespace) -> int:
         print(f"wrote {args.save_estimator}", file=sys.stderr)
     e = est["emi"]
     print(json.dumps({"emi": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
-                      "mi_model": est["mi_model"].value, "mi_model_ci": [est["mi_model"].ci_low, est["mi_model"].ci_high],
+                      "mi_model": est["mi_model"].value,
+                      "mi_model_ci": [est["mi_model"].ci_low, est["mi_model"].ci_high],
                       "mi_ref": est["mi_ref"].value, "mi_ref_ci": [est["mi_ref"].ci_low, est["mi_ref"].ci_high],
                       "n": e.n, "confidence": 0.95, "n_boot": args.n_boot,
                       "estimator": {"name": estimator.name, "fingerprint": estimator.fingerprint, **info}}))

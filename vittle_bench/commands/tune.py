@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="directory for the tuned checkpoint (loadable as hf:DIR)")
     p.add_argument("--prior", choices=("fixed", "learnable"), default="fixed", help="Vittle(F) or Vittle(L)")
     p.add_argument("--baseline", action="store_true", help="same recipe without the bottleneck")
-    p.add_argument("--layer", type=_layer, default=0.75, help="bottleneck layer for both modalities (index or fraction)")
+    p.add_argument("--layer", type=_layer, default=0.75,
+                   help="bottleneck layer for both modalities (index or fraction)")
     p.add_argument("--visual-layer", type=_layer, help="layer for visual tokens (default: --layer)")
     p.add_argument("--text-layer", type=_layer, help="layer for text tokens (default: --layer)")
     p.add_argument("--beta", type=float, default=0.1, help="KL weight for each modality")

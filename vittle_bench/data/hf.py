@@ -181,7 +181,8 @@ def _load_hub(spec: TaskSpec, target: str, config: str | None, split: str, looke
     for repo in repo_ids(target):
         try:
             if limit:
-                return _first_rows(repo, config, split, spec.revision, limit, cache_dir), f"hub:{repo} (first {limit} rows)"
+                return (_first_rows(repo, config, split, spec.revision, limit, cache_dir),
+                        f"hub:{repo} (first {limit} rows)")
             return load_dataset(repo, config, split=split, revision=spec.revision), f"hub:{repo}"
         except ValueError as exc:  # unknown split or config: the repo answered, the task config is wrong
             raise ConfigError(f"task {spec.task}: {describe(spec)}: {str(exc).splitlines()[0]}") from None

@@ -3,8 +3,8 @@ when the runner reaches it, so a 10,000-image split never sits in RAM at once.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from vittle_bench.schema import Sample
 

@@ -10,7 +10,8 @@ taking keyword arguments and returning an `Encoder`).
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -71,5 +72,5 @@ def encode_in_batches(items: Sequence[Any], batch_size: int, dim: int,
     return l2_normalise(np.concatenate(out) if out else np.zeros((0, dim)))
 
 
-__all__ = ["encode_in_batches", "ENCODERS", "Encoder", "OFFLINE_ENCODERS", "PAPER_ENCODERS", "l2_normalise", "load_encoder",
-           "load_encoder_pair"]
+__all__ = ["encode_in_batches", "ENCODERS", "Encoder", "OFFLINE_ENCODERS", "PAPER_ENCODERS", "l2_normalise",
+           "load_encoder", "load_encoder_pair"]

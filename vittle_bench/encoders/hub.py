@@ -8,7 +8,7 @@ over the non-padding tokens after the first. Both 768-d, so the EMI input x is t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,7 +49,8 @@ class ClipPatchEncoder:
 class XlmrInputEmbeddingEncoder:
     modality = "text"
 
-    def __init__(self, model_id: str = XLMR_ID, device: str = "cpu", batch_size: int = 64, max_length: int = 512) -> None:
+    def __init__(self, model_id: str = XLMR_ID, device: str = "cpu", batch_size: int = 64,
+                 max_length: int = 512) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_id)

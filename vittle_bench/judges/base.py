@@ -26,7 +26,7 @@ class Judgment:
     error: str | None = None
 
     @classmethod
-    def failure(cls, error: str) -> "Judgment":
+    def failure(cls, error: str) -> Judgment:
         return cls(None, None, failed=True, error=error)
 
 

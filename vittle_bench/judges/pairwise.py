@@ -74,7 +74,8 @@ class PairwiseJudge(OpenAIJudge):
         super().__init__(model, temperature=temperature, **kwargs)  # lmms-eval asks at temperature 0
 
     def messages(self, sample: Sample, answer: str) -> list[dict[str, Any]]:
-        content: list[dict[str, Any]] = [{"type": "text", "text": pairwise_prompt(sample.question, sample.answer or "", answer)}]
+        content: list[dict[str, Any]] = [
+            {"type": "text", "text": pairwise_prompt(sample.question, sample.answer or "", answer)}]
         content += [{"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in sample.images[:1]]
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 

@@ -22,8 +22,9 @@ _RATE = ("Please rate the helpfulness, relevance, accuracy, level of details of 
          "receives an overall score on a scale of 1 to 10, where a higher score indicates better overall performance.\n"
          "Please first output a single line containing only two values indicating the scores for Assistant 1 and 2, "
          "respectively. The two scores are separated by a space.\n"
-         "In the subsequent line, please provide a comprehensive explanation of your evaluation, avoiding any potential "
-         "bias and ensuring that the order in which the responses were presented does not affect your judgment.")
+         "In the subsequent line, please provide a comprehensive explanation of your evaluation, avoiding any "
+         "potential bias and ensuring that the order in which the responses were presented does not affect your "
+         "judgment.")
 _ASK = ("We would like to request your feedback on the performance of two AI assistants in response to the user "
         "question displayed above.")
 _OBSERVING = " The user asks the question on observing an image."

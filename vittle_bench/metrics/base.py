@@ -20,8 +20,8 @@ plugin adds its own the same way, or through the entry-point group `vittle_bench
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -7,13 +7,24 @@ reference answer), `answer` (gold, normalised at load), `parsed`, `parse_ok` and
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from vittle_bench.metrics.base import (COUNT, MCNEMAR, NATS, PERCENT, POINTS, RELATIVE_SCORE, VERDICT, WILCOXON,
-                                       Metric, Parts, register_metric)
+from vittle_bench.metrics.base import (
+    COUNT,
+    MCNEMAR,
+    NATS,
+    PERCENT,
+    POINTS,
+    RELATIVE_SCORE,
+    VERDICT,
+    WILCOXON,
+    Metric,
+    Parts,
+    register_metric,
+)
 
 
 def _valid(r: pd.DataFrame) -> np.ndarray:

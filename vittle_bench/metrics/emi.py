@@ -259,7 +259,8 @@ class ClubEstimator:
     def _from_reference_state(cls, state: Mapping[str, Any], path: Path | str) -> ClubEstimator:
         from vittle_bench.config import ConfigError
 
-        expected = {f"{head}.{layer}.{p}" for head in ("p_mu", "p_logvar") for layer in (0, 2) for p in ("weight", "bias")}
+        expected = {f"{head}.{layer}.{p}" for head in ("p_mu", "p_logvar") for layer in (0, 2)
+                    for p in ("weight", "bias")}
         if set(state) != expected:
             raise ConfigError(f"estimator {path}: not the EMI repository's CLUB layout (missing "
                               f"{sorted(expected - set(state))}, unexpected {sorted(set(state) - expected)})")

@@ -163,8 +163,9 @@ def _checked(estimator: ClubEstimator, cells: Mapping[CellKey, CellEmbeddings], 
                           f"not {names['image']}+{names['text']}")
     cell = next(iter(cells.values()))
     if (cell.x.shape[1], cell.answer.shape[1]) != (estimator.x_dim, estimator.y_dim):
-        raise ConfigError(f"the EMI estimator takes {estimator.x_dim}-d inputs and {estimator.y_dim}-d answers; encoders "
-                          f"{names['image']}+{names['text']} give {cell.x.shape[1]}-d and {cell.answer.shape[1]}-d")
+        raise ConfigError(f"the EMI estimator takes {estimator.x_dim}-d inputs and {estimator.y_dim}-d answers; "
+                          f"encoders {names['image']}+{names['text']} give {cell.x.shape[1]}-d and "
+                          f"{cell.answer.shape[1]}-d")
 
 
 def _few_pairs(cells: Mapping[CellKey, CellEmbeddings], width: int) -> dict[str, Any] | None:
@@ -237,7 +238,8 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
     for (model, task, label), cell in cells.items():
         if len(cell.sample_ids) < 2:
             continue
-        estimates = emi_estimate(estimator, *cell.triple, n_boot=n_boot, seed=cell_seed(seed, model, task, label, "emi"))
+        estimates = emi_estimate(estimator, *cell.triple, n_boot=n_boot,
+                                 seed=cell_seed(seed, model, task, label, "emi"))
         rows += [row(model, task, label, k, e.value, e.ci_low, e.ci_high, e.n) for k, e in estimates.items()]
     unpaired = []
     for (model, task, label), q in cells.items():

@@ -22,8 +22,9 @@ p-value. Robustness summaries: clean->shift flip rate, relative robustness, area
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from scipy import integrate, stats

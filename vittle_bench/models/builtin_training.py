@@ -11,8 +11,8 @@ import copy
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -44,7 +44,8 @@ def _answer_logits(model, processor, scenes, prompts: list[str]) -> torch.Tensor
     was_training = model.training
     model.eval()
     pixels = processor.image_processor([s.image for s in scenes], return_tensors="pt")["pixel_values"]
-    logits = model(input_ids=input_ids, attention_mask=(input_ids != tok.pad_token_id).long(), pixel_values=pixels).logits
+    logits = model(input_ids=input_ids, attention_mask=(input_ids != tok.pad_token_id).long(),
+                   pixel_values=pixels).logits
     model.train(was_training)
     return logits[:, -1]
 
@@ -56,7 +57,8 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
     rng, tok = random.Random(PROBE_SEED), processor.tokenizer
     scenes = [draw_scene(scene_rng(PROBE_SEED, i)) for i in range(n)]
     pope = [pope_style_question(s.objects, rng) for s in scenes]
-    logits = _answer_logits(model, processor, scenes, [PopeAdapter().build_request(Sample("p", "", q.question)).prompt for q in pope])
+    prompts = [PopeAdapter().build_request(Sample("p", "", q.question)).prompt for q in pope]
+    logits = _answer_logits(model, processor, scenes, prompts)
     said_yes = (logits[:, tok.convert_tokens_to_ids("Yes")] > logits[:, tok.convert_tokens_to_ids("No")]).tolist()
     mc = [multiple_choice_question(s.objects, rng) for s in scenes]
     logits = _answer_logits(model, processor, scenes, [ClosedFormAdapter().build_request(
@@ -69,7 +71,8 @@ def probe(model, processor, n: int = 300) -> dict[str, float]:
             "yes_ratio": round(sum(said_yes) / n, 3), "mc_acc": round(sum(correct) / n, 3), **by_kind}
 
 
-STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers", "align_weight", "extreme_weight")
+STAGE1_FIELDS = ("seed", "stage1_steps", "stage1_batch", "stage1_lr", "embedding_std", "text_layers", "align_weight",
+                 "extreme_weight")
 
 
 def _stage1_key(recipe: Recipe, processor) -> str:
@@ -119,8 +122,8 @@ def train_builtin(output_root: Path, variants: list[str], recipe: Recipe | None 
             return handle.regularizer()
 
         start = time.time()
-        stage2 = train_stage2(model, processor, recipe, lambda m: log(f"[{name}] {m}"),
-                              regularizer if handle else None, lambda: probe(model, processor))
+        stage2 = train_stage2(model, processor, recipe, lambda m, name=name: log(f"[{name}] {m}"),
+                              regularizer if handle else None, lambda model=model: probe(model, processor))
         final_probe = probe(model, processor)
         log(f"[{name}] done: {final_probe}")
         out = output_root / name

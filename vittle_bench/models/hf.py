@@ -64,7 +64,7 @@ def _is_directory_spec(source: str) -> bool:
     return source.startswith(("/", "./", "../", "~")) or Path(source).exists()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hub_problem(repo_id: str, revision: str | None) -> tuple[str | None, bool]:
     """(why the hub cannot serve the model or None, whether the hub answered at all); asked once per model."""
     from huggingface_hub import model_info

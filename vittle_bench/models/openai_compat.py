@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -143,7 +142,7 @@ class ChatClient:
             headers = None
             try:
                 status, body, headers = self._post(payload)
-            except (TimeoutError, socket.timeout, urllib.error.URLError, ConnectionError, OSError) as exc:
+            except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             else:
                 if status == 200:
@@ -198,7 +197,7 @@ class OpenAIModel:
         self.fingerprint = hashlib.sha256(json.dumps(self.fingerprint_info, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def load(cls, name: str, **kwargs: Any) -> "OpenAIModel":
+    def load(cls, name: str, **kwargs: Any) -> OpenAIModel:
         return cls(name, **kwargs)
 
     def payload(self, request: Request) -> dict[str, Any]:

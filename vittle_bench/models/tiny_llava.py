@@ -10,8 +10,15 @@ from __future__ import annotations
 import random
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                          LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
 
 from vittle_bench.data.builtin.questions import POSITION_WORDS, multiple_choice_question, open_question
 from vittle_bench.data.builtin.scenes import CATEGORIES, IMAGE_SIZE, draw_scene, scene_rng
@@ -32,7 +39,8 @@ CHAT_TEMPLATE = (
     "{% if item['type'] == 'image' %}{{ '<image>\n' }}{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
     "{% endfor %}{{ ' ASSISTANT:' }}"
     "{% else %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ ' ' + item['text'] + eos_token }}{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'text' %}{{ ' ' + item['text'] + eos_token }}{% endif %}{% endfor %}"
     "{% endif %}"
     "{% endfor %}"
 )
@@ -43,7 +51,8 @@ def _tokenizer_corpus() -> list[str]:
     lines = ["USER: ASSISTANT: Context:", POPE_SUFFIX, MC_SUFFIX, "Yes No yes no A B C D 1 2 3 4 5 6 7",
              "Is there a an object in the image ? . , : There is are objects object and a small large",
              " ".join(CATEGORIES), "Describe the objects in the image.",
-             "How many objects are in the image? What colour is the", " ".join(f"Which object is {w}?" for w in POSITION_WORDS.values())]
+             "How many objects are in the image? What colour is the",
+             " ".join(f"Which object is {w}?" for w in POSITION_WORDS.values())]
     for i in range(400):
         rng = random.Random(i)
         objects = draw_scene(scene_rng(10_000, i)).objects
@@ -77,9 +86,10 @@ def build_model(processor: LlavaProcessor, hidden: int = 128, vision_layers: int
                        num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
                        max_position_embeddings=512, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                        eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
-                         image_seq_length=IMAGE_TOKENS, vision_feature_select_strategy="default",
-                         vision_feature_layer=-1, projector_hidden_act="gelu", pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=IMAGE_TOKENS,
+                         vision_feature_select_strategy="default", vision_feature_layer=-1,
+                         projector_hidden_act="gelu", pad_token_id=tok.pad_token_id)
     model = LlavaForConditionalGeneration(config)
     for key in ("pad_token_id", "eos_token_id", "bos_token_id"):
         setattr(model.generation_config, key, getattr(tok, key))

@@ -1,8 +1,15 @@
 """Shift generators: image, text, joint and domain shifts as one seeded, pluggable axis."""
 
 from vittle_bench.shifts._imaging import ImageShift
-from vittle_bench.shifts.base import (KINDS, SHIFTS, Shift, ShiftCondition, condition_manifest, parse_condition,
-                                      sample_rng)
+from vittle_bench.shifts.base import (
+    KINDS,
+    SHIFTS,
+    Shift,
+    ShiftCondition,
+    condition_manifest,
+    parse_condition,
+    sample_rng,
+)
 
 __all__ = ["KINDS", "SHIFTS", "ImageShift", "Shift", "ShiftCondition", "condition_manifest", "parse_condition",
            "sample_rng"]

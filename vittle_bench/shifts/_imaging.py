@@ -8,7 +8,7 @@ shifted images by content hash and farm them out to worker processes without cha
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image

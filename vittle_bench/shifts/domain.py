@@ -26,9 +26,10 @@ from the clean one by its rows only:
   swapped in keeps its own judge protocol), and an override domain as the task it applies to.
 - `question_suffix`: text appended to every question that does not already end with it (the EMI data's
   translated prompts end with " Please answer in English.").
-The headline metric of the scoring adapter must be the task's own, or the cell could not share its row. A task for which a domain is not declared has no cell for it (the grid skips it, it is not an
-error); a domain declared for none of the selected tasks is a ConfigError. Domain shifts are not graded:
-severity is 1 (graded subsets are separate names, e.g. wild_easy / wild_normal / wild_hard).
+The headline metric of the scoring adapter must be the task's own, or the cell could not share its row. A task
+for which a domain is not declared has no cell for it (the grid skips it, it is not an error); a domain declared
+for none of the selected tasks is a ConfigError. Domain shifts are not graded: severity is 1 (graded subsets are
+separate names, e.g. wild_easy / wild_normal / wild_hard).
 
 `apply` is the identity on rows loaded through `DomainResolver.samples`, which tags them with
 `meta["domain"]`; on any other row it raises, so a runner that has not swapped the rows records a clear
@@ -138,10 +139,12 @@ def parse_declarations(data: Any, origin: Path, in_task: bool) -> dict[str, Doma
         applies_to = body.get("applies_to") or ()
         applies_to = (applies_to,) if isinstance(applies_to, str) else tuple(applies_to)
         if not in_task and not applies_to:
-            raise DomainError(f"{origin}: domain {name!r} declared in a suite needs `applies_to` (task names or sources)")
+            raise DomainError(f"{origin}: domain {name!r} declared in a suite needs `applies_to` "
+                              "(task names or sources)")
         overrides = {k: body[k] for k in SPEC_KEYS if k in body}
         if not overrides and not body.get("where") and not body.get("task"):
-            raise DomainError(f"{origin}: domain {name!r} changes nothing (give a task, source, split, subset or where)")
+            raise DomainError(f"{origin}: domain {name!r} changes nothing "
+                              "(give a task, source, split, subset or where)")
         DomainShift(str(name))  # validates the name
         declarations[str(name)] = DomainDeclaration(
             str(name), overrides, origin, applies_to, dict(body.get("where") or {}), str(body.get("description", "")),
@@ -183,7 +186,8 @@ class DomainResolver:
 
     def declaration(self, spec: Any, domain: str) -> DomainDeclaration | None:
         """The task YAML's own declaration first, then a suite's whose `applies_to` names the task or its source."""
-        own = parse_declarations(_read_yaml(spec.path).get("domains"), spec.path, in_task=True) if spec.path.is_file() else {}
+        own = (parse_declarations(_read_yaml(spec.path).get("domains"), spec.path, in_task=True)
+               if spec.path.is_file() else {})
         if domain in own:
             return own[domain]
         identities = _identities(spec)

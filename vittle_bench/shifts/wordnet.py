@@ -56,7 +56,8 @@ def _install_from_sdist(sdist: Path, target: Path) -> None:
     try:
         with tarfile.open(sdist, "r:gz") as archive:
             for member in archive.getmembers():
-                if member.isfile() and member.name.startswith(MEMBER_PREFIX) and "/" not in member.name[len(MEMBER_PREFIX):]:
+                if (member.isfile() and member.name.startswith(MEMBER_PREFIX)
+                        and "/" not in member.name[len(MEMBER_PREFIX):]):
                     data = archive.extractfile(member).read()  # type: ignore[union-attr]
                     (staging / member.name[len(MEMBER_PREFIX):]).write_bytes(data.replace(b"\r\n", b"\n"))
         missing = [f for f in REQUIRED_FILES if not (staging / f).is_file()]

@@ -23,8 +23,12 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import Judge, judge_class, load_judge
 from vittle_bench.judges.rubrics import AUTO, check_rubric
 from vittle_bench.metrics.base import Metric, lookup
-from vittle_bench.metrics.definitions import (JUDGE_FAILED, RELATIVE_SCORE_EMBEDDING, RELATIVE_SCORE_JUDGE,
-                                              RELATIVE_SCORE_OVERLAP)
+from vittle_bench.metrics.definitions import (
+    JUDGE_FAILED,
+    RELATIVE_SCORE_EMBEDDING,
+    RELATIVE_SCORE_JUDGE,
+    RELATIVE_SCORE_OVERLAP,
+)
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
 from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
 

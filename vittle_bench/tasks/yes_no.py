@@ -15,8 +15,14 @@ from typing import ClassVar
 import numpy as np
 
 from vittle_bench.metrics.base import Metric
-from vittle_bench.metrics.definitions import (ACCURACY, ACCURACY_PLUS, MME_CATEGORY_SCORE, MME_COGNITION,
-                                              MME_PERCEPTION, UNPARSEABLE_RATE)
+from vittle_bench.metrics.definitions import (
+    ACCURACY,
+    ACCURACY_PLUS,
+    MME_CATEGORY_SCORE,
+    MME_COGNITION,
+    MME_PERCEPTION,
+    UNPARSEABLE_RATE,
+)
 from vittle_bench.metrics.stats import MetricValue, bootstrap_metrics
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
 from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter

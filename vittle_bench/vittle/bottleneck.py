@@ -31,7 +31,7 @@ BOTTLENECK_ATTR = "vittle_bottleneck"
 CONFIG_FILE = "vittle_config.json"
 WEIGHTS_FILE = "vittle_bottleneck.safetensors"
 IGNORE_INDEX = -100
-_HANDLES: "weakref.WeakKeyDictionary[nn.Module, VittleHandle]" = weakref.WeakKeyDictionary()
+_HANDLES: weakref.WeakKeyDictionary[nn.Module, VittleHandle] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -58,7 +58,7 @@ class VittleConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VittleConfig":
+    def from_dict(cls, data: dict[str, Any]) -> VittleConfig:
         """Build from a dict; unknown keys are ignored so newer files still load."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -291,7 +291,8 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig | None = None) -> V
     layers = resolve_decoder_layers(model)
     token_id = _image_token_id(model, config)
     if token_id is None:
-        warnings.warn("Vittle: no image_token_id in config or model config; every position is treated as text")
+        warnings.warn("Vittle: no image_token_id in config or model config; every position is treated as text",
+                      stacklevel=2)
     config = replace(config, image_token_id=token_id)
     model_config = getattr(model, "config", None)
     text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config

@@ -208,7 +208,8 @@ class ConversationCollator:
             keep = self.max_length
             for r in range(len(items)):
                 answers = (labels[r] != IGNORE_INDEX).nonzero()
-                images = (input_ids[r] == self.image_token_id).nonzero() if self.image_token_id is not None else answers[:0]
+                images = ((input_ids[r] == self.image_token_id).nonzero() if self.image_token_id is not None
+                          else answers[:0])
                 if len(answers):
                     keep = max(keep, int(answers[0]) + 1)
                 if len(images):

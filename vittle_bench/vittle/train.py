@@ -24,9 +24,10 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -180,9 +181,9 @@ def _save_checkpoint(accelerator: Any, output: Path, state: dict[str, int]) -> N
 def _trim_log(log_path: Path, step: int) -> None:
     """Drop log records past the checkpoint we resume from (they will be written again)."""
     if log_path.is_file():
-        kept = [l for l in log_path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step
-                and "event" not in json.loads(l)]
-        log_path.write_text("".join(l + "\n" for l in kept))
+        kept = [line for line in log_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step and "event" not in json.loads(line)]
+        log_path.write_text("".join(line + "\n" for line in kept))
 
 
 def train(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

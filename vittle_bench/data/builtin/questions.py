@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from vittle_bench.data.builtin.scenes import COLOURS, SHAPES, SceneObject
 
 LETTERS = "ABCD"
-POSITION_WORDS = {"left": "furthest to the left", "right": "furthest to the right", "top": "highest", "bottom": "lowest"}
+POSITION_WORDS = {"left": "furthest to the left", "right": "furthest to the right", "top": "highest",
+                  "bottom": "lowest"}
 _MARGIN = 3.0  # pixels: the extreme object must beat the runner-up by this much to be unambiguous
 
 
@@ -64,7 +65,8 @@ def colour_question(objects: tuple[SceneObject, ...], rng: random.Random) -> Que
                    option_groundings=tuple(Grounding(c, c, None) for c in question.choices))
 
 
-_DISTANCE_FROM_EDGE = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy, "bottom": lambda o: -o.cy}
+_DISTANCE_FROM_EDGE = {"left": lambda o: o.cx, "right": lambda o: -o.cx, "top": lambda o: o.cy,
+                       "bottom": lambda o: -o.cy}
 
 
 def _ranked_towards(objects: tuple[SceneObject, ...], direction: str) -> list[SceneObject] | None:

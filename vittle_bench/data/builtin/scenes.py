@@ -49,7 +49,8 @@ class SceneObject:
         """Outline used both to draw the object and as its COCO segmentation."""
         cx, cy, r = self.cx, self.cy, self.radius
         if self.shape in ("circle", "ring"):
-            return [(cx + r * math.cos(2 * math.pi * i / 24), cy + r * math.sin(2 * math.pi * i / 24)) for i in range(24)]
+            return [(cx + r * math.cos(2 * math.pi * i / 24), cy + r * math.sin(2 * math.pi * i / 24))
+                    for i in range(24)]
         if self.shape == "square":
             q = r * 0.85
             return [(cx - q, cy - q), (cx + q, cy - q), (cx + q, cy + q), (cx - q, cy + q)]
@@ -140,7 +141,8 @@ def coco_annotations(scenes: list[tuple[str, Scene]]) -> dict:
             area = math.pi * obj.radius**2 if obj.shape in ("circle", "ring") else _shoelace(poly)
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": cat_id[obj.name],
-                "bbox": [round(min(xs), 2), round(min(ys), 2), round(max(xs) - min(xs), 2), round(max(ys) - min(ys), 2)],
+                "bbox": [round(min(xs), 2), round(min(ys), 2), round(max(xs) - min(xs), 2),
+                         round(max(ys) - min(ys), 2)],
                 "area": round(area, 2), "iscrowd": 0,
                 "segmentation": [[round(v, 2) for p in poly for v in p]],
                 "attributes": {"shape": obj.shape, "colour": obj.colour, "size": obj.size},
