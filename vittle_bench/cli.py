@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 def library_bars_off() -> Iterator[None]:
     """Silence the progress bars of datasets, transformers and the hub while a command shows one of its own
     (half a dozen bars from library internals say nothing to a user); they come back as they were."""
-    import datasets  # type: ignore[import-untyped]
+    import datasets
     import transformers.utils.logging as transformers_logging
 
     datasets_on, transformers_on = datasets.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()

@@ -437,7 +437,7 @@ def _render_plain(table: pd.DataFrame, fmt: str, note: str = "") -> str:
     from tabulate import tabulate
 
     if fmt == "html":
-        body = [[(escape(str(v)), None) if isinstance(v, str) else
+        body: list[list[tuple[str, str | None]]] = [[(escape(str(v)), None) if isinstance(v, str) else
                  ("" if pd.isna(v) else f"{v:.4g}", "" if pd.isna(v) else f"{v:.6g}") for v in row]
                 for row in table.itertuples(index=False)]
         return _html([str(c) for c in table.columns], body, note)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from filelock import FileLock, Timeout
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.config import (
@@ -124,7 +124,7 @@ HOLDER_FILE = ".run.lock.json"  # who holds the lock: pid, host, start time, com
 
 def _process_start(pid: int) -> float | None:
     """When process `pid` started on this host, None if there is none: a pid alone may have been reused."""
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     try:
         return psutil.Process(pid).create_time()

@@ -32,7 +32,7 @@ class WorkerGroup:
         directory is theirs); every rank must call it."""
         if self.world_size == 1:
             return value
-        from accelerate.utils import broadcast_object_list  # type: ignore[import-untyped]
+        from accelerate.utils import broadcast_object_list
 
         return broadcast_object_list([value], from_process=0)[0]
 
@@ -47,7 +47,7 @@ class WorkerGroup:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # set for every process by accelerate launch / torchrun
             return cls()
         import torch
-        from accelerate import PartialState  # type: ignore[import-untyped]
+        from accelerate import PartialState
 
         # Without a GPU, accelerate only forms a (gloo) process group when told to use the CPU.
         state = PartialState(cpu=not torch.cuda.is_available())

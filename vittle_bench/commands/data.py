@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def pope_features():
-    from datasets import Features, Image, Value  # type: ignore[import-untyped]
+    from datasets import Features, Image, Value
 
     return Features({c: Image() if c == "image" else Value("string") for c in POPE_COLUMNS})
 
@@ -52,7 +52,7 @@ def write_pope_dataset(annotations: Path, images: Path, output: Path, strategies
     """Build and save; returns rows per split. Rows stream through an Arrow writer (images are read one at
     a time), so a full 3 x 3,000-question COCO build does not hold the images in memory."""
     from datasets import Dataset, DatasetDict
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     from vittle_bench.data.coco_pope import STRATEGIES, build_pope
 

@@ -147,7 +147,7 @@ def render_sheet(sample: Any, rows: dict[str, dict[int, str]], severities: list[
                  cell: int, progress: bool = True) -> tuple[Any, list[dict[str, Any]]]:
     """The contact sheet image and one record per cell (label, question, input hash or error)."""
     from PIL import Image, ImageDraw
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     from vittle_bench.shifts import parse_condition, sample_rng
 

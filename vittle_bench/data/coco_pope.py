@@ -113,15 +113,15 @@ def build_pope(
 
     questions: list[PopeQuestion] = []
     for img_id in chosen:
-        present = set(objects[img_id])
+        in_image = set(objects[img_id])
         asked: set[str] = set()
         file_name = coco.imgs[img_id].get("file_name", "")
         for i, positive in enumerate(objects[img_id][:k]):
             asked.add(positive)
             candidates = {"random": [], "popular": popular, "adversarial": adversarial.get(positive, [])}[strategy]
-            negative = next((c for c in candidates if c not in present and c not in asked), None)
+            negative = next((c for c in candidates if c not in in_image and c not in asked), None)
             if negative is None:  # random strategy, or popular/adversarial fallback
-                negative = rng.choice([c for c in universe if c not in present and c not in asked])
+                negative = rng.choice([c for c in universe if c not in in_image and c not in asked])
             asked.add(negative)
             for n, (name, answer) in enumerate(((positive, "yes"), (negative, "no")), start=2 * i):
                 questions.append(

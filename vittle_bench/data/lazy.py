@@ -20,7 +20,7 @@ class LazySamples(Sequence):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return LazySamples(self.task, self.rows[index], self.to_sample, self.row_id)
         row = self.rows[index]
@@ -41,7 +41,7 @@ class MappedSamples(Sequence):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return MappedSamples(self.samples[index], self.fn)
         return self.fn(self.samples[index])

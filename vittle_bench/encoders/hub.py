@@ -31,7 +31,8 @@ class ClipPatchEncoder:
         from transformers import CLIPImageProcessor, CLIPVisionModel
 
         self.processor = CLIPImageProcessor.from_pretrained(model_id)
-        self.model = CLIPVisionModel.from_pretrained(model_id).to(device).eval()
+        # PreTrainedModel.to is declared through functools.wraps(nn.Module.to), whose type does not bind self.
+        self.model = CLIPVisionModel.from_pretrained(model_id).to(device).eval()  # type: ignore[arg-type]
         self.name = _display_name("clip-vit-b32", model_id, CLIP_ID)
         self.dim = self.model.config.hidden_size
         self.device, self.batch_size = device, batch_size

@@ -73,7 +73,8 @@ class EfficientNetLite0Encoder:
         self.device, self.batch_size = device, batch_size
 
     def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        arrays = [np.asarray(im.convert("RGB").resize((EFFNET_SIZE, EFFNET_SIZE), Image.BICUBIC), dtype=np.float32)
+        size = (EFFNET_SIZE, EFFNET_SIZE)
+        arrays = [np.asarray(im.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
                   for im in images]
         return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) - 127.0) / 128.0
 

@@ -66,4 +66,5 @@ def load_judge(spec: str, **args: Any) -> Judge:
     """`openai:gpt-4o-2024-08-06` -> an OpenAIJudge for that model; `embedding` -> the offline stand-in."""
     cls = judge_class(spec)
     target = spec.partition(":")[2]
+    # A judge that declares needs_target takes the model name first; the base class declares no __init__.
     return cls(target, **args) if target else cls(**args)  # type: ignore[call-arg]

@@ -8,6 +8,7 @@ differ by the bottleneck alone.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import time
@@ -121,9 +122,12 @@ def train_builtin(output_root: Path, variants: list[str], recipe: Recipe | None 
             handle.set_progress(progress)
             return handle.regularizer()
 
+        def variant_log(message: str, name: str = name) -> None:
+            log(f"[{name}] {message}")
+
         start = time.time()
-        stage2 = train_stage2(model, processor, recipe, lambda m, name=name: log(f"[{name}] {m}"),
-                              regularizer if handle else None, lambda model=model: probe(model, processor))
+        stage2 = train_stage2(model, processor, recipe, variant_log, regularizer if handle else None,
+                              functools.partial(probe, model, processor))
         final_probe = probe(model, processor)
         log(f"[{name}] done: {final_probe}")
         out = output_root / name

@@ -213,7 +213,7 @@ class OpenAIModel:
         except RequestFailed as exc:
             return exc
 
-    def generate(self, requests: list[Request]) -> list[str | Exception]:  # type: ignore[override]
+    def generate(self, requests: list[Request]) -> list[str | Exception]:
         """Answers in request order; a request that failed for good is a RequestFailed in its slot."""
         if not requests:
             return []

@@ -86,7 +86,8 @@ def build_model(processor: LlavaProcessor, hidden: int = 128, vision_layers: int
                        num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
                        max_position_embeddings=512, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                        eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text,
+    # LlavaConfig's signature leaves out the keyword arguments every config accepts (pad_token_id here).
+    config = LlavaConfig(vision_config=vision, text_config=text,  # type: ignore[call-arg]
                          image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=IMAGE_TOKENS,
                          vision_feature_select_strategy="default", vision_feature_layer=-1,
                          projector_hidden_act="gelu", pad_token_id=tok.pad_token_id)

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,17 +137,23 @@ def extreme_labels(scene, patch_labels: np.ndarray) -> np.ndarray:
     return flags
 
 
+def _input_embedding_weight(model: LlavaForConditionalGeneration) -> torch.Tensor:
+    weight = model.get_input_embeddings().weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
 def direction_word_targets(model: LlavaForConditionalGeneration, processor: LlavaProcessor) -> torch.Tensor:
     """Row d: the decoder's input embedding of the position questions' word for direction d ("left", ...)."""
     ids = processor.tokenizer.convert_tokens_to_ids([qa.POSITION_WORDS[d].split()[-1] for d in EXTREME_DIRECTIONS])
-    return model.get_input_embeddings().weight[ids]
+    return _input_embedding_weight(model)[ids]
 
 
 def word_targets(model: LlavaForConditionalGeneration, processor: LlavaProcessor) -> torch.Tensor:
     """Row c + 1: the sum of the decoder's input embeddings of category c's colour and shape words; row 0
     (background): zeros. Projected image tokens are pulled towards these rows, so an image token showing a
     red ring looks to the decoder like the words "red ring" (LLaVA's alignment stage, done with labels)."""
-    embeddings = model.get_input_embeddings().weight
+    embeddings = _input_embedding_weight(model)
     ids = processor.tokenizer.convert_tokens_to_ids
     rows = [embeddings[ids(colour)] + embeddings[ids(shape)] for colour, shape in CATEGORY_WORDS]
     return torch.cat([torch.zeros_like(rows[0])[None], torch.stack(rows)])
@@ -242,7 +249,8 @@ def training_turns(objects, rng: random.Random, recipe: Recipe, presence_only: b
     kinds, weights = zip(*weights_by_kind.items())
     wanted = 1 if presence_only else recipe.turns
     pope, mc = PopeAdapter(), ClosedFormAdapter()
-    turns, seen = [], set()
+    turns: list[Turn] = []
+    seen: set[str] = set()
     for _ in range(8 * wanted):
         if len(turns) == wanted:
             break
@@ -321,7 +329,8 @@ class ConversationEncoder:
         return out
 
     def check_matches_processor(self, image, prompt: str) -> None:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         expected = self.processor(text=[text], images=[image], return_tensors="pt")["input_ids"][0].tolist()
         ids, _ = self.encode([(prompt, "x")])
@@ -404,8 +413,8 @@ def _stage2_batch(encoder: ConversationEncoder, processor: LlavaProcessor, rng: 
         input_ids[i, : len(e.ids)] = torch.tensor(e.ids)
         labels[i, : len(e.ids)] = torch.tensor(e.labels)
         attention[i, : len(e.ids)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-             "pixel_values": _pixels(processor, [s.image for s in scenes])}
+    batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+                             "pixel_values": _pixels(processor, [s.image for s in scenes])}
     patch_labels = np.stack([_patch_labels(s) for s in scenes])
     targets = {"grounding": lambda: grounding_targets(input_ids, encoder.image_id, patch_labels,
                                                       [e.grounded for e in encoded]),
@@ -433,7 +442,8 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
     vision_params = list(model.model.vision_tower.parameters())
     vision_ids = {id(p) for p in vision_params}
     other = [p for p in model.parameters() if id(p) not in vision_ids]
-    groups = [{"params": vision_params, "mult": recipe.vision_lr_mult}, {"params": other, "mult": 1.0}]
+    groups: list[dict[str, Any]] = [{"params": vision_params, "mult": recipe.vision_lr_mult},
+                                    {"params": other, "mult": 1.0}]
     optimizer = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=0.01, betas=(0.9, 0.98))
     rng = random.Random(recipe.seed + 7)
     start, history = time.time(), []

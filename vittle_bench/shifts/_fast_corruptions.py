@@ -91,7 +91,7 @@ def _shuffle_pixels(x: np.ndarray, delta: int, iterations: int, seed: int) -> np
 def glass_blur(x: np.ndarray, severity: int, seed: int) -> np.ndarray:
     """Bit-identical to imagecorruptions' glass_blur(x, severity, seed) for an HxWx3 uint8 array."""
     sigma, delta, iterations = GLASS_BLUR[severity - 1]
-    blurred = np.uint8(gaussian(np.asarray(x) / 255., sigma=sigma, channel_axis=-1) * 255)
+    blurred = (gaussian(np.asarray(x) / 255., sigma=sigma, channel_axis=-1) * 255).astype(np.uint8)
     shuffled = _shuffle_pixels(blurred, delta, iterations, seed & 0xFFFFFFFF)
     return np.clip(gaussian(shuffled / 255., sigma=sigma, channel_axis=-1), 0, 1) * 255
 

@@ -97,7 +97,7 @@ class _Tagged(Sequence):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return _Tagged(self.rows[index], self.domain)
         sample = self.rows[index]

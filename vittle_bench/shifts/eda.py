@@ -67,7 +67,7 @@ def level_alpha(level: int) -> float:
 @lru_cache(maxsize=65536)
 def synonyms(word: str) -> tuple[str, ...]:
     """WordNet synonyms of `word` cleaned as EDA cleans them, sorted (see the module docstring)."""
-    from nltk.corpus import wordnet  # type: ignore[import-untyped]
+    from nltk.corpus import wordnet
 
     from vittle_bench.shifts.wordnet import ensure_wordnet
 

@@ -42,9 +42,9 @@ _OWN = {"glass_blur": "+vittle-exact-1", "zoom_blur": "+vittle-fast-1"}
 
 def _corrupt(array: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
     if name == "glass_blur":
-        return np.uint8(_fast_corruptions.glass_blur(array, severity, seed))
+        return _fast_corruptions.glass_blur(array, severity, seed).astype(np.uint8)
     if name == "zoom_blur":
-        return np.uint8(_fast_corruptions.zoom_blur(array, severity))
+        return _fast_corruptions.zoom_blur(array, severity).astype(np.uint8)
     from imagecorruptions import corrupt  # imported on first use: it costs ~0.5 s
 
     if name == "impulse_noise":

@@ -49,7 +49,7 @@ class Rotate(ImageShift):
 
     def apply_image(self, image: Image.Image, seed: int) -> Image.Image:
         sign = 1 if np.random.default_rng(seed).random() < 0.5 else -1
-        return to_rgb(image).rotate(sign * ROTATE_DEGREES[self.severity - 1], resample=Image.BILINEAR,
+        return to_rgb(image).rotate(sign * ROTATE_DEGREES[self.severity - 1], resample=Image.Resampling.BILINEAR,
                                     expand=False, fillcolor=(0, 0, 0))
 
 
@@ -67,7 +67,7 @@ class CropZoom(ImageShift):
         keep = CROP_KEEP[self.severity - 1]
         width, height = max(1, round(rgb.width * keep)), max(1, round(rgb.height * keep))
         left, top = (rgb.width - width) // 2, (rgb.height - height) // 2
-        return rgb.crop((left, top, left + width, top + height)).resize(rgb.size, Image.BICUBIC)
+        return rgb.crop((left, top, left + width, top + height)).resize(rgb.size, Image.Resampling.BICUBIC)
 
 
 def _shift_hue(image: Image.Image, turn: float) -> Image.Image:

@@ -54,7 +54,7 @@ def question_pieces(sample: Sample) -> list[Piece]:
 @cache
 def _augmenter(name: str, severity: int) -> Any:
     """One nlpaug augmenter per (shift, severity), called as MM_Robustness calls it: only aug_word_p is set."""
-    import nlpaug.augmenter.char as nac  # type: ignore[import-untyped]  # imported on first use: it costs ~2 s
+    import nlpaug.augmenter.char as nac  # imported on first use: it costs ~2 s
 
     word_p = eda.level_alpha(severity)
     if name == "keyboard":
@@ -72,7 +72,7 @@ class _TokenLayout:
     only) and put each augmented token back in its token's place, keeping whitespace and protected pieces."""
 
     def __init__(self, pieces: list[Piece]) -> None:
-        from nlpaug.util.text.tokenizer import TOKENIZER_REGEX  # type: ignore[import-untyped]
+        from nlpaug.util.text.tokenizer import TOKENIZER_REGEX
 
         self.tokens: list[str] = []
         self.parts: list[str | None] = []  # None marks a token's place

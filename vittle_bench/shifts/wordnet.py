@@ -58,7 +58,9 @@ def _install_from_sdist(sdist: Path, target: Path) -> None:
             for member in archive.getmembers():
                 if (member.isfile() and member.name.startswith(MEMBER_PREFIX)
                         and "/" not in member.name[len(MEMBER_PREFIX):]):
-                    data = archive.extractfile(member).read()  # type: ignore[union-attr]
+                    extracted = archive.extractfile(member)  # None only for members that are not files
+                    assert extracted is not None
+                    data = extracted.read()
                     (staging / member.name[len(MEMBER_PREFIX):]).write_bytes(data.replace(b"\r\n", b"\n"))
         missing = [f for f in REQUIRED_FILES if not (staging / f).is_file()]
         if missing:

@@ -31,6 +31,7 @@ BOTTLENECK_ATTR = "vittle_bottleneck"
 CONFIG_FILE = "vittle_config.json"
 WEIGHTS_FILE = "vittle_bottleneck.safetensors"
 IGNORE_INDEX = -100
+_IGNORE_ON_SAVE = "_keys_to_ignore_on_save"  # transformers' per-instance set of state-dict keys left unsaved
 _HANDLES: weakref.WeakKeyDictionary[nn.Module, VittleHandle] = weakref.WeakKeyDictionary()
 
 
@@ -81,9 +82,10 @@ def resolve_layer_index(spec: float | int, n_layers: int) -> int:
 def resolve_decoder_layers(model: nn.Module) -> nn.ModuleList:
     """Find the language model's decoder layers: ``get_decoder().layers`` first, then common paths."""
     candidates = []
-    if callable(getattr(model, "get_decoder", None)):
+    get_decoder = getattr(model, "get_decoder", None)
+    if callable(get_decoder):
         try:
-            candidates.append(model.get_decoder())
+            candidates.append(get_decoder())
         except Exception:  # some wrappers raise instead of returning None
             pass
     paths = ["model.language_model", "language_model.model", "language_model", "model", "model.decoder"]
@@ -110,6 +112,13 @@ class PosteriorHead(nn.Module):
         self.logvar_clamp = float(logvar_clamp)
         d = hidden_size
         self.net = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * d))
+
+    @property
+    def input_weight(self) -> torch.Tensor:
+        """The first linear layer's weight: the head's dtype and device."""
+        layer = self.net[0]
+        assert isinstance(layer, nn.Linear)
+        return layer.weight
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.net(h).chunk(2, dim=-1)
@@ -141,7 +150,7 @@ class InstructionBottleneck(nn.Module):
     def forward(self, h: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (h', mu, logvar) for hidden states ``h`` of one modality ("visual" or "text")."""
         head = self.visual_head if modality == "visual" else self.text_head
-        x = h.to(head.net[0].weight.dtype)
+        x = h.to(head.input_weight.dtype)
         mu, logvar = head(x)
         if self.training:
             a, z = self.alpha(), mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -167,11 +176,13 @@ class VittleHandle:
         self.model, self.bottleneck, self.config = model, bottleneck, bottleneck.config
         self.visual_layer_index, self.text_layer_index = bottleneck.visual_layer_index, bottleneck.text_layer_index
         params = list(inspect.signature(model.forward).parameters)
-        self._arg_pos = {n: params.index(n) for n in ("input_ids", "attention_mask", "labels") if n in params}
+        self._arg_pos: dict[str, int] = {n: params.index(n) for n in ("input_ids", "attention_mask", "labels")
+                                         if n in params}
         self._batch: dict[str, Any] = {}
         self._kl: dict[str, torch.Tensor] = {}
         self._reset_kl()
         self._hooks = [model.register_forward_pre_hook(self._record, with_kwargs=True)]
+        plan: dict[int, tuple[str, ...]]
         if self.visual_layer_index == self.text_layer_index:
             plan = {self.visual_layer_index: ("visual", "text")}
         else:
@@ -180,7 +191,7 @@ class VittleHandle:
             self._hooks.append(layers[index].register_forward_hook(self._make_layer_hook(modalities)))
 
     def _reset_kl(self) -> None:
-        zero = torch.zeros((), device=self.bottleneck.visual_head.net[0].weight.device)
+        zero = torch.zeros((), device=self.bottleneck.visual_head.input_weight.device)
         self._kl = {"visual": zero, "text": zero}
 
     def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -269,8 +280,8 @@ def _ignore_on_save(model: nn.Module, bottleneck: nn.Module, add: bool) -> None:
     so a plain ``from_pretrained`` of the checkpoint sees exactly the base model. Uses transformers'
     per-instance ``_keys_to_ignore_on_save`` set; on other modules this is a harmless attribute."""
     keys = {f"{BOTTLENECK_ATTR}.{k}" for k in bottleneck.state_dict()}
-    current = set(getattr(model, "_keys_to_ignore_on_save", None) or ())
-    model._keys_to_ignore_on_save = current | keys if add else current - keys
+    current = set(getattr(model, _IGNORE_ON_SAVE, None) or ())
+    setattr(model, _IGNORE_ON_SAVE, current | keys if add else current - keys)
 
 
 def _image_token_id(model: nn.Module, config: VittleConfig) -> int | None:
@@ -295,8 +306,12 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig | None = None) -> V
                       stacklevel=2)
     config = replace(config, image_token_id=token_id)
     model_config = getattr(model, "config", None)
-    text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    hidden = getattr(text_config, "hidden_size", None) or model.get_input_embeddings().embedding_dim
+    text_config = (model_config.get_text_config()
+                   if model_config is not None and hasattr(model_config, "get_text_config") else model_config)
+    hidden = getattr(text_config, "hidden_size", None)
+    if not hidden:
+        # The Hugging Face model's method: nn.Module types attributes it does not declare as Tensor | Module.
+        hidden = model.get_input_embeddings().embedding_dim  # type: ignore[operator]
     vi, ti = (resolve_layer_index(s, len(layers)) for s in (config.visual_layer, config.text_layer))
     ref = next(layers[ti].parameters())
     bottleneck = InstructionBottleneck(hidden, config, vi, ti).to(device=ref.device, dtype=ref.dtype)

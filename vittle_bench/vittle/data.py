@@ -208,12 +208,12 @@ class ConversationCollator:
             keep = self.max_length
             for r in range(len(items)):
                 answers = (labels[r] != IGNORE_INDEX).nonzero()
-                images = ((input_ids[r] == self.image_token_id).nonzero() if self.image_token_id is not None
-                          else answers[:0])
+                image_positions = ((input_ids[r] == self.image_token_id).nonzero()
+                                   if self.image_token_id is not None else answers[:0])
                 if len(answers):
                     keep = max(keep, int(answers[0]) + 1)
-                if len(images):
-                    keep = max(keep, int(images[-1]) + 1)
+                if len(image_positions):
+                    keep = max(keep, int(image_positions[-1]) + 1)
             for key in ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids"):
                 if key in batch:
                     batch[key] = batch[key][:, :keep]

@@ -73,7 +73,7 @@ class LearnableGaussianPrior(nn.Module):
         return gaussian_kl(mu, logvar, self.mu_p, logvar_p)
 
 
-def build_prior(kind: str, hidden_size: int, logvar_clamp: float = 2.3) -> nn.Module:
+def build_prior(kind: str, hidden_size: int, logvar_clamp: float = 2.3) -> FixedGaussianPrior | LearnableGaussianPrior:
     """Make the prior named by ``VittleConfig.prior`` ("fixed" -> Vittle(F), "learnable" -> Vittle(L))."""
     if kind == "fixed":
         return FixedGaussianPrior(hidden_size)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,6 +35,9 @@ from vittle_bench.config import ConfigError
 from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
 from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, attach_bottleneck, save_vittle
 from vittle_bench.vittle.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TUNE_CONFIG_FILE = "tune_config.json"
 LOG_FILE = "train_log.jsonl"
@@ -112,7 +115,7 @@ def resolve_model_source(spec: str) -> str:
     return source
 
 
-def load_for_tuning(source: str, dtype: str = "float32") -> tuple[torch.nn.Module, Any]:
+def load_for_tuning(source: str, dtype: str = "float32") -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(source)
@@ -123,7 +126,8 @@ def load_for_tuning(source: str, dtype: str = "float32") -> tuple[torch.nn.Modul
 def freeze_vision_tower(model: torch.nn.Module) -> int:
     """Freeze the image encoder (found by transformers' own ``get_encoder(modality="image")``); returns the
     number of frozen parameters. The projector stays trainable, as in LLaVA's stage 2."""
-    tower = model.get_encoder(modality="image") if hasattr(model, "get_encoder") else None
+    get_encoder = getattr(model, "get_encoder", None)
+    tower = get_encoder(modality="image") if get_encoder is not None else None
     if tower is None or tower is model or tower is getattr(model, "base_model", None):
         raise ConfigError(f"cannot find the vision tower of {type(model).__name__} to freeze")
     for p in tower.parameters():

@@ -131,7 +131,8 @@ def coco_annotations(scenes: list[tuple[str, Scene]]) -> dict:
     """COCO instances dict for (file_name, scene) pairs; attributes kept as extra annotation fields."""
     categories = [{"id": i + 1, "name": name, "supercategory": name.split()[1]} for i, name in enumerate(CATEGORIES)]
     cat_id = {c["name"]: c["id"] for c in categories}
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for image_id, (file_name, scene) in enumerate(scenes, start=1):
         w, h = scene.image.size
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
