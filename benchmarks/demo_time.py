@@ -59,11 +59,15 @@ def main() -> None:
         train_s = report["stage1"]["wall_s"] + report["stage2"]["wall_s"]
     print(f"model {args.model}, tasks {args.tasks}, shifts {args.shifts}: {cold.n_records} samples")
     print(f"  generate built-in data      {t_data:7.1f} s")
-    print(f"  train                       {'(committed weights; recorded ' + format(train_s, '.0f') + ' s in training_log.json; README: how it was trained)' if train_s else 'n/a'}")
+    trained = (f"(committed weights; recorded {format(train_s, '.0f')} s in training_log.json; "
+               "README: how it was trained)") if train_s else "n/a"
+    print(f"  train                       {trained}")
     print(f"  load model                  {t_load:7.1f} s")
-    print(f"  evaluate (cold cache)       {cold.seconds - t_load:7.1f} s   ({cold.n_generated} generated, {cold.n_records / max(cold.seconds, 1e-9):.0f} samples/s)")
+    print(f"  evaluate (cold cache)       {cold.seconds - t_load:7.1f} s   ({cold.n_generated} generated, "
+          f"{cold.n_records / max(cold.seconds, 1e-9):.0f} samples/s)")
     print(f"  export leaderboard          {t_export:7.2f} s")
-    print(f"  second invocation (warm)    {warm.seconds:7.1f} s   ({warm.n_cached} cached, {warm.n_generated} generated)")
+    print(f"  second invocation (warm)    {warm.seconds:7.1f} s   "
+          f"({warm.n_cached} cached, {warm.n_generated} generated)")
     print(f"  ratio warm / cold           {warm.seconds / cold.seconds:7.2f}")
 
 

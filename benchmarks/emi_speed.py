@@ -72,8 +72,8 @@ def bias_table(d: int = 16, n: int = 2000) -> None:
             pop, true = population(config, rho, d), -(d / 2) * math.log(1 - rho**2)
             inside, fresh = est.mi(x, y), est.mi(*gaussian(rho, n, d, seed=2))
 
-            print(f"| {config.name} | {rho} | {true:.3f} | {pop:.3f} | {inside:.3f} | {_bias(inside, pop)} | {fresh:.3f} | "
-                  f"{_bias(fresh, pop)} | {est.history['epochs']} | {seconds:.1f} |")
+            print(f"| {config.name} | {rho} | {true:.3f} | {pop:.3f} | {inside:.3f} | {_bias(inside, pop)} | "
+                  f"{fresh:.3f} | {_bias(fresh, pop)} | {est.history['epochs']} | {seconds:.1f} |")
     print()
 
 
@@ -90,8 +90,8 @@ def l2_table(d: int = 768, n: int = 2000) -> None:
             est = ClubEstimator.fit(x, y, config)
             seconds = time.perf_counter() - start
             fresh = est.mi(*(unit(a) for a in gaussian(rho, n, d, seed=2)))
-            print(f"| {config.name} | {rho} | {-(d / 2) * math.log(1 - rho**2):.1f} | {est.mi(x, y):.3f} | {fresh:.3f} | "
-                  f"{math.e * y.var(0).sum():.3f} | {seconds:.1f} |")
+            print(f"| {config.name} | {rho} | {-(d / 2) * math.log(1 - rho**2):.1f} | {est.mi(x, y):.3f} | "
+                  f"{fresh:.3f} | {math.e * y.var(0).sum():.3f} | {seconds:.1f} |")
     print()
 
 
@@ -111,8 +111,8 @@ def speed_table(sizes: list[int], d: int = 384, rho_model: float = 0.6, rho_ref:
             t2 = time.perf_counter()
             emi = emi_estimate(est, x, y_model, y_ref, n_boot=1000)["emi"]
             t3 = time.perf_counter()
-            print(f"| {config.name} | {n:,} | {t1 - t0:.1f} | {est.history['epochs']} | {t2 - t1:.2f} | {t3 - t2:.2f} | "
-                  f"{t3 - t0:.1f} | {emi.value:.3f} [{emi.ci_low:.3f}, {emi.ci_high:.3f}] |")
+            print(f"| {config.name} | {n:,} | {t1 - t0:.1f} | {est.history['epochs']} | {t2 - t1:.2f} | "
+                  f"{t3 - t2:.2f} | {t3 - t0:.1f} | {emi.value:.3f} [{emi.ci_low:.3f}, {emi.ci_high:.3f}] |")
     print()
 
 
@@ -157,7 +157,8 @@ def main() -> None:
     parser.add_argument("--skip-l2", action="store_true", help="skip the 768-d table (minutes: six fits)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, python {sys.version.split()[0]}\n")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+          f"python {sys.version.split()[0]}\n")
     bias_table()
     if not args.skip_l2:
         l2_table()

@@ -61,7 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         options = RunOptions(models=["builtin:tiny-llava"], output=tmp / "first", tasks="shapes_mc,shapes_pope_random",
-                             shifts="gaussian_noise@3,keyboard@2", cache_dir=tmp / "cache", progress=False, batch_size=64)
+                             shifts="gaussian_noise@3,keyboard@2", cache_dir=tmp / "cache", progress=False,
+                             batch_size=64)
         t0 = time.perf_counter()
         first = run(options)
         t_first = time.perf_counter() - t0

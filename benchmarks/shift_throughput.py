@@ -69,8 +69,8 @@ def _ours(engine, samples: list, severity: int) -> float:
 
 
 def _phase(args: argparse.Namespace) -> dict:
-    import numpy as np
     import imagecorruptions  # noqa: F401 - imported before any clock, in every phase
+    import numpy as np
 
     from vittle_bench.schema import Sample
     from vittle_bench.shifts.engine import ShiftEngine

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import statistics
 import time
@@ -37,7 +38,8 @@ def scene_items(n: int, turns: int = 3) -> list[dict]:
         messages = []
         for k, (q, a) in enumerate(qa[:turns]):
             content = ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": q}]
-            messages += [{"role": "user", "content": content}, {"role": "assistant", "content": [{"type": "text", "text": a}]}]
+            messages += [{"role": "user", "content": content},
+                         {"role": "assistant", "content": [{"type": "text", "text": a}]}]
         items.append({"messages": messages, "images": [scene.image]})
     return items
 
@@ -98,7 +100,8 @@ def main() -> None:
     train_batch = {k: v.to(device) for k, v in ConversationCollator(processor)(items).items()}
     processor.tokenizer.padding_side = "left"
     prompts = [processor.apply_chat_template(it["messages"][:1], add_generation_prompt=True) for it in items]
-    gen_batch = processor(text=prompts, images=[it["images"][0] for it in items], padding=True, return_tensors="pt").to(device)
+    gen_batch = processor(text=prompts, images=[it["images"][0] for it in items], padding=True,
+                          return_tensors="pt").to(device)
 
     def train_steps(name: str) -> None:
         model, opt = models[name], optimizers[name]
@@ -123,7 +126,7 @@ def main() -> None:
         for r in range(args.warmup + args.rounds):
             order = ("baseline", "vittle") if r % 2 == 0 else ("vittle", "baseline")
             for name in order:
-                seconds = timed(lambda: fn(name), device) / per
+                seconds = timed(functools.partial(fn, name), device) / per
                 if r >= args.warmup:
                     results[phase][name].append(seconds)
 
@@ -135,7 +138,8 @@ def main() -> None:
           f"{args.threads} thread(s); median of {args.rounds} rounds after {args.warmup} warm-up")
     # the ratio of medians is the headline; the ratio of fastest rounds shows how much is load noise
     print(f"{'':24}{'baseline':>12}{'vittle':>12}{'ratio':>9}{'(fastest)':>11}{'goal':>8}")
-    for phase, label, goal in (("train", "train step (s)", 1.10), ("generate", f"generate {args.new_tokens} tok (s)", 1.03)):
+    for phase, label, goal in (("train", "train step (s)", 1.10),
+                               ("generate", f"generate {args.new_tokens} tok (s)", 1.03)):
         b, v = statistics.median(results[phase]["baseline"]), statistics.median(results[phase]["vittle"])
         fastest = min(results[phase]["vittle"]) / min(results[phase]["baseline"])
         ok = "ok" if v / b <= goal else "MISSED"

@@ -4,14 +4,13 @@ offline machines otherwise hang on every hub call."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ[_var] = "1"
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from pathlib import Path
-
-import pytest
 
 
 @pytest.fixture(scope="session")

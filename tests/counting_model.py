@@ -23,7 +23,7 @@ class CountingModel:
         self.name, self.log, self.kill_at_call, self.calls = "counting:model", Path(log), kill_at_call, 0
 
     @classmethod
-    def load(cls, name: str, **kwargs) -> "CountingModel":
+    def load(cls, name: str, **kwargs) -> CountingModel:
         return cls(**kwargs)
 
     def generate(self, requests: list[Request]) -> list[str]:

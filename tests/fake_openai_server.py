@@ -9,9 +9,10 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 def ok(text: str) -> tuple:
@@ -81,7 +82,8 @@ class FakeServer:
             def do_POST(self) -> None:
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
-                    server.log.append({"path": self.path, "auth": self.headers.get("Authorization"), "payload": payload})
+                    server.log.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                       "payload": payload})
                     server.in_flight += 1
                     server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                 try:
@@ -108,7 +110,7 @@ class FakeServer:
 
         return Handler
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> FakeServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

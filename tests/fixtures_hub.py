@@ -15,7 +15,7 @@ not a copy of anything the package defines.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def photo(i: int, size: tuple[int, int] = (40, 30)) -> PILImage.Image:
     return _photo(i % 5, size).copy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _photo(i: int, size: tuple[int, int]) -> PILImage.Image:
     import skimage.data as data
 

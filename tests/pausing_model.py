@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from counting_model import CountingModel
-
 from vittle_bench.schema import Request
+
+from counting_model import CountingModel
 
 PAUSE_LIMIT_S = 120  # a test that never resumes the run does not leave it behind for long
 
@@ -23,7 +23,7 @@ class PausingModel(CountingModel):
         self.pause_at_call, self.resume_file = pause_at_call, Path(resume_file)
 
     @classmethod
-    def load(cls, name: str, **kwargs) -> "PausingModel":
+    def load(cls, name: str, **kwargs) -> PausingModel:
         return cls(**kwargs)
 
     def generate(self, requests: list[Request]) -> list[str]:

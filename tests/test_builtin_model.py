@@ -24,7 +24,8 @@ POPE_FLOOR, MC_FLOOR = 90.0, 82.0  # percent; measured with the committed weight
 def test_committed_weights_load_and_training_format_matches_the_chat_template(name):
     processor = AutoProcessor.from_pretrained(weights_dir(name))
     ConversationEncoder(processor).check_matches_processor(
-        draw_scene(scene_rng(0, 0)).image, "Is there a red circle in the image?\nAnswer the question using a single word or phrase.")
+        draw_scene(scene_rng(0, 0)).image,
+        "Is there a red circle in the image?\nAnswer the question using a single word or phrase.")
     model = load_model(f"builtin:{name}")
     assert (get_vittle_handle(model.model) is not None) == ("vittle" in name)
     plain = LlavaForConditionalGeneration.from_pretrained(weights_dir(name))  # a plain loader still works
@@ -36,7 +37,8 @@ def test_committed_weights_load_and_training_format_matches_the_chat_template(na
 
 def test_batching_does_not_change_answers():
     model = load_model("builtin:tiny-llava")
-    prompt = "How many objects are in the image?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer with the option's letter from the given choices directly."
+    prompt = ("How many objects are in the image?\nA. 1\nB. 2\nC. 3\nD. 4\n"
+              "Answer with the option's letter from the given choices directly.")
     requests = [Request(prompt, (draw_scene(scene_rng(3, i)).image,), 4) for i in range(8)]
     assert model.generate(requests) == [model.generate([r])[0] for r in requests]
 

@@ -71,7 +71,8 @@ def test_questions_carry_the_word_and_object_their_grounding_names():
         assert (colour_q.answer == "Yes") == any(o.colour == g.colour for o in objects)
         shape_q = qa.shape_presence_question(objects, rng)
         g = shape_q.grounding
-        assert (g.word, g.colour) == (g.shape, None) and (shape_q.answer == "Yes") == any(o.shape == g.shape for o in objects)
+        assert (g.word, g.colour) == (g.shape, None)
+        assert (shape_q.answer == "Yes") == any(o.shape == g.shape for o in objects)
         colour_mc = qa.colour_question(objects, rng)
         if colour_mc:  # grounded on the one object of the shape asked about, whose colour is the answer
             g = colour_mc.grounding
@@ -120,7 +121,8 @@ def test_encode_turns_points_at_the_grounded_word_options_and_answer_position_of
     assert [p for p, _ in grounded] == sorted({p for p, _ in grounded})  # each turn's own word, not an earlier turn's
     # options: the last word of each option line of the position turn, with the object it names
     assert [g for _, g in encoded.options] == list(options)
-    assert [name(ids[p - 3: p + 1]) for p, _ in encoded.options] == [["A", ".", "blue", "ring"], ["B", ".", "red", "ring"]]
+    assert [name(ids[p - 3: p + 1]) for p, _ in encoded.options] == [["A", ".", "blue", "ring"],
+                                                                      ["B", ".", "red", "ring"]]
     # pointers: from the token before each MC answer onto the last word of the correct option
     assert [name(ids[start - 3:end]) for _, start, end in encoded.pointers] == [["1", "B", ".", "2"],
                                                                               ["B", ".", "red", "ring"]]

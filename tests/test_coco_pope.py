@@ -153,7 +153,8 @@ def test_image_selection(ann_file):
         qs = build_pope(ann_file, strategy)
         assert {q.image_id for q in qs} == set(OBJECTS)  # k=3: 16 and 17 are not eligible
         assert len(qs) == 2 * 3 * len(OBJECTS)
-    picks = {s: [(q.image_id, q.object_name) for q in build_pope(ann_file, s, num_images=2, seed=3) if q.answer == "yes"]
+    picks = {s: [(q.image_id, q.object_name) for q in build_pope(ann_file, s, num_images=2, seed=3)
+                 if q.answer == "yes"]
              for s in STRATEGIES}
     assert len({img for img, _ in picks["random"]}) == 2
     assert picks["random"] == picks["popular"] == picks["adversarial"]  # one seed -> same images for all splits

@@ -130,7 +130,8 @@ class ReferenceClub(nn.Module):
         return (positive.sum(dim=-1) - negative.sum(dim=-1)).mean()
 
 
-def reference_checkpoint(path, x_dim: int = 768, y_dim: int = 768, hidden_size: int = 500, seed: int = 0) -> ReferenceClub:
+def reference_checkpoint(path, x_dim: int = 768, y_dim: int = 768, hidden_size: int = 500,
+                         seed: int = 0) -> ReferenceClub:
     """Random weights in the repository's layout (as its EMI class saves and loads them: a bare state dict): μ
     is about x projected on a random subspace (so it predicts y and MI is well away from 0) and log σ² varies
     across rows and dimensions over most of the tanh's range."""
@@ -158,7 +159,8 @@ def embeddings(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
 def test_reference_checkpoint_reproduces_the_reference_forward(tmp_path, n, d, hidden):
     reference = reference_checkpoint(tmp_path / "CLUB_global.pt", d, d, hidden)
     estimator = ClubEstimator.load(tmp_path / "CLUB_global.pt")
-    assert (estimator.name, estimator.x_dim, estimator.y_dim, estimator.config.hidden) == ("club-reference", d, d, hidden // 2)
+    assert (estimator.name, estimator.x_dim, estimator.y_dim, estimator.config.hidden) == ("club-reference", d, d,
+                                                                                            hidden // 2)
     for seed in range(3):
         x, y_model, y_ref = embeddings(n, d, seed)
         with torch.no_grad():
@@ -354,7 +356,8 @@ def test_hub_encoders_pool_as_the_reference_on_tiny_random_checkpoints(tmp_path)
     torch.manual_seed(0)
     CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                      image_size=64, patch_size=16)).save_pretrained(tmp_path / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 64},
+                       crop_size={"height": 64, "width": 64}).save_pretrained(tmp_path / "clip")
     tokenizer = AutoTokenizer.from_pretrained(get_model_path())  # any tokenizer: the pooling is what is tested
     XLMRobertaModel(XLMRobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=64, pad_token_id=tokenizer.pad_token_id,
@@ -447,7 +450,8 @@ def builtin_cells(world_cache):
         for c in conditions:
             records[(model, "shapes_open", c.label)] = [
                 {"sample_id": s.sample_id, "answer": s.answer, "error": None,
-                 "raw_output": s.answer if model == "echo" else "I see some shapes."} for s in rows[("shapes_open", c.label)]]
+                 "raw_output": s.answer if model == "echo" else "I see some shapes."}
+                for s in rows[("shapes_open", c.label)]]
     records[("echo", "shapes_open", "clean")][0]["error"] = "generate: boom"  # errors are left out, not crashed on
     return records, rows, conditions
 
@@ -555,7 +559,8 @@ def test_cli_emi_mistakes_are_one_line(tmp_path, capsys):
     npz = str(tmp_path / "emb.npz")
     cases = [
         (["--embeddings", str(tmp_path / "bad.npz")], "missing arrays ['y_ref']"),
-        (["--embeddings", str(tmp_path / "nan.npz")], "y_ref has NaN or infinite values in 2 row(s), the first at row 3"),
+        (["--embeddings", str(tmp_path / "nan.npz")],
+         "y_ref has NaN or infinite values in 2 row(s), the first at row 3"),
         (["--embeddings", str(tmp_path / "few.npz")], "CLUB needs at least 10 pairs to fit, got 8"),
         (["--embeddings", npz, "--estimator", str(tmp_path / "CLUB_global.pt")], "takes x:16-d, y:16-d; got 8 and 8"),
         (["--embeddings", npz, "--estimator", str(tmp_path / "notes.pt")], "not a readable torch checkpoint"),

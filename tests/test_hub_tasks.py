@@ -14,9 +14,6 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
-from fake_openai_server import FakeServer, ok
-from fixtures_hub import (EMI_NATURAL_SPLITS, EMI_SYNTHETIC_SPLITS, POPE_FEATURES, build_hub_fixtures, fixture_rows,
-                          photo)
 from PIL import Image
 
 from vittle_bench.cli import main
@@ -26,6 +23,16 @@ from vittle_bench.data.sources import load_samples, task_size
 from vittle_bench.models import load_model
 from vittle_bench.schema import SampleResult
 from vittle_bench.tasks import TASK_ADAPTERS
+
+from fake_openai_server import FakeServer, ok
+from fixtures_hub import (
+    EMI_NATURAL_SPLITS,
+    EMI_SYNTHETIC_SPLITS,
+    POPE_FEATURES,
+    build_hub_fixtures,
+    fixture_rows,
+    photo,
+)
 
 SPECS = load_task_specs()
 HUB = [s for s in SPECS.values() if s.source.startswith("hf:")]
@@ -43,7 +50,10 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def _fixture_split(spec: TaskSpec, rows=fixture_rows()) -> dict[str, list]:
+_FIXTURE_ROWS = fixture_rows()
+
+
+def _fixture_split(spec: TaskSpec, rows=_FIXTURE_ROWS) -> dict[str, list]:
     return rows[(spec.source.removeprefix("hf:"), spec.subset)][spec.split]
 
 

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from fake_openai_server import FakeServer, ok
-from fixtures_hub import build_hub_fixtures
-from test_metrics_and_parsers import official_pope_metrics
 from vittle_bench.cli import main
 from vittle_bench.config import PACKAGE_CONFIGS, load_suites, resolve_shifts
 from vittle_bench.shifts import parse_condition
+
+from fake_openai_server import FakeServer, ok
+from fixtures_hub import build_hub_fixtures
+from test_metrics_and_parsers import official_pope_metrics
 
 CHAT_ANSWERS = ["Yes, there is one in the image.", "No, there is not.", "No\nthe image has other shapes.",
                 "There is no such object.", "Yes.", "I see it on the left.", "No.", "not\nreally", "Yes\n\nNo",

@@ -11,17 +11,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fake_openai_server import FakeServer, ok
-from fixtures_hub import build_hub_fixtures
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.data.llava_bench import TABLE
 from vittle_bench.data.sources import load_samples
 from vittle_bench.judges.openai_compat import OpenAIJudge
-from vittle_bench.judges.rubrics import RUBRICS, judge_prompt
+from vittle_bench.judges.rubrics import RUBRICS
 from vittle_bench.runner import RunOptions, _domain_manifest, make_adapter, plan_run
 from vittle_bench.schema import Sample
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
+
+from fake_openai_server import FakeServer, ok
+from fixtures_hub import build_hub_fixtures
 
 RULES = json.loads((Path(__file__).parent / "data" / "llava_rule.json").read_text())
 SPECS = load_task_specs()
@@ -94,9 +95,11 @@ def test_task_yaml_sets_rubric_temperature_and_repeats_which_are_averaged(tmp_pa
 
 
 def test_run_level_judge_args_override_the_task_protocol(tmp_path):
-    options = RunOptions(models=[], output=tmp_path, judge="openai:judge", judge_args={"temperature": 0.7, "repeats": 1})
+    options = RunOptions(models=[], output=tmp_path, judge="openai:judge",
+                         judge_args={"temperature": 0.7, "repeats": 1})
     judge = make_adapter(SPECS["llava_bench_coco"], options).get_judge()
-    assert isinstance(judge, OpenAIJudge) and (judge.temperature, judge.repeats, judge.rubric) == (0.7, 1, "llava_visual")
+    assert isinstance(judge, OpenAIJudge)
+    assert (judge.temperature, judge.repeats, judge.rubric) == (0.7, 1, "llava_visual")
 
 
 @pytest.mark.parametrize("args,message", [({"judge_rubric": "llava"}, "unknown judge rubric"),
@@ -112,7 +115,8 @@ def test_every_llava_bench_style_task_declares_its_protocol():
     assert protocols == {"llava_bench_coco": ("llava_visual", 0.0), "llava_bench_in_the_wild": ("llava_bench", 0.0),
                          "llava_bench_wilder": ("llava_bench_wilder", 1.0),
                          "wildvision_bench": ("wildvision_bench", 1.0)}
-    assert SPECS["wildvision_bench"].adapter == "open_ended" and SPECS["wildvision_bench_pairwise"].adapter == "pairwise"
+    assert SPECS["wildvision_bench"].adapter == "open_ended"
+    assert SPECS["wildvision_bench_pairwise"].adapter == "pairwise"
 
 
 def test_domain_swap_keeps_the_judge_protocol(hub_dir, tmp_path):

@@ -9,19 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fake_openai_server import FakeServer, ok, status
 from vittle_bench.cli import main
+from vittle_bench.config import ConfigError
 from vittle_bench.judges import load_judge
 from vittle_bench.judges.cache import JudgmentCache
-from vittle_bench.config import ConfigError
 from vittle_bench.judges.openai_compat import OpenAIJudge, parse_score_pair
-from vittle_bench.judges.rubrics import judge_prompt
 from vittle_bench.judges.pairwise import parse_verdict
+from vittle_bench.judges.rubrics import judge_prompt
 from vittle_bench.registry import UnknownNameError
 from vittle_bench.runner import aggregate_cell
 from vittle_bench.schema import Sample, SampleResult
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
 from vittle_bench.tasks.pairwise import PairwiseAdapter
+
+from fake_openai_server import FakeServer, ok, status
 
 FAST = {"timeout": 2.0, "max_retries": 1, "parse_retries": 1, "backoff": 0.01}
 
@@ -82,7 +83,8 @@ def test_score_pairs_follow_llavas_first_line_rule(review, expected, llava):
 
 def test_prompt_follows_the_llava_bench_layout():
     with_context = judge_prompt("Q?", "REF", "ANS", "a caption")
-    assert with_context.startswith("[Context]\na caption\n\n[Question]\nQ?\n\n[Assistant 1]\nREF\n\n[End of Assistant 1]")
+    assert with_context.startswith("[Context]\na caption\n\n[Question]\nQ?\n\n"
+                                   "[Assistant 1]\nREF\n\n[End of Assistant 1]")
     assert "[Assistant 2]\nANS\n\n[End of Assistant 2]\n\n[System]\n" in with_context
     assert "represented with a few sentences describing the image" in with_context
     bare = judge_prompt("Q?", "REF", "ANS", None)
@@ -91,13 +93,16 @@ def test_prompt_follows_the_llava_bench_layout():
 
 
 def _review_by_answer(reviews: dict[str, list]) -> FakeServer:
-    return FakeServer(key_of=lambda p: next((a for a in reviews if f"[Assistant 2]\n{a}\n" in p["messages"][1]["content"]), "?"),
-                      scripts=reviews)
+    def key_of(payload: dict) -> str:
+        return next((a for a in reviews if f"[Assistant 2]\n{a}\n" in payload["messages"][1]["content"]), "?")
+
+    return FakeServer(key_of=key_of, scripts=reviews)
 
 
 def test_judge_caches_successes_and_retries_failures(tmp_path):
     reviews = {"good": [ok("9 6")], "flaky": [status(503), ok("8 8")], "bad": [ok("no idea")], "down": [status(500)]}
-    items = [(sample(0), "good"), (sample(1), "flaky"), (sample(2), "bad"), (sample(3), "down"), (sample(4, None), "good")]
+    items = [(sample(0), "good"), (sample(1), "flaky"), (sample(2), "bad"), (sample(3), "down"),
+             (sample(4, None), "good")]
     cache = tmp_path / "judgments.sqlite"
     with _review_by_answer(reviews) as server:
         judge = OpenAIJudge("judge", base_url=server.url, cache=str(cache), **FAST)
@@ -109,9 +114,11 @@ def test_judge_caches_successes_and_retries_failures(tmp_path):
     assert [(j.model_score, j.reference_score, j.failed) for j in first] == [
         (6.0, 9.0, False), (8.0, 8.0, False), (None, None, True), (None, None, True), (None, None, True)]
     assert "unreadable" in first[2].error and "HTTP 500" in first[3].error and "no reference" in first[4].error
-    assert calls == 1 + 2 + 2 + 2  # retry on 503; parse retry on "no idea"; request retry on 500; none without reference
+    # retry on 503; parse retry on "no idea"; request retry on 500; none without reference
+    assert calls == 1 + 2 + 2 + 2
     assert judge.stats == {"judged": 2, "cached": 0, "failed": 2, "unparseable_reviews": 2}
-    assert [(j.model_score, j.failed) for j in again] == [(6.0, False), (8.0, False), (None, True), (None, True), (None, True)]
+    assert [(j.model_score, j.failed) for j in again] == [(6.0, False), (8.0, False), (None, True), (None, True),
+                                                          (None, True)]
     assert rejudged == 2 + 2  # only the failures were asked again
     assert len(JudgmentCache(cache)) == 3 and other[0].model_score == 6.0  # a different judge model is a new key
 
@@ -143,7 +150,8 @@ def test_failed_judgments_are_counted_and_excluded_never_imputed():
     rows = {v.metric: (v.value, v.n) for v in adapter.aggregate(records, seed=0)}
     assert rows["judge_failed"] == (2.0, 4)
     assert rows["relative_score"] == (pytest.approx(100 * 10 / 16), 2)
-    assert rows["relative_score/conv"][0] == pytest.approx(50.0) and rows["relative_score/detail"][0] == pytest.approx(75.0)
+    assert rows["relative_score/conv"][0] == pytest.approx(50.0)
+    assert rows["relative_score/detail"][0] == pytest.approx(75.0)
 
 
 def test_metric_names_label_stand_in_judges_and_bad_specs_fail_early():
@@ -211,7 +219,8 @@ def test_embedding_judge_end_to_end_is_labelled(tiny_random_checkpoint, world_ca
     results = pd.read_csv(out / "results.csv")
     assert "relative_score_embedding" in set(results.metric) and "relative_score" not in set(results.metric)
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert all(r["scorer"] == "embedding" and 1.0 <= r["score"] <= 10.0 and r["reference_score"] == 10.0 for r in records)
+    assert all(r["scorer"] == "embedding" and 1.0 <= r["score"] <= 10.0 and r["reference_score"] == 10.0
+               for r in records)
     value = results.set_index("metric").loc["relative_score_embedding", "value"]
     assert value == pytest.approx(100 * np.mean([r["score"] for r in records]) / 10.0, rel=1e-5)
 
@@ -240,7 +249,11 @@ def test_pairwise_judge_shows_image_prompt_and_both_answers_and_scores_from_the_
     image = Image.new("RGB", (8, 6), (200, 10, 10))
     wild = Sample("wildvision_bench", "q1", "What is funny here?", images=(image,), answer="BASELINE ANSWER")
     verdicts = {"good": [ok("... [[B>>A]]")], "worse": [ok("[[A>B]]")], "vague": [ok("Both fine.")]}
-    key_of = lambda p: next(a for a in verdicts if f"Assistant B's Answer|>\n{a}\n" in p["messages"][1]["content"][0]["text"])
+
+    def key_of(payload: dict) -> str:
+        text = payload["messages"][1]["content"][0]["text"]
+        return next(a for a in verdicts if f"Assistant B's Answer|>\n{a}\n" in text)
+
     with FakeServer(key_of=key_of, scripts=verdicts) as server:
         judge = PairwiseJudge("judge", base_url=server.url, cache=str(tmp_path / "j.sqlite"), **FAST)
         got = judge.judge_many([(wild, "good"), (wild, "worse"), (wild, "vague")])
@@ -249,7 +262,8 @@ def test_pairwise_judge_shows_image_prompt_and_both_answers_and_scores_from_the_
     assert [(j.model_score, j.reference_score, j.failed) for j in got] == [(2.0, 0.0, False), (-1.0, 0.0, False),
                                                                            (None, None, True)]
     payload = server.log[0]["payload"]
-    assert payload["temperature"] == 0.0 and payload["messages"][0]["content"].startswith("Please act as an impartial judge")
+    assert payload["temperature"] == 0.0
+    assert payload["messages"][0]["content"].startswith("Please act as an impartial judge")
     text, picture = payload["messages"][1]["content"]
     assert text["text"].startswith("<|User Prompt|>\nWhat is funny here?\n\n<|The Start of Assistant A's Answer|>\n"
                                    "BASELINE ANSWER\n<|The End of Assistant A's Answer|>")

@@ -8,18 +8,19 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from html.parser import HTMLParser
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
-from synthetic_runs import write_run
 
 from vittle_bench.cli import main
 from vittle_bench.leaderboard import LONG_COLUMNS, aggregate, build_table, load_results, load_samples, render, widen
+
+from synthetic_runs import write_run
 
 ERRORS = {("syn_mc", "keyboard", 3): 2}
 
@@ -72,7 +73,8 @@ def test_intervals_are_seeded_and_do_not_depend_on_other_merged_runs(runs):
     again = build_table(list(runs))
     pd.testing.assert_frame_equal(both, again)
     other_seed = build_table(list(runs), seed=1)
-    assert np.allclose(other_seed["image"], both["image"]) and not np.allclose(other_seed["image ci_low"], both["image ci_low"])
+    assert np.allclose(other_seed["image"], both["image"])
+    assert not np.allclose(other_seed["image ci_low"], both["image ci_low"])
     alone = build_table([runs[0]])
     pd.testing.assert_frame_equal(alone.reset_index(drop=True),
                                   both[both.model == "base"].drop(columns=[]).reset_index(drop=True)[alone.columns])
@@ -211,7 +213,8 @@ def test_latex_escapes_names_and_compiles_when_tex_is_installed(tmp_path):
     board = render(build_table([write_run(tmp_path / "r", "m", 0.7, n=20)]), "latex")
     doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + latex + "\n\n"
                    + board + "\n\\end{document}\n")
-    args = [engine, doc.name] if engine == "tectonic" else [engine, "-interaction=nonstopmode", "-halt-on-error", doc.name]
+    args = ([engine, doc.name] if engine == "tectonic"
+            else [engine, "-interaction=nonstopmode", "-halt-on-error", doc.name])
     proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "board.pdf").is_file()

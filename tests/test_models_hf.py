@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-import tiny_vlms
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError
 from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
@@ -21,6 +20,8 @@ from vittle_bench.models import load_model
 from vittle_bench.models.hf import HFModel
 from vittle_bench.models.prompt_profiles import is_llava_15
 from vittle_bench.schema import Request
+
+import tiny_vlms
 
 FAMILIES = list(tiny_vlms.FAMILIES)
 
@@ -33,8 +34,9 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 def _run(path: Path, batch_size: int, out: Path, cache: Path) -> list[dict]:
     # POPE prompts all tokenize to one length; the multiple-choice ones do not, so the batches are really padded.
-    code = main(["run", "--model", f"hf:{path}", "--tasks", "shapes_pope_random,shapes_mc", "--shifts", "clean", "--limit", "8",
-                 "--batch-size", str(batch_size), "--no-cache", "--output", str(out), "--cache-dir", str(cache)])
+    code = main(["run", "--model", f"hf:{path}", "--tasks", "shapes_pope_random,shapes_mc", "--shifts", "clean",
+                 "--limit", "8", "--batch-size", str(batch_size), "--no-cache", "--output", str(out),
+                 "--cache-dir", str(cache)])
     assert code == 0
     return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
 
@@ -256,8 +258,9 @@ def test_bad_model_args_exit_2(checkpoints, tmp_path, world_cache, capsys):
             ("dtype=float8", "dtype must be one of"), ("dtpye=bfloat16", "unknown --model-args"),
             ("prompt_profile=llava_v2", "prompt_profile must be one of auto, chat_template"),
             ("prompt_profile=llava_v1,chat_template=t.jinja", "applies to prompt_profile=chat_template")):
-        code = main(["run", "--model", f"hf:{checkpoints['llava']}", "--model-args", args, "--tasks", "shapes_pope_random",
-                     "--shifts", "clean", "--limit", "1", "--output", str(tmp_path / "o"), "--cache-dir", str(world_cache)])
+        code = main(["run", "--model", f"hf:{checkpoints['llava']}", "--model-args", args,
+                     "--tasks", "shapes_pope_random", "--shifts", "clean", "--limit", "1",
+                     "--output", str(tmp_path / "o"), "--cache-dir", str(world_cache)])
         assert code == 2 and expected in capsys.readouterr().err
 
 

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fake_openai_server import FakeServer, garbage, messages_key, ok, stall, status
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, resolve_tasks
 from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
@@ -24,6 +23,8 @@ from vittle_bench.models import load_model
 from vittle_bench.models.openai_compat import ChatClient, OpenAIModel, RequestFailed, redact_model_args, redact_text
 from vittle_bench.schema import Request
 from vittle_bench.tasks import TASK_ADAPTERS
+
+from fake_openai_server import FakeServer, garbage, messages_key, ok, stall, status
 
 KEY = "sk-planted-0123456789abcdefSECRET"
 PAYLOAD = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -173,8 +174,9 @@ def test_run_end_to_end_retries_counts_failures_and_leaks_no_key(world_cache, tm
         server.key_of = judge_or_model
         server.scripts.update(reviews)
         run_dir = tmp_path / "run"
-        args = ["run", "--model", "openai:test-vlm", "--model-args", f"base_url={server.url},max_retries=2,backoff=0.01,"
-                "timeout=0.5", "--tasks", "shapes_pope_random,open_judged", "--include-path", str(include),
+        args = ["run", "--model", "openai:test-vlm",
+                "--model-args", f"base_url={server.url},max_retries=2,backoff=0.01,timeout=0.5",
+                "--tasks", "shapes_pope_random,open_judged", "--include-path", str(include),
                 "--shifts", "clean", "--limit", "6", "--output", str(run_dir), "--cache-dir", str(world_cache)]
         assert main(args) == 0
         attempts = [server.attempts(k) for k in pope]
@@ -206,7 +208,8 @@ def test_run_end_to_end_retries_counts_failures_and_leaks_no_key(world_cache, tm
     assert second_judge_calls == 2 + 2 + 3 + 2  # answers 0 and 4 came from the judgment cache
 
     assert all(e["auth"] == f"Bearer {KEY}" for e in server.log)  # the key was used ...
-    leaked = [p for d in (run_dir, tmp_path / "again") for p in d.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    leaked = [p for d in (run_dir, tmp_path / "again") for p in d.rglob("*")
+              if p.is_file() and KEY.encode() in p.read_bytes()]
     assert leaked == []  # ... and written nowhere
     out = capsys.readouterr()
     assert KEY not in out.out + out.err + caplog.text

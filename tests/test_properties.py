@@ -12,7 +12,6 @@ from pathlib import Path
 import yaml
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from test_metrics_and_parsers import official_pope_prediction
 
 from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.judges.openai_compat import parse_score_pair
@@ -21,6 +20,8 @@ from vittle_bench.shifts import SHIFTS, parse_condition
 from vittle_bench.shifts.base import shift_severities
 from vittle_bench.tasks.closed_form import parse_choice
 from vittle_bench.tasks.pope import parse_pope_answer
+
+from test_metrics_and_parsers import official_pope_prediction
 
 FAST = settings(max_examples=100, deadline=None, database=None)
 

@@ -61,7 +61,7 @@ def _faulty_split(root: Path) -> Path:
     good.save(images / "full.jpg", quality=90)
     (images / "truncated.jpg").write_bytes((images / "full.jpg").read_bytes()[:300])
     (images / "empty.png").write_bytes(b"")
-    Image.fromarray((np.asarray(good.convert("L"), dtype=np.uint16) * 250)).save(images / "sixteen.png")
+    Image.fromarray(np.asarray(good.convert("L"), dtype=np.uint16) * 250).save(images / "sixteen.png")
     good.convert("RGBA").save(images / "rgba.png")
     rows = [{"question_id": name, "question": "Is there a red circle in the image?", "image": f"images/{name}",
              "answer": "no"} for name in ("good.png", "truncated.jpg", "empty.png", "sixteen.png", "rgba.png")]

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fake_openai_server import FakeServer, status
-from pausing_model import wait_for
 
 from vittle_bench.cli import main
 from vittle_bench.runner import HOLDER_FILE, RunDirectoryLock, _CellRunner
+
+from fake_openai_server import FakeServer, status
+from pausing_model import wait_for
 
 PAUSING = str(Path(__file__).with_name("pausing_model.py"))
 ARGS = ["--tasks", "shapes_pope_random,shapes_mc", "--shifts", "gaussian_noise@2,keyboard@1", "--limit", "12",

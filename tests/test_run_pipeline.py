@@ -71,11 +71,12 @@ def test_second_run_is_served_from_cache(finished_run, tiny_random_checkpoint, w
     pd.testing.assert_frame_equal(first, second)
 
 
-def test_another_seed_changes_shifted_inputs_not_clean_ones(finished_run, tiny_random_checkpoint, world_cache, tmp_path):
+def test_another_seed_changes_shifted_inputs_not_clean_ones(finished_run, tiny_random_checkpoint, world_cache,
+                                                            tmp_path):
     main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "shapes_mc", "--shifts", "gaussian_noise@5",
           "--limit", "6", "--seed", "1", "--output", str(tmp_path), "--cache-dir", str(world_cache)])
-    old = {(r["shift"], r["sample_id"]): r["input_hash"] for r in map(json.loads, (finished_run / "samples.jsonl").open())
-           if r["task"] == "shapes_mc"}
+    old = {(r["shift"], r["sample_id"]): r["input_hash"]
+           for r in map(json.loads, (finished_run / "samples.jsonl").open()) if r["task"] == "shapes_mc"}
     new = {(r["shift"], r["sample_id"]): r["input_hash"] for r in map(json.loads, (tmp_path / "samples.jsonl").open())}
     assert all(new[("clean", s)] == old[("clean", s)] for s in ("mc-0", "mc-1"))
     assert all(new[("gaussian_noise", s)] != old[("gaussian_noise", s)] for s in ("mc-0", "mc-1"))

@@ -63,7 +63,7 @@ def install_package(site: Path, module: str, source: str, entry_points: str) -> 
 def install_by_hand(site: Path, broken: bool = False) -> Path:
     """The docs' invert plugin; with `broken`, also two broken shift plugins beside it."""
     install_package(site, "vb_invert_shift", PLUGIN_SOURCE, "[vittle_bench.shifts]\ninvert = vb_invert_shift:Invert\n")
-    for name, (package, entry_point, _) in BROKEN.items() if broken else ():
+    for package, entry_point, _ in BROKEN.values() if broken else ():
         module = package.replace("-", "_")
         install_package(site, module, BROKEN_SOURCES[module], f"[vittle_bench.shifts]\n{entry_point}\n")
     return site

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
-from synthetic_runs import write_run
 
 from vittle_bench.metrics import stats
 from vittle_bench.tasks.base import declared_metric
+
+from synthetic_runs import write_run
 
 TRUE_RATE, N, REPEATS = 0.3, 200, 200
 
@@ -24,7 +25,8 @@ def test_bootstrap_metrics_covers_a_known_bernoulli_rate():
     covered = 0
     for rep in range(REPEATS):
         draws = np.random.default_rng(rep).random(N) < TRUE_RATE
-        (_, value, low, high, n, _), = stats.bootstrap_metrics(lambda idx: {"accuracy": draws[idx].mean()}, N, seed=rep)
+        (_, value, low, high, n, _), = stats.bootstrap_metrics(lambda idx, draws=draws: {"accuracy": draws[idx].mean()},
+                                                              N, seed=rep)
         covered += low <= TRUE_RATE <= high
     assert covered / REPEATS >= 0.90
     assert covered / REPEATS <= 0.99  # not trivially wide either
@@ -163,7 +165,8 @@ def test_coverage_over_1000_draws(n, rate):
         _, low, high = stats.ratio_bootstrap(draws, np.ones_like(draws), seed=rep)
         covered_weights += low <= rate <= high
         if n == 200:
-            (_, _, low, high, _, _), = stats.bootstrap_metrics(lambda idx: {"a": draws[idx].mean()}, n, seed=rep)
+            (_, _, low, high, _, _), = stats.bootstrap_metrics(lambda idx, draws=draws: {"a": draws[idx].mean()}, n,
+                                                               seed=rep)
             covered_index += low <= rate <= high
     assert 0.93 <= covered_weights / 1000 <= 0.975
     if n == 200:

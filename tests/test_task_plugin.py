@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+
 from test_shift_plugin import run_with
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"

@@ -308,7 +308,8 @@ def tiny_marian(tmp_path_factory):
     from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
     path = tmp_path_factory.mktemp("marian")
-    words = ["is", "there", "a", "the", "in", "what", "which", "how", "many", "ist", "da", "eine", "im", "bild", "welche", "wie", "viele"]
+    words = ["is", "there", "a", "the", "in", "what", "which", "how", "many", "ist", "da", "eine", "im", "bild",
+             "welche", "wie", "viele"]
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
     word_level = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()

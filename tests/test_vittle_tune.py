@@ -30,10 +30,12 @@ def scene_rows(image_dir: Path, n: int, seed: int = 5) -> list[dict]:
         scene = draw_scene(scene_rng(seed, i))
         scene.image.save(image_dir / f"{i}.png")
         names = [o.name for o in scene.objects]
-        marker = "<image>\nHow many objects are in the image?" if i % 2 else "How many objects are in the image?\n<image>"
+        marker = ("<image>\nHow many objects are in the image?" if i % 2
+                  else "How many objects are in the image?\n<image>")
         rows.append({"id": i, "image": f"{i}.png", "conversations": [
             {"from": "human", "value": marker}, {"from": "gpt", "value": str(len(names))},
-            {"from": "human", "value": "Describe the objects in the image."}, {"from": "gpt", "value": " and ".join(names)}]})
+            {"from": "human", "value": "Describe the objects in the image."},
+            {"from": "gpt", "value": " and ".join(names)}]})
     rows.append({"id": "text-only", "conversations": [
         {"from": "human", "value": "Is there a red circle in the image?"}, {"from": "gpt", "value": "Yes"}]})
     return rows
@@ -60,7 +62,7 @@ def _processor(path: Path):
 
 
 def read_log(out: Path) -> list[dict]:
-    return [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines() if "event" not in l]
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if "event" not in line]
 
 
 # ----------------------------------------------------------------------------- data
@@ -98,10 +100,12 @@ def test_image_after_an_answer_and_truncation(tiny_random_checkpoint):
     processor = AutoProcessor.from_pretrained(tiny_random_checkpoint)
     image = draw_scene(scene_rng(0, 0)).image
     conv = [{"from": "human", "value": "How many objects are in the image?"}, {"from": "gpt", "value": "2"},
-            {"from": "human", "value": "<image>\nDescribe the objects in the image."}, {"from": "gpt", "value": "red circle"}]
+            {"from": "human", "value": "<image>\nDescribe the objects in the image."},
+            {"from": "gpt", "value": "red circle"}]
     batch = ConversationCollator(processor, max_length=None)([{"messages": to_messages(conv, 1), "images": [image]}])
     labels = batch["labels"][0].tolist()
-    assert processor.tokenizer.convert_ids_to_tokens([t for t in labels if t != -100]) == "2 </s> red circle </s>".split()
+    supervised = [t for t in labels if t != -100]
+    assert processor.tokenizer.convert_ids_to_tokens(supervised) == "2 </s> red circle </s>".split()
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     short = ConversationCollator(processor, max_length=5)([{"messages": to_messages(conv, 1), "images": [image]}])
     assert (short["input_ids"] == image_id).sum() == (batch["input_ids"] == image_id).sum()  # images kept whole
@@ -109,9 +113,11 @@ def test_image_after_an_answer_and_truncation(tiny_random_checkpoint):
 
 
 def test_to_messages_rejects_malformed_rows():
-    ok = to_messages([{"from": "gpt", "value": "hi"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], 1)
+    ok = to_messages([{"from": "gpt", "value": "hi"}, {"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+                     1)
     assert [m["role"] for m in ok] == ["user", "assistant"] and ok[0]["content"][0] == {"type": "image"}
-    for conv, n in [([{"from": "robot", "value": "x"}], 0), ([{"from": "human", "value": "q"}, {"from": "gpt", "value": "<image>"}], 1),
+    for conv, n in [([{"from": "robot", "value": "x"}], 0),
+                    ([{"from": "human", "value": "q"}, {"from": "gpt", "value": "<image>"}], 1),
                     ([{"from": "human", "value": "<image> <image> q"}, {"from": "gpt", "value": "a"}], 1),
                     ([{"from": "human", "value": "q"}], 0)]:
         with pytest.raises(ValueError):
@@ -260,7 +266,8 @@ def test_two_process_run_on_cpu(tiny_random_checkpoint, llava_data, tmp_path):
     --multi_gpu` runs on GPUs) and tells Accelerate to stay on the CPU with its own ACCELERATE_USE_CPU."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "vittle_bench", "tune", "--model", f"hf:{tiny_random_checkpoint}", "--data", str(llava_data / "data.json"),
+           "-m", "vittle_bench", "tune", "--model", f"hf:{tiny_random_checkpoint}",
+           "--data", str(llava_data / "data.json"),
            "--image-folder", str(llava_data / "images"), "--output", str(out), "--max-steps", "3",
            "--batch-size", "1", "--grad-accum", "2", "--lr", "3e-3", "--save-every", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}

@@ -8,8 +8,8 @@ random; the tokenizer is a word-level one trained on the built-in world's vocabu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
@@ -106,14 +106,19 @@ QWEN_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
     "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
-    "{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    "{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
 def build_qwen2_vl(path: Path) -> Path:
     """Qwen2-VL. Its own processor wants a torchvision video processor; transformers' video-less
     PaddleOCRVLProcessor does the same `<|image_pad|>` expansion and reloads through AutoProcessor."""
-    from transformers import (PaddleOCRVLProcessor, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLImageProcessorPil)
+    from transformers import (
+        PaddleOCRVLProcessor,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+    )
 
     tok = word_tokenizer(["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
                           "<|video_pad|>"], eos_token="<|im_end|>",
@@ -140,7 +145,12 @@ IDEFICS3_TEMPLATE = (
 
 def build_idefics3(path: Path) -> Path:
     """SmolVLM's model with Idefics3's processor (SmolVLM's own processor needs num2words and a video processor)."""
-    from transformers import Idefics3ImageProcessorPil, Idefics3Processor, SmolVLMConfig, SmolVLMForConditionalGeneration
+    from transformers import (
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+    )
 
     grid = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
     tok = word_tokenizer(["<s>", "</s>", "<image>", "<fake_token_around_image>", "<global-img>",
@@ -148,8 +158,8 @@ def build_idefics3(path: Path) -> Path:
     image_size, patch = 32, 8
     image_processor = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": image_size},
                                                 max_image_size={"longest_edge": image_size})
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok, image_seq_len=(image_size // patch) ** 2 // 4,
-                                  chat_template=IDEFICS3_TEMPLATE)
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok,
+                                  image_seq_len=(image_size // patch) ** 2 // 4, chat_template=IDEFICS3_TEMPLATE)
     config = SmolVLMConfig(
         vision_config=dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=1, num_attention_heads=2,
                            image_size=image_size, patch_size=patch),
@@ -161,7 +171,12 @@ def build_idefics3(path: Path) -> Path:
 def build_paligemma(path: Path) -> Path:
     """PaliGemma: SigLIP + Gemma; no chat template (the processor lays out image tokens, BOS and the newline).
     Its processor adds ~1,150 <loc>/<seg> tokens, so the vocabulary is sized after building it."""
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor, SiglipImageProcessorPil
+    from transformers import (
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+    )
 
     tok = word_tokenizer(["<bos>", "<eos>", "<image>"], bos_token="<bos>", eos_token="<eos>",
                          extra_special_tokens={"image_token": "<image>"})
