@@ -24,7 +24,8 @@ import resource, sys
 sys.path.insert(0, {tests!r})
 from counting_model import CountingModel
 from vittle_bench.models.base import MODELS
-from vittle_bench.runner import RunOptions, run
+from vittle_bench.run_plan import RunOptions
+from vittle_bench.runner import run
 from pathlib import Path
 MODELS.register("counting")(CountingModel)
 run(RunOptions(models=["counting:model"], output=Path(sys.argv[1]), tasks="big", shifts="keyboard@1",
@@ -56,7 +57,8 @@ def peak_rss_mb(n: int, tmp: Path) -> float:
 
 
 def main() -> None:
-    from vittle_bench.runner import RunOptions, run
+    from vittle_bench.run_plan import RunOptions
+    from vittle_bench.runner import run
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

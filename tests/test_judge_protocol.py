@@ -17,7 +17,8 @@ from vittle_bench.data.llava_bench import TABLE
 from vittle_bench.data.sources import load_samples
 from vittle_bench.judges.openai_compat import OpenAIJudge
 from vittle_bench.judges.rubrics import RUBRICS
-from vittle_bench.runner import RunOptions, _domain_manifest, make_adapter, plan_run
+from vittle_bench.run_manifest import domain_manifest
+from vittle_bench.run_plan import RunOptions, make_adapter, plan_run
 from vittle_bench.schema import Sample
 from vittle_bench.tasks.open_ended import OpenEndedAdapter
 
@@ -140,7 +141,7 @@ def test_domain_swap_keeps_the_judge_protocol(hub_dir, tmp_path):
         assert (row.context, row.category, row.answer) == (clean_row.context, clean_row.category, clean_row.answer)
         compared += 1
     assert compared == 2
-    recorded, = _domain_manifest(plan)
+    recorded, = domain_manifest(plan)
     assert (recorded["condition"], recorded["judged_as"], recorded["judge_protocol"]) == (
         "domain:coco_de", "llava_bench_coco", plan.adapters[coco.task].judge_protocol())
 

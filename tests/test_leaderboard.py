@@ -18,7 +18,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from vittle_bench.cli import main
-from vittle_bench.leaderboard import LONG_COLUMNS, aggregate, build_table, load_results, load_samples, render, widen
+from vittle_bench.leaderboard import LONG_COLUMNS, aggregate, build_table, load_results, load_samples, widen
+from vittle_bench.render import render
 
 from synthetic_runs import write_run
 

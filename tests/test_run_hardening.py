@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from vittle_bench.cli import main
-from vittle_bench.runner import HOLDER_FILE, RunDirectoryLock, _CellRunner
+from vittle_bench.run_lock import HOLDER_FILE, RunDirectoryLock
+from vittle_bench.runner import _CellRunner
 
 from fake_openai_server import FakeServer, status
 from pausing_model import wait_for

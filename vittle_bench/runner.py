@@ -10,8 +10,9 @@ and appends its records to shards/rank<k>.jsonl; rank 0 merges the shards in gri
 directory is identical whatever the number of processes. Resumption rides on the content-keyed answer
 cache, which is shared by all processes and independent of how the grid was split.
 
-One run owns a run directory at a time (`RunDirectoryLock`, held by rank 0 for all ranks), so the shards one
-run writes are never deleted or overwritten by another.
+One run owns a run directory at a time (`run_lock.RunDirectoryLock`, held by rank 0 for all ranks), so the
+shards one run writes are never deleted or overwritten by another. What a run is asked to do, and every check
+before anything loads, is `run_plan.py`.
 """
 
 from __future__ import annotations
@@ -20,76 +21,37 @@ import heapq
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.config import (
-    DEFAULT_SHIFTS,
-    DEFAULT_TASKS,
     ConfigError,
-    TaskSpec,
-    named_conditions,
-    resolve_shifts,
-    resolve_tasks,
 )
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
-from vittle_bench.judges import judge_class
 from vittle_bench.metrics.stats import MetricValue
-from vittle_bench.models.base import Model, load_model, validate_model_spec
+from vittle_bench.models.base import Model, load_model
 from vittle_bench.models.openai_compat import redact_model_args
-from vittle_bench.results_io import cell_result, cell_seed, run_versions, write_results
+from vittle_bench.results_io import cell_result, cell_seed, write_results
+from vittle_bench.run_lock import RunDirectoryLock, describe_holder
+from vittle_bench.run_manifest import manifest
+from vittle_bench.run_plan import RunOptions, RunPlan, plan_run
 from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
-from vittle_bench.shifts import ShiftCondition, condition_manifest
-from vittle_bench.shifts.domain import DomainError, DomainResolver, DomainShift
+from vittle_bench.shifts import ShiftCondition
 from vittle_bench.shifts.engine import ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
-from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
-from vittle_bench.tasks.base import check_adapter_args
+from vittle_bench.tasks import TaskAdapter
 from vittle_bench.workers import WorkerGroup
-
-RUN_METRICS = ("emi",)
-
-
-def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "vittle-bench"
-
-
-@dataclass
-class RunOptions:
-    models: list[str]
-    output: Path
-    tasks: str = DEFAULT_TASKS
-    shifts: str = DEFAULT_SHIFTS
-    limit: int | None = None
-    batch_size: int = 32
-    seed: int = 0
-    model_args: dict[str, Any] = field(default_factory=dict)
-    include_paths: list[Path] = field(default_factory=list)
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    use_cache: bool = True  # read and write the answer cache
-    fresh: bool = False  # write but do not read the cache: recompute every answer
-    fail_fast: bool = False  # stop at the first per-sample error instead of recording it
-    judge: str | None = None  # overrides the judge of every judged task (e.g. openai:gpt-4o-2024-08-06)
-    judge_args: dict[str, Any] = field(default_factory=dict)
-    data_dir: Path | None = None  # offline copies of hub datasets: DATA_DIR/org/name[/config]
-    metrics: tuple[str, ...] = ()  # extra run-level metrics: "emi" (EMI per cell, EMID per shift)
-    emi_encoders: tuple[str | None, str | None] = (None, None)  # image, text; None = the paper's, else offline
-    emi_estimator: str = "club-reference"  # a CLUB recipe to fit, or a saved estimator's path (compare runs)
-    command_line: str = ""
-    progress: bool = True
 
 
 @dataclass
@@ -104,6 +66,10 @@ class RunSummary:
     common_error: str | None = None  # the error most records share (the first place to look when many fail)
     common_error_count: int = 0
 
+    def record(self) -> dict[str, Any]:
+        """The summary as manifest.json keeps it (the run directory and the rank are implied there)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("output", "main_process")}
+
 
 class SampleError(RuntimeError):
     """Raised under --fail-fast for the first sample that could not be evaluated."""
@@ -116,180 +82,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, output: Path, records_kept: int, main_process: bool) -> None:
         super().__init__(output)
         self.output, self.records_kept, self.main_process = output, records_kept, main_process
-
-
-LOCK_FILE = ".run.lock"  # flock()ed by the run writing the directory; never deleted, so waiters share one inode
-HOLDER_FILE = ".run.lock.json"  # who holds the lock: pid, host, start time, command line
-
-
-def _process_start(pid: int) -> float | None:
-    """When process `pid` started on this host, None if there is none: a pid alone may have been reused."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
-
-
-def _describe_holder(holder: dict[str, Any]) -> str:
-    if not holder:
-        return "it has not recorded who it is yet"
-    return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
-            f"{holder.get('command') or '(no command line recorded)'}")
-
-
-class RunDirectoryLock:
-    """One run per run directory. The lock is an OS file lock (`filelock`), which the kernel releases however
-    its process ends, SIGKILL included; next to it a record names the holder for the refusal message. A record
-    left behind means its run was killed, and the next run takes the directory over. A record whose process is
-    still alive on this host refuses the directory even when the OS lock was granted: some network file
-    systems grant every lock."""
-
-    def __init__(self, output: Path, command_line: str) -> None:
-        self.output, self.command_line = output, command_line
-        self._lock = FileLock(str(output / LOCK_FILE), timeout=0)
-        self.taken_over: dict[str, Any] = {}  # the record of a killed run whose directory this run took over
-
-    def _holder(self) -> dict[str, Any]:
-        try:
-            holder = json.loads((self.output / HOLDER_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
-        return holder if isinstance(holder, dict) else {}
-
-    def _refusal(self, holder: dict[str, Any]) -> ConfigError:
-        return ConfigError(f"{self.output} is in use by another run ({_describe_holder(holder)}); wait for it to "
-                           "finish or choose another --output")
-
-    def acquire(self) -> None:
-        """Own the directory or raise ConfigError naming its holder."""
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise self._refusal(self._holder()) from None
-        previous = self._holder()
-        pid, process_start = previous.get("pid"), previous.get("process_start")
-        if (isinstance(pid, int) and process_start is not None and previous.get("host") == socket.gethostname()
-                and _process_start(pid) == process_start):
-            self._lock.release()
-            raise self._refusal(previous)
-        self.taken_over = previous
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": self.command_line}
-        tmp = self.output / f"{HOLDER_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.output / HOLDER_FILE)
-
-    def release(self) -> None:
-        """The record goes first: a run killed in between leaves a record that the next run takes over."""
-        (self.output / HOLDER_FILE).unlink(missing_ok=True)
-        self._lock.release()
-
-
-@dataclass
-class _Plan:
-    tasks: list[TaskSpec]
-    conditions: list[ShiftCondition]
-    domains: DomainResolver
-    adapters: dict[str, TaskAdapter]  # task name -> its adapter, with the run's judge choice applied
-    domain_adapters: dict[tuple[str, str], TaskAdapter]  # (task, domain condition) -> the adapter scoring that cell
-    skipped: list[ShiftCondition]  # suite conditions that no selected task declares (domains of other tasks)
-
-    def adapter(self, task: str, condition: ShiftCondition) -> TaskAdapter:
-        return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
-
-
-def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
-    """The task's adapter with the run's judge choice and judgment cache applied (judged tasks only)."""
-    cls = cast("type[TaskAdapter]", TASK_ADAPTERS.get(spec.adapter))
-    check_adapter_args(spec.adapter, spec.adapter_args, str(spec.path))  # a domain's overrides were not checked yet
-    args = dict(spec.adapter_args)
-    if cls.judged:
-        if options.judge:
-            args["judge"] = options.judge
-            args["judge_args"] = {**args.get("judge_args", {}), **options.judge_args}
-        if options.use_cache:
-            args.setdefault("judge_cache", str(options.cache_dir / "judgments.sqlite"))
-    return cls(**args)
-
-
-def _check_writable(path: Path, what: str) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{what} {path} is not writable ({exc.strerror})") from None
-
-
-def plan_run(options: RunOptions) -> _Plan:
-    """Validate every name and the output directory before anything heavy loads."""
-    if options.limit is not None and options.limit < 1:
-        raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
-    for model in options.models:
-        validate_model_spec(model, options.model_args)
-    tasks = resolve_tasks(options.tasks, options.include_paths)
-    conditions = resolve_shifts(options.shifts, options.include_paths)
-    if not tasks:
-        raise ConfigError("no tasks selected")
-    if options.judge:
-        judge_class(options.judge)  # an unknown judge fails here, before any model loads
-    adapters = {}
-    for spec in tasks:  # so does a task whose adapter cannot work with this judge choice
-        try:
-            adapters[spec.task] = make_adapter(spec, options)
-        except ConfigError as exc:
-            raise ConfigError(f"task {spec.task}: {exc}") from None
-    unknown = set(options.metrics) - set(RUN_METRICS)
-    if unknown:
-        raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
-    if "emi" in options.metrics:  # a missing or foreign estimator file fails now, not after the generation
-        from vittle_bench.metrics.emi import resolve_estimator
-
-        resolve_estimator(options.emi_estimator)
-    if options.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    domains = DomainResolver(options.include_paths)
-    try:
-        named = named_conditions(options.shifts, options.include_paths)
-        undeclared = domains.undeclared(tasks, conditions)
-        domains.check(tasks, [c for c in undeclared if c.label in named])
-        skipped = [c for c in undeclared if c.label not in named]
-        conditions = [c for c in conditions if c not in skipped]
-        domain_adapters = _domain_adapters(tasks, conditions, domains, adapters, options)
-    except DomainError as exc:
-        raise ConfigError(str(exc)) from None
-    if options.data_dir is not None and not options.data_dir.is_dir():  # else the hub would be tried instead
-        raise ConfigError(f"--data-dir {options.data_dir} is not a directory")
-    if options.use_cache or not options.cache_dir.is_dir():  # answers are written there; built-in data too
-        _check_writable(options.cache_dir, "cache directory (--cache-dir)")
-    _check_writable(options.output, "output directory")
-    return _Plan(tasks, conditions, domains, adapters, domain_adapters, skipped)
-
-
-def _domain_adapters(tasks: list[TaskSpec], conditions: list[ShiftCondition], domains: DomainResolver,
-                     adapters: dict[str, TaskAdapter], options: RunOptions) -> dict[tuple[str, str], TaskAdapter]:
-    """The adapter of every domain cell whose declaration scores it another way than the task's own (a
-    `judged_as` or `task:` domain keeps the judge protocol of the items it swaps in); its headline metric
-    must be the task's, so the cell belongs in the task's row."""
-    found = {}
-    for spec in tasks:
-        for condition in conditions:
-            scoring = domains.scoring_spec(spec, condition) if condition.kind == "domain" else None
-            if scoring is None or (scoring.adapter, scoring.adapter_args) == (spec.adapter, spec.adapter_args):
-                continue
-            try:
-                adapter = make_adapter(scoring, options)
-            except ConfigError as exc:
-                raise ConfigError(f"task {spec.task} under {condition.label}: {exc}") from None
-            if adapter.headline != adapters[spec.task].headline:
-                raise ConfigError(f"task {spec.task} under {condition.label}: the domain's rows are scored by "
-                                  f"{scoring.adapter} with headline {adapter.headline}, not the task's "
-                                  f"{adapters[spec.task].headline}; fix the domain's judged_as / adapter")
-            found[spec.task, condition.label] = adapter
-    return found
 
 
 class _CellRunner:
@@ -392,7 +184,7 @@ def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tupl
         yield index, samples[index]
 
 
-def _cell_samples(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequence[Sample]]
+def _cell_samples(options: RunOptions, plan: RunPlan, task_samples: dict[str, Sequence[Sample]]
                   ) -> dict[tuple[int, int], Sequence[Sample]]:
     """(task index, condition index) -> the cell's rows: the task's own, or under a domain condition the rows
     its declaration swaps in (prepared by the task's adapter like its own); a domain not declared for a task
@@ -409,7 +201,7 @@ def _cell_samples(options: RunOptions, plan: _Plan, task_samples: dict[str, Sequ
     return cells
 
 
-def _evaluate(options: RunOptions, plan: _Plan, cell_samples: dict[tuple[int, int], Sequence[Sample]],
+def _evaluate(options: RunOptions, plan: RunPlan, cell_samples: dict[tuple[int, int], Sequence[Sample]],
               group: WorkerGroup, shard_path: Path, counters: dict[str, int]) -> list[dict]:
     """This process's share of the grid, appended durably (flush + fsync per batch) to its shard file."""
     cache = AnswerCache(options.cache_dir / "answers.sqlite" if options.use_cache else None)
@@ -455,7 +247,7 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
     yield from heapq.merge(*streams, key=lambda r: r["order"])
 
 
-def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
+def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
               cell_samples: dict[tuple[int, int], Sequence[Sample]]) -> tuple[int, Counter[str], list[CellResult],
                                                                               dict | None]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
@@ -495,7 +287,7 @@ def _finalise(options: RunOptions, plan: _Plan, shards: list[Path],
     return n_records, errors, cells, emi_manifest
 
 
-def _emi(options: RunOptions, plan: _Plan, emi_records: dict[tuple[str, str, str], list[dict]],
+def _emi(options: RunOptions, plan: RunPlan, emi_records: dict[tuple[str, str, str], list[dict]],
          rows: dict[tuple[str, str], Sequence[Sample]]) -> tuple[list[CellResult], dict[str, Any]]:
     """EMI rows from one CLUB estimator fitted on all open-ended cells of the run (or given), saved with it.
     `rows[(task, condition)]` are the unshifted rows each cell was built from (a domain's swapped-in rows)."""
@@ -514,45 +306,6 @@ def _emi(options: RunOptions, plan: _Plan, emi_records: dict[tuple[str, str, str
         report.estimator.save(options.output / "emi_estimator.pt")
         manifest["estimator"] = "emi_estimator.pt"
     return report.rows, manifest
-
-
-def _manifest(options: RunOptions, plan: _Plan, models: list[dict], started: str, summary: RunSummary,
-              world_size: int) -> dict:
-    return {
-        "command_line": options.command_line, "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": options.seed,
-        "versions": run_versions(), "models": models, "processes": world_size,
-        "tasks": [{"task": t.task, "source": t.source, "subset": t.subset, "adapter": t.adapter,
-                   "adapter_args": _redacted_adapter_args(t.adapter_args), "config": t.path.name,
-                   "headline": plan.adapters[t.task].headline, "judge_protocol": plan.adapters[t.task].judge_protocol()}
-                  for t in plan.tasks],
-        "judge": options.judge, "judge_args": redact_model_args(options.judge_args),
-        "shifts": [condition_manifest(c, options.seed) for c in plan.conditions],
-        "domains": _domain_manifest(plan),
-        "skipped_conditions": [{"label": c.label, "reason": "no selected task declares this domain"}
-                               for c in plan.skipped],
-        "limit": options.limit, "batch_size": options.batch_size,
-        "data_dir": str(options.data_dir) if options.data_dir else None,
-        "summary": {k: v for k, v in summary.__dict__.items() if k not in ("output", "main_process")},
-    }
-
-
-def _domain_manifest(plan: _Plan) -> list[dict[str, Any]]:
-    """Per task and domain condition: where the rows come from and how they are scored."""
-    out = []
-    for spec in plan.tasks:
-        for condition in plan.conditions:
-            shift = condition.shift
-            declaration = plan.domains.declaration(spec, shift.domain) if isinstance(shift, DomainShift) else None
-            if declaration is not None:
-                adapter = plan.adapter(spec.task, condition)
-                out.append({"task": spec.task, "condition": condition.label, **declaration.describe(),
-                            "scored_by": adapter.name, "judge_protocol": adapter.judge_protocol()})
-    return out
-
-
-def _redacted_adapter_args(args: dict[str, Any]) -> dict[str, Any]:
-    return {**args, "judge_args": redact_model_args(args["judge_args"])} if "judge_args" in args else args
 
 
 def _records_kept(shard_dir: Path) -> int:
@@ -584,7 +337,7 @@ def run(options: RunOptions) -> RunSummary:
     try:
         if lock.taken_over and options.progress:
             print(f"vittle-bench: taking over {options.output} from a run that stopped without releasing it "
-                  f"({_describe_holder(lock.taken_over)})", file=sys.stderr)
+                  f"({describe_holder(lock.taken_over)})", file=sys.stderr)
         return _run_owned(options, plan, group, shard_dir, started, start)
     except KeyboardInterrupt:
         kept = _records_kept(shard_dir) if group.is_main and shard_dir.is_dir() else 0
@@ -598,7 +351,7 @@ def run(options: RunOptions) -> RunSummary:
             lock.release()
 
 
-def _run_owned(options: RunOptions, plan: _Plan, group: WorkerGroup, shard_dir: Path, started: str,
+def _run_owned(options: RunOptions, plan: RunPlan, group: WorkerGroup, shard_dir: Path, started: str,
                start: float) -> RunSummary:
     if plan.skipped and group.is_main and options.progress:
         print(f"vittle-bench: skipping {len(plan.skipped)} condition(s) of the suites that no selected task declares "
@@ -626,11 +379,11 @@ def _run_owned(options: RunOptions, plan: _Plan, group: WorkerGroup, shard_dir: 
         summary = RunSummary(options.output, n_records, sum(errors.values()), sum(t["generated"] for t in totals),
                              sum(t["cached"] for t in totals), round(time.time() - start, 1),
                              common_error=common_error, common_error_count=common_count)
-        manifest = _manifest(options, plan, model_info, started, summary, group.world_size)
+        record = manifest(options, plan, model_info, started, summary.record(), group.world_size)
         if emi_manifest is not None:
-            manifest["emi"] = emi_manifest
+            record["emi"] = emi_manifest
         tmp = options.output / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
+        tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, options.output / "manifest.json")
         shutil.rmtree(shard_dir)
     group.wait()

@@ -142,7 +142,7 @@ def main_bound(args: argparse.Namespace) -> int:
     from vittle_bench.encoders.cache import EmbeddingCache
     from vittle_bench.metrics.emi import representation_jsd
     from vittle_bench.metrics.emi_cells import input_embeddings
-    from vittle_bench.runner import default_cache_dir
+    from vittle_bench.run_plan import default_cache_dir
     from vittle_bench.shifts.domain import DomainError, DomainResolver
 
     include = [Path(p) for p in args.include_path]

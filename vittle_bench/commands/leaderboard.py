@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.config import ConfigError
-    from vittle_bench.leaderboard import aggregate, load_results, load_samples, render, widen
+    from vittle_bench.leaderboard import aggregate, load_results, load_samples, widen
+    from vittle_bench.render import render
 
     if args.n_boot < 100:
         raise ConfigError("--n-boot must be at least 100")

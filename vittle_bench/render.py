@@ -1,0 +1,198 @@
+"""Leaderboard tables as text: Markdown, LaTeX (booktabs), a self-contained HTML page, CSV. Wide tables get
+intervals, the best value per task and column in bold (by the metric's declared direction) and error counts;
+numbers are shown as results.csv holds them, with as many decimals as the metric's magnitude needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vittle_bench.errors import ConfigError
+from vittle_bench.leaderboard import KIND_ORDER
+from vittle_bench.metrics import stats
+from vittle_bench.metrics.base import PERCENT
+
+FORMATS = ("csv", "markdown", "latex", "html")
+CI_STYLES = ("pm", "subscript", "none")
+
+
+def value_columns(table: pd.DataFrame) -> list[str]:
+    """The value columns of a wide table (those with interval columns next to them)."""
+    return [c for c in table.columns if f"{c} ci_low" in table.columns]
+
+
+def _note(ci: str, confidence: float) -> str:
+    interval = "" if ci == "none" else (
+        f"± is half the width of the {confidence:.0%} percentile bootstrap interval over samples (seeded); a column "
+        "averaging several shift conditions is resampled in pairs (one draw of sample ids serves every condition). ")
+    return ("Rates (accuracy, F1, ...) in percent, as in results.csv; relative scores 100 x model / reference. " +
+            interval + "Bold: best model per task and column. n_errors: samples that failed and were not scored.")
+
+
+def _best(table: pd.DataFrame, columns: list[str]) -> set[tuple[int, str]]:
+    """(row, column) cells holding the best value of their task and metric, by the metric's declared direction
+    (ties included; only where models differ; none for a metric without a better direction)."""
+    best: set[tuple[int, str]] = set()
+    for _, rows in table.groupby(["task", "metric"], sort=False):
+        higher = rows["higher_is_better"].iloc[0]
+        if higher is None or pd.isna(higher):
+            continue
+        decimals = _decimals(rows[columns])
+        for column in columns:
+            shown = rows[column].round(decimals).dropna()
+            if shown.nunique() < 2:
+                continue
+            target = shown.max() if higher else shown.min()
+            best |= {(i, column) for i in shown.index[shown == target]}
+    return best
+
+
+def _latex_escape(text: str) -> str:
+    specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(specials.get(ch, ch) for ch in str(text))
+
+
+def _decimals(values: pd.DataFrame) -> int:
+    """Decimals that show a metric's values with about three significant digits at its largest magnitude:
+    one for percentages and relative scores (94.7), three for EMI in nats (0.012), never more than four."""
+    largest = float(np.nanmax(np.abs(values.to_numpy(dtype=float)))) if values.notna().any().any() else 0.0
+    return 1 if largest == 0 else int(np.clip(2 - np.floor(np.log10(largest)), 1, 4))
+
+
+def _cell(value: float, low: float, high: float, bold: bool, fmt: str, ci: str, decimals: int = 1) -> tuple[str, str]:
+    """(shown text, sort value) of one table cell."""
+    if pd.isna(value):
+        return ("--" if fmt == "latex" else "—"), ""
+    number = f"{value:.{decimals}f}"
+    if bold:
+        number = {"latex": rf"\textbf{{{number}}}", "markdown": f"**{number}**", "html": f"<b>{number}</b>"}[fmt]
+    if ci != "none" and pd.notna(low) and pd.notna(high):
+        half = f"{(high - low) / 2:.{decimals}f}"
+        number += {("latex", "pm"): rf" $\pm$ {half}", ("latex", "subscript"): rf"$_{{\pm {half}}}$",
+                   ("markdown", "pm"): f" ± {half}", ("markdown", "subscript"): f"<sub>±{half}</sub>",
+                   ("html", "pm"): f" ± {half}", ("html", "subscript"): f"<sub>±{half}</sub>"}[(fmt, ci)]
+    return number, f"{value:.6g}"
+
+
+def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = stats.CONFIDENCE) -> str:
+    """Text of a table. Wide tables (`widen`) get intervals, bold best values and error counts; others (the long
+    form) are written as they are."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if ci not in CI_STYLES:
+        raise ConfigError(f"unknown CI style {ci!r}; choose from {', '.join(CI_STYLES)}")
+    if fmt == "csv":
+        return table.to_csv(index=False, float_format="%.6g")
+    columns = value_columns(table)
+    if not columns:
+        return _render_plain(table, fmt)
+    best = _best(table, columns)
+    errors = "n_errors" in table.columns
+    header = ["task", "model", "metric", *columns, *(["n_errors"] if errors else [])]
+    body: list[list[tuple[str, str | None]]] = []
+    for i, row in table.iterrows():
+        line: list[tuple[str, str | None]] = [(_text(row["task"], fmt), None), (_text(row["model"], fmt), None),
+                                              (_text(row["metric"], fmt), None)]
+        decimals = _decimals(table.loc[(table["task"] == row["task"]) & (table["metric"] == row["metric"]), columns])
+        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci, decimals)
+                 for c in columns]
+        if errors:
+            line.append((str(int(row["n_errors"])) if row["n_errors"] else "", str(int(row["n_errors"]))))
+        body.append(line)
+    note = _note(ci, confidence)
+    if ci != "none" and any((table[c].notna() & table[f"{c} ci_low"].isna()).any() for c in columns):
+        note += (" A value without an interval averages several conditions of a metric that is not a ratio of "
+                 "per-sample sums (EMI), or comes from a run without samples.jsonl.")
+    if fmt == "markdown":
+        return _markdown(header, [[text for text, _ in line] for line in body]) + "\n\n" + note
+    if fmt == "html":
+        return _html(header, body, note)
+    return _latex(table, columns, errors, body, note)
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    from tabulate import tabulate
+
+    align = ["left"] * 3 + ["right"] * (len(header) - 3)
+    return tabulate(rows, headers=header, tablefmt="github", colalign=align, disable_numparse=True)
+
+
+def _text(value: object, fmt: str) -> str:
+    from html import escape
+
+    return escape(str(value)) if fmt == "html" else str(value)
+
+
+def _latex(table: pd.DataFrame, columns: list[str], errors: bool, body: list[list[tuple[str, str | None]]],
+           note: str) -> str:
+    titles = [g.capitalize() if g in KIND_ORDER else _latex_escape(g) for g in columns]
+    lines = [f"% {note}", r"\begin{tabular}{ll" + "r" * (len(columns) + errors) + "}", r"\toprule",
+             " & ".join(["Task", "Model", *titles, *(["Errors"] if errors else [])]) + r" \\", r"\midrule"]
+    previous = None
+    for (_, row), line in zip(table.iterrows(), body):
+        task = ""
+        if row["task"] != previous:
+            if previous is not None:
+                lines.append(r"\midrule")
+            unit = ", \\%" if row["unit"] == PERCENT else ""
+            task = f"{_latex_escape(row['task'])} ({_latex_escape(row['metric'])}{unit})"
+            previous = row["task"]
+        cells = [task, _latex_escape(row["model"]), *[text for text, _ in line[3:]]]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
+  const table = th.closest("table"), body = table.tBodies[0], asc = th.dataset.order !== "asc";
+  table.querySelectorAll("th").forEach(h => delete h.dataset.order);
+  th.dataset.order = asc ? "asc" : "desc";
+  const key = row => { const c = row.cells[col];
+    return c.dataset.value === undefined ? c.textContent : (c.dataset.value === "" ? NaN : Number(c.dataset.value)); };
+  const rows = Array.from(body.rows).sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (typeof x === "number") { if (isNaN(x)) return 1; if (isNaN(y)) return -1; return asc ? x - y : y - x; }
+    return asc ? x.localeCompare(y) : y.localeCompare(x);
+  });
+  rows.forEach(r => body.appendChild(r));
+}));
+"""
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
+th,td{padding:.3em .7em;border-bottom:1px solid #ddd}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{cursor:pointer;user-select:none;border-bottom:2px solid #333}th[data-order=asc]::after{content:" ▲"}
+th[data-order=desc]::after{content:" ▼"}p.note{color:#555;max-width:60em}"""
+
+
+def _html(header: list[str], body: list[list[tuple[str, str | None]]], note: str) -> str:
+    """A self-contained page (inline style and script, nothing fetched); click a header to sort by it.
+    Cells are (html text, numeric sort key or None for a text cell); text is escaped by the caller."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    rows = ["<tr>" + "".join(f"<td>{text}</td>" if key is None else
+                             f'<td class="num" data-value="{escape(key)}">{text}</td>' for text, key in line) + "</tr>"
+            for line in body]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vittle-bench leaderboard</title>"
+            f"<style>{_STYLE}</style></head><body>\n<h1>vittle-bench leaderboard</h1>\n"
+            f"<table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) +
+            f"\n</tbody></table>\n<p class=\"note\">{escape(note)}</p>\n"
+            f"<script>{_SORT_SCRIPT}</script>\n</body></html>")
+
+
+def _render_plain(table: pd.DataFrame, fmt: str, note: str = "") -> str:
+    """Tables without interval columns (the long form, `compare`): written cell by cell, numbers rounded."""
+    from html import escape
+
+    from tabulate import tabulate
+
+    if fmt == "html":
+        body: list[list[tuple[str, str | None]]] = [[(escape(str(v)), None) if isinstance(v, str) else
+                 ("" if pd.isna(v) else f"{v:.4g}", "" if pd.isna(v) else f"{v:.6g}") for v in row]
+                for row in table.itertuples(index=False)]
+        return _html([str(c) for c in table.columns], body, note)
+    text = tabulate(table, headers="keys", tablefmt="github" if fmt == "markdown" else "latex_booktabs",
+                    showindex=False, floatfmt=".4g", missingval="")
+    return text + (f"\n\n{note}" if note and fmt == "markdown" else f"\n% {note}" if note else "")

@@ -1,0 +1,165 @@
+"""A run's plan: its options, and every name, file and directory checked before anything heavy loads.
+
+`plan_run` resolves tasks and shift conditions, builds each task's adapter with the run's judge choice (and the
+adapter of every domain cell that is scored another way), checks the output and cache directories, and names
+the suite conditions no selected task declares; a mistake is one ConfigError line, before any model loads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from vittle_bench.config import (
+    DEFAULT_SHIFTS,
+    DEFAULT_TASKS,
+    TaskSpec,
+    named_conditions,
+    resolve_shifts,
+    resolve_tasks,
+)
+from vittle_bench.errors import ConfigError
+from vittle_bench.judges import judge_class
+from vittle_bench.models.base import validate_model_spec
+from vittle_bench.shifts import ShiftCondition
+from vittle_bench.shifts.domain import DomainError, DomainResolver
+from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.tasks.base import check_adapter_args
+
+RUN_METRICS = ("emi",)
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "vittle-bench"
+
+
+@dataclass
+class RunOptions:
+    models: list[str]
+    output: Path
+    tasks: str = DEFAULT_TASKS
+    shifts: str = DEFAULT_SHIFTS
+    limit: int | None = None
+    batch_size: int = 32
+    seed: int = 0
+    model_args: dict[str, Any] = field(default_factory=dict)
+    include_paths: list[Path] = field(default_factory=list)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    use_cache: bool = True  # read and write the answer cache
+    fresh: bool = False  # write but do not read the cache: recompute every answer
+    fail_fast: bool = False  # stop at the first per-sample error instead of recording it
+    judge: str | None = None  # overrides the judge of every judged task (e.g. openai:gpt-4o-2024-08-06)
+    judge_args: dict[str, Any] = field(default_factory=dict)
+    data_dir: Path | None = None  # offline copies of hub datasets: DATA_DIR/org/name[/config]
+    metrics: tuple[str, ...] = ()  # extra run-level metrics: "emi" (EMI per cell, EMID per shift)
+    emi_encoders: tuple[str | None, str | None] = (None, None)  # image, text; None = the paper's, else offline
+    emi_estimator: str = "club-reference"  # a CLUB recipe to fit, or a saved estimator's path (compare runs)
+    command_line: str = ""
+    progress: bool = True
+
+
+@dataclass
+class RunPlan:
+    tasks: list[TaskSpec]
+    conditions: list[ShiftCondition]
+    domains: DomainResolver
+    adapters: dict[str, TaskAdapter]  # task name -> its adapter, with the run's judge choice applied
+    domain_adapters: dict[tuple[str, str], TaskAdapter]  # (task, domain condition) -> the adapter scoring that cell
+    skipped: list[ShiftCondition]  # suite conditions that no selected task declares (domains of other tasks)
+
+    def adapter(self, task: str, condition: ShiftCondition) -> TaskAdapter:
+        return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
+
+
+def make_adapter(spec: TaskSpec, options: RunOptions) -> TaskAdapter:
+    """The task's adapter with the run's judge choice and judgment cache applied (judged tasks only)."""
+    cls = cast("type[TaskAdapter]", TASK_ADAPTERS.get(spec.adapter))
+    check_adapter_args(spec.adapter, spec.adapter_args, str(spec.path))  # a domain's overrides were not checked yet
+    args = dict(spec.adapter_args)
+    if cls.judged:
+        if options.judge:
+            args["judge"] = options.judge
+            args["judge_args"] = {**args.get("judge_args", {}), **options.judge_args}
+        if options.use_cache:
+            args.setdefault("judge_cache", str(options.cache_dir / "judgments.sqlite"))
+    return cls(**args)
+
+
+def _check_writable(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} is not writable ({exc.strerror})") from None
+
+
+def plan_run(options: RunOptions) -> RunPlan:
+    """Validate every name and the output directory before anything heavy loads."""
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
+    for model in options.models:
+        validate_model_spec(model, options.model_args)
+    tasks = resolve_tasks(options.tasks, options.include_paths)
+    conditions = resolve_shifts(options.shifts, options.include_paths)
+    if not tasks:
+        raise ConfigError("no tasks selected")
+    if options.judge:
+        judge_class(options.judge)  # an unknown judge fails here, before any model loads
+    adapters = {}
+    for spec in tasks:  # so does a task whose adapter cannot work with this judge choice
+        try:
+            adapters[spec.task] = make_adapter(spec, options)
+        except ConfigError as exc:
+            raise ConfigError(f"task {spec.task}: {exc}") from None
+    unknown = set(options.metrics) - set(RUN_METRICS)
+    if unknown:
+        raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
+    if "emi" in options.metrics:  # a missing or foreign estimator file fails now, not after the generation
+        from vittle_bench.metrics.emi import resolve_estimator
+
+        resolve_estimator(options.emi_estimator)
+    if options.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    domains = DomainResolver(options.include_paths)
+    try:
+        named = named_conditions(options.shifts, options.include_paths)
+        undeclared = domains.undeclared(tasks, conditions)
+        domains.check(tasks, [c for c in undeclared if c.label in named])
+        skipped = [c for c in undeclared if c.label not in named]
+        conditions = [c for c in conditions if c not in skipped]
+        domain_adapters = _domain_adapters(tasks, conditions, domains, adapters, options)
+    except DomainError as exc:
+        raise ConfigError(str(exc)) from None
+    if options.data_dir is not None and not options.data_dir.is_dir():  # else the hub would be tried instead
+        raise ConfigError(f"--data-dir {options.data_dir} is not a directory")
+    if options.use_cache or not options.cache_dir.is_dir():  # answers are written there; built-in data too
+        _check_writable(options.cache_dir, "cache directory (--cache-dir)")
+    _check_writable(options.output, "output directory")
+    return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped)
+
+
+def _domain_adapters(tasks: list[TaskSpec], conditions: list[ShiftCondition], domains: DomainResolver,
+                     adapters: dict[str, TaskAdapter], options: RunOptions) -> dict[tuple[str, str], TaskAdapter]:
+    """The adapter of every domain cell whose declaration scores it another way than the task's own (a
+    `judged_as` or `task:` domain keeps the judge protocol of the items it swaps in); its headline metric
+    must be the task's, so the cell belongs in the task's row."""
+    found = {}
+    for spec in tasks:
+        for condition in conditions:
+            scoring = domains.scoring_spec(spec, condition) if condition.kind == "domain" else None
+            if scoring is None or (scoring.adapter, scoring.adapter_args) == (spec.adapter, spec.adapter_args):
+                continue
+            try:
+                adapter = make_adapter(scoring, options)
+            except ConfigError as exc:
+                raise ConfigError(f"task {spec.task} under {condition.label}: {exc}") from None
+            if adapter.headline != adapters[spec.task].headline:
+                raise ConfigError(f"task {spec.task} under {condition.label}: the domain's rows are scored by "
+                                  f"{scoring.adapter} with headline {adapter.headline}, not the task's "
+                                  f"{adapters[spec.task].headline}; fix the domain's judged_as / adapter")
+            found[spec.task, condition.label] = adapter
+    return found
