@@ -86,7 +86,7 @@ def test_wrong_types_are_one_line(tmp_path, line, message):
 
 
 def test_a_yml_suites_domains_are_read(tmp_path):
-    from vittle_bench.shifts.domain import DomainResolver
+    from vittle_bench.domains import DomainResolver
 
     root = write(tmp_path / "own", "langs.yml", "suite: langs\nconditions: ['domain:de']\n"
                  "domains:\n  de:\n    applies_to: [shapes_mc]\n    subset: mc\n")

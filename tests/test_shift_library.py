@@ -327,7 +327,7 @@ def test_mt_shift_translates_only_the_stem_with_a_seq2seq_checkpoint(tmp_path, m
 
 def test_domain_shift_swaps_rows_declared_in_a_suite(tmp_path, world_cache):
     from vittle_bench.config import load_task_specs, resolve_shifts
-    from vittle_bench.shifts.domain import DomainError, DomainResolver
+    from vittle_bench.domains import DomainError, DomainResolver
 
     (tmp_path / "suite.yaml").write_text(textwrap.dedent("""
         suite: shape_domains
@@ -366,7 +366,7 @@ def test_domain_declared_in_the_task_yaml_and_the_shipped_suites(tmp_path):
     import yaml
 
     from vittle_bench.config import TaskSpec, load_suites, load_task_specs
-    from vittle_bench.shifts.domain import DomainResolver, parse_declarations
+    from vittle_bench.domains import DomainResolver, parse_declarations
 
     (tmp_path / "own.yaml").write_text("task: own\nsource: builtin:shapes\nsubset: mc\nadapter: closed_form\n"
                                        "domains:\n  popular: {subset: pope_popular, adapter: pope}\n")

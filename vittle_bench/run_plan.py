@@ -20,11 +20,11 @@ from vittle_bench.config import (
     resolve_shifts,
     resolve_tasks,
 )
+from vittle_bench.domains import DomainError, DomainResolver
 from vittle_bench.errors import ConfigError
 from vittle_bench.judges import judge_class
 from vittle_bench.models.base import validate_model_spec
 from vittle_bench.shifts import ShiftCondition
-from vittle_bench.shifts.domain import DomainError, DomainResolver
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.tasks.base import check_adapter_args
 

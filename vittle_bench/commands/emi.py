@@ -138,12 +138,12 @@ def main_emi(args: argparse.Namespace) -> int:
 def main_bound(args: argparse.Namespace) -> int:
     from vittle_bench.config import ConfigError, resolve_shifts, resolve_tasks
     from vittle_bench.data.sources import load_samples
+    from vittle_bench.domains import DomainError, DomainResolver
     from vittle_bench.encoders import load_encoder_pair
     from vittle_bench.encoders.cache import EmbeddingCache
     from vittle_bench.metrics.emi import representation_jsd
     from vittle_bench.metrics.emi_cells import input_embeddings
     from vittle_bench.run_plan import default_cache_dir
-    from vittle_bench.shifts.domain import DomainError, DomainResolver
 
     include = [Path(p) for p in args.include_path]
     tasks = resolve_tasks(args.task, include)

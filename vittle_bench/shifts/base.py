@@ -25,6 +25,7 @@ import numpy as np
 
 from vittle_bench.registry import Registry
 from vittle_bench.schema import Sample
+from vittle_bench.shifts.domain import DomainShift
 
 KINDS = ("clean", "image", "text", "joint", "domain")
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
@@ -179,8 +180,6 @@ def parse_condition(text: str) -> ShiftCondition:
     if text == "clean":
         return ShiftCondition("clean", CleanShift())
     if text.startswith(DOMAIN_PREFIX):
-        from vittle_bench.shifts.domain import DomainShift
-
         domain = DomainShift(text.removeprefix(DOMAIN_PREFIX))
         return ShiftCondition(domain.label, domain)
     parts = [p.strip() for p in text.split("+")]
