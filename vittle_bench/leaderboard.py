@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import Metric, split_name
 from vittle_bench.metrics.grid import SampleGrid

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.leaderboard import aggregate, choose_metric
 from vittle_bench.metrics.base import PERCENT
 

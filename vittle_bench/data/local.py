@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vittle_bench.config import ConfigError
 from vittle_bench.data.lazy import LazySamples
+from vittle_bench.errors import ConfigError
 from vittle_bench.images import downscale_meta, load_image
 from vittle_bench.schema import Sample
 

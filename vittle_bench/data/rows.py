@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.images import downscale_meta, load_image
 from vittle_bench.registry import Registry
 

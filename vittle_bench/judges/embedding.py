@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import JUDGES, Judge, Judgment
 from vittle_bench.schema import Sample
 

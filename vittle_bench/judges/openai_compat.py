@@ -28,7 +28,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import JUDGES, Judge, Judgment
 from vittle_bench.judges.cache import JudgmentCache, judgment_key
 from vittle_bench.judges.rubrics import AUTO, SYSTEM_PROMPT, check_rubric, judge_prompt

@@ -16,7 +16,7 @@ its YAML) the way the authors' review script picks it:
 
 from __future__ import annotations
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 
 _RATE = ("Please rate the helpfulness, relevance, accuracy, level of details of their responses. Each assistant "
          "receives an overall score on a scale of 1 to 10, where a higher score indicates better overall performance.\n"

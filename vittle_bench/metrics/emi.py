@@ -225,7 +225,7 @@ class ClubEstimator:
         """An estimator saved by `save`, or a CLUB checkpoint in the EMI repository's layout (a bare state dict of
         `p_mu.*` / `p_logvar.*`, e.g. its CLUB_global.pt), which loads as `club-reference`. Anything else is a
         ConfigError naming the file."""
-        from vittle_bench.config import ConfigError
+        from vittle_bench.errors import ConfigError
 
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -257,7 +257,7 @@ class ClubEstimator:
 
     @classmethod
     def _from_reference_state(cls, state: Mapping[str, Any], path: Path | str) -> ClubEstimator:
-        from vittle_bench.config import ConfigError
+        from vittle_bench.errors import ConfigError
 
         expected = {f"{head}.{layer}.{p}" for head in ("p_mu", "p_logvar") for layer in (0, 2)
                     for p in ("weight", "bias")}
@@ -280,7 +280,7 @@ def resolve_estimator(spec: str | Path) -> ClubEstimator | ClubConfig:
 
 
 def _load_state(net: _ClubNet, state: Mapping[str, Any], path: Path | str) -> None:
-    from vittle_bench.config import ConfigError
+    from vittle_bench.errors import ConfigError
 
     try:
         net.load_state_dict(state)

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vittle_bench.config import ConfigError
 from vittle_bench.encoders import Encoder
 from vittle_bench.encoders.cache import EmbeddingCache
+from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.emi import (
     N_BOOT,
     REFERENCE,

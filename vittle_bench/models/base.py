@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.registry import Registry, UnknownNameError
 from vittle_bench.schema import Request
 

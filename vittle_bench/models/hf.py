@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.models.base import MODELS
 from vittle_bench.models.prompt_profiles import PROFILE_NAMES, TRAINED_PROFILE_FILE, select_profile
 from vittle_bench.schema import Request

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.models.base import MODELS
 from vittle_bench.schema import Request, image_to_png_bytes
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vittle_bench.config import ConfigError
+from vittle_bench.errors import ConfigError
 from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
 from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, attach_bottleneck, save_vittle
 from vittle_bench.vittle.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
