@@ -18,7 +18,7 @@ import yaml
 
 from vittle_bench.errors import ConfigError
 from vittle_bench.registry import UnknownNameError, unknown_name_message
-from vittle_bench.shifts import ShiftCondition, parse_condition
+from vittle_bench.shifts import SHIFTS, ShiftCondition, parse_condition
 from vittle_bench.tasks import TASK_ADAPTERS
 from vittle_bench.tasks.base import check_adapter_args
 
@@ -241,8 +241,6 @@ def resolve_shifts(text: str, include_paths: list[Path] | None = None) -> list[S
         elif "@" in item or item == "clean" or item.startswith("domain:"):
             labels.append(item)
         else:
-            from vittle_bench.shifts import SHIFTS
-
             raise UnknownNameError(unknown_name_message("shifts", item, sorted(suites) + SHIFTS.names()))
     conditions: list[ShiftCondition] = []
     for label in labels:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 from filelock import FileLock, Timeout
 
 from vittle_bench.errors import ConfigError
@@ -23,8 +24,6 @@ HOLDER_FILE = ".run.lock.json"  # who holds the lock: pid, host, start time, com
 
 def _process_start(pid: int) -> float | None:
     """When process `pid` started on this host, None if there is none: a pid alone may have been reused."""
-    import psutil
-
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from vittle_bench.config import ConfigError, TaskSpec
+from vittle_bench.config import TaskSpec
 from vittle_bench.data.rows import ColumnMap, decode_image
+from vittle_bench.errors import ConfigError
 from vittle_bench.schema import Sample
 
 _ALIASES = {"lmms-lab": "lmms-lab-encoder", "lmms-lab-encoder": "lmms-lab"}

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from vittle_bench.config import ConfigError, TaskSpec
+from vittle_bench.config import TaskSpec
+from vittle_bench.errors import ConfigError
 from vittle_bench.images import max_image_pixels
 from vittle_bench.schema import Sample
 

@@ -47,6 +47,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vittle_bench.errors import ConfigError
+
 N_BOOT = 1000
 CONFIDENCE = 0.95
 FORMAT_VERSION = 2  # format 1 (before the estimator had a name) is refused with a message to re-fit
@@ -225,8 +227,6 @@ class ClubEstimator:
         """An estimator saved by `save`, or a CLUB checkpoint in the EMI repository's layout (a bare state dict of
         `p_mu.*` / `p_logvar.*`, e.g. its CLUB_global.pt), which loads as `club-reference`. Anything else is a
         ConfigError naming the file."""
-        from vittle_bench.errors import ConfigError
-
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -257,8 +257,6 @@ class ClubEstimator:
 
     @classmethod
     def _from_reference_state(cls, state: Mapping[str, Any], path: Path | str) -> ClubEstimator:
-        from vittle_bench.errors import ConfigError
-
         expected = {f"{head}.{layer}.{p}" for head in ("p_mu", "p_logvar") for layer in (0, 2)
                     for p in ("weight", "bias")}
         if set(state) != expected:
@@ -280,8 +278,6 @@ def resolve_estimator(spec: str | Path) -> ClubEstimator | ClubConfig:
 
 
 def _load_state(net: _ClubNet, state: Mapping[str, Any], path: Path | str) -> None:
-    from vittle_bench.errors import ConfigError
-
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:  # shapes that do not fit one another
