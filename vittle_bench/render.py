@@ -4,8 +4,11 @@ numbers are shown as results.csv holds them, with as many decimals as the metric
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import pandas as pd
+from tabulate import tabulate
 
 from vittle_bench.errors import ConfigError
 from vittle_bench.leaderboard import KIND_ORDER
@@ -29,17 +32,17 @@ def _note(ci: str, confidence: float) -> str:
             interval + "Bold: best model per task and column. n_errors: samples that failed and were not scored.")
 
 
-def _best(table: pd.DataFrame, columns: list[str]) -> set[tuple[int, str]]:
-    """(row, column) cells holding the best value of their task and metric, by the metric's declared direction
-    (ties included; only where models differ; none for a metric without a better direction)."""
+def _best(table: pd.DataFrame, columns: list[str], decimals: dict[tuple[str, str], int]) -> set[tuple[int, str]]:
+    """(row, column) cells holding the best value of their task and metric as shown (`decimals` per task and
+    metric), by the metric's declared direction (ties included; only where models differ; none for a metric
+    without a better direction)."""
     best: set[tuple[int, str]] = set()
-    for _, rows in table.groupby(["task", "metric"], sort=False):
+    for key, rows in table.groupby(["task", "metric"], sort=False):
         higher = rows["higher_is_better"].iloc[0]
         if higher is None or pd.isna(higher):
             continue
-        decimals = _decimals(rows[columns])
         for column in columns:
-            shown = rows[column].round(decimals).dropna()
+            shown = rows[column].round(decimals[key]).dropna()
             if shown.nunique() < 2:
                 continue
             target = shown.max() if higher else shown.min()
@@ -87,15 +90,16 @@ def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = st
     columns = value_columns(table)
     if not columns:
         return _render_plain(table, fmt)
-    best = _best(table, columns)
+    decimals = {key: _decimals(rows[columns]) for key, rows in table.groupby(["task", "metric"], sort=False)}
+    best = _best(table, columns, decimals)
     errors = "n_errors" in table.columns
     header = ["task", "model", "metric", *columns, *(["n_errors"] if errors else [])]
     body: list[list[tuple[str, str | None]]] = []
     for i, row in table.iterrows():
         line: list[tuple[str, str | None]] = [(_text(row["task"], fmt), None), (_text(row["model"], fmt), None),
                                               (_text(row["metric"], fmt), None)]
-        decimals = _decimals(table.loc[(table["task"] == row["task"]) & (table["metric"] == row["metric"]), columns])
-        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci, decimals)
+        shown = decimals[row["task"], row["metric"]]
+        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci, shown)
                  for c in columns]
         if errors:
             line.append((str(int(row["n_errors"])) if row["n_errors"] else "", str(int(row["n_errors"]))))
@@ -112,15 +116,11 @@ def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = st
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    from tabulate import tabulate
-
     align = ["left"] * 3 + ["right"] * (len(header) - 3)
     return tabulate(rows, headers=header, tablefmt="github", colalign=align, disable_numparse=True)
 
 
 def _text(value: object, fmt: str) -> str:
-    from html import escape
-
     return escape(str(value)) if fmt == "html" else str(value)
 
 
@@ -169,8 +169,6 @@ th[data-order=desc]::after{content:" ▼"}p.note{color:#555;max-width:60em}"""
 def _html(header: list[str], body: list[list[tuple[str, str | None]]], note: str) -> str:
     """A self-contained page (inline style and script, nothing fetched); click a header to sort by it.
     Cells are (html text, numeric sort key or None for a text cell); text is escaped by the caller."""
-    from html import escape
-
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     rows = ["<tr>" + "".join(f"<td>{text}</td>" if key is None else
                              f'<td class="num" data-value="{escape(key)}">{text}</td>' for text, key in line) + "</tr>"
@@ -184,10 +182,6 @@ def _html(header: list[str], body: list[list[tuple[str, str | None]]], note: str
 
 def _render_plain(table: pd.DataFrame, fmt: str, note: str = "") -> str:
     """Tables without interval columns (the long form, `compare`): written cell by cell, numbers rounded."""
-    from html import escape
-
-    from tabulate import tabulate
-
     if fmt == "html":
         body: list[list[tuple[str, str | None]]] = [[(escape(str(v)), None) if isinstance(v, str) else
                  ("" if pd.isna(v) else f"{v:.4g}", "" if pd.isna(v) else f"{v:.6g}") for v in row]
