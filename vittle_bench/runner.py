@@ -29,16 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
 from vittle_bench.cache import AnswerCache, cache_key
-from vittle_bench.config import (
-    ConfigError,
-)
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
+from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.models.base import Model, load_model
 from vittle_bench.models.openai_compat import redact_model_args
@@ -127,10 +125,11 @@ class _CellRunner:
                     prepared.append((sample, shifted, adapter.build_request(shifted), None))
                 except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
                     prepared.append((sample, None, None, f"request: {type(exc).__name__}: {exc}"))
-        ready = [(i, p[2]) for i, p in enumerate(prepared) if p[2] is not None]
-        keys = [cache_key(self.model.fingerprint, request) for _, request in ready]
-        outputs = dict(zip([i for i, _ in ready], self._generate([request for _, request in ready], keys)))
-        key_of = dict(zip([i for i, _ in ready], keys))
+        ready = [i for i, p in enumerate(prepared) if p[2] is not None]
+        requests = [cast(Request, prepared[i][2]) for i in ready]
+        keys = [cache_key(self.model.fingerprint, request) for request in requests]
+        outputs = dict(zip(ready, self._generate(requests, keys)))
+        key_of = dict(zip(ready, keys))
         records = [self._record(adapter, condition, *p, outputs.get(i), key_of.get(i, ""))
                    for i, p in enumerate(prepared)]
         self._score(adapter, records, [p[1] for p in prepared])

@@ -76,9 +76,9 @@ def bootstrap_metrics(
             draws[k].append(values[k])
     rows = []
     for metric, value in point.items():
-        finite = np.isfinite(np.asarray(draws[metric], dtype=float))
-        low, high = percentile_interval(np.asarray(draws[metric], dtype=float), confidence)
-        rows.append(MetricValue(metric, float(value), low, high, n, int(np.sum(~finite))))
+        metric_draws = np.asarray(draws[metric], dtype=float)
+        low, high = percentile_interval(metric_draws, confidence)
+        rows.append(MetricValue(metric, float(value), low, high, n, int(np.sum(~np.isfinite(metric_draws)))))
     return rows
 
 
