@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from vittle_bench import domains
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.data.llava_bench import TABLE
@@ -144,6 +145,30 @@ def test_domain_swap_keeps_the_judge_protocol(hub_dir, tmp_path):
     recorded, = domain_manifest(plan)
     assert (recorded["condition"], recorded["judged_as"], recorded["judge_protocol"]) == (
         "domain:coco_de", "llava_bench_coco", plan.adapters[coco.task].judge_protocol())
+
+
+def test_judged_as_items_are_loaded_once_and_hold_no_images(hub_dir, tmp_path, monkeypatch):
+    """Three translations judged as llava_bench_coco: its 90 items are read once for all three cells, and the
+    joined rows keep their own (translated) images and questions but the clean items' references."""
+    loaded: list[str] = []
+    real_load = domains.load_samples
+
+    def counting_load(spec, *args, **kwargs):
+        loaded.append(spec.task if spec.source.endswith("coco") else spec.source)
+        return real_load(spec, *args, **kwargs)
+
+    monkeypatch.setattr(domains, "load_samples", counting_load)
+    options = RunOptions(models=[], output=tmp_path / "out", tasks="llava_bench_coco",
+                         shifts="domain:coco_de,domain:coco_zh,domain:coco_ko", cache_dir=tmp_path, data_dir=hub_dir)
+    plan = plan_run(options)
+    coco, conditions = plan.tasks[0], plan.conditions[1:]
+    clean = {s.sample_id: s for s in load_samples(coco, tmp_path, None, hub_dir)}
+    for condition in conditions:
+        rows = list(plan.domains.samples(coco, condition, tmp_path, None, hub_dir))
+        assert rows and all(r.images and r.meta["domain"] == condition.shift.domain for r in rows)
+        assert all(r.answer == clean[r.sample_id].answer for r in rows)
+    assert loaded.count("llava_bench_coco") == 1 and len(loaded) == 4
+    assert all(not item.images for items in plan.domains._items.values() for item in items.values())
 
 
 def _review(content: str) -> str:

@@ -61,22 +61,6 @@ class DomainError(ValueError):
     """A malformed or unusable domain declaration (the runner turns it into a ConfigError)."""
 
 
-class _Tagged(Sequence):
-    """Rows of a domain, each Sample tagged with `meta["domain"]` when it is built (lazily, like the loader)."""
-
-    def __init__(self, rows: Sequence[Sample], domain: str) -> None:
-        self.rows, self.domain = rows, domain
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return _Tagged(self.rows[index], self.domain)
-        sample = self.rows[index]
-        return sample.with_changes(meta={**sample.meta, "domain": self.domain})
-
-
 @dataclass(frozen=True)
 class DomainDeclaration:
     name: str
@@ -144,21 +128,29 @@ def _identities(spec: Any) -> set[str]:
 
 
 class DomainResolver:
-    """Finds, for a task and a domain condition, the TaskSpec whose rows replace the task's own."""
+    """Finds, for a task and a domain condition, the TaskSpec whose rows replace the task's own. Each task
+    YAML's declarations are parsed once, and a `judged_as` task's items are loaded once per resolver."""
 
     def __init__(self, include_paths: Sequence[Path] = ()) -> None:
         self.include_paths = list(include_paths)
         self._task_specs: dict[str, Any] | None = None
+        self._own: dict[Path, dict[str, DomainDeclaration]] = {}
+        self._items: dict[tuple[str, Path, Path | None], dict[str, Sample]] = {}
         self.suite_declarations: list[DomainDeclaration] = []
         for path in _suite_files(include_paths):
             data = _read_yaml(path)
             if "suite" in data:
                 self.suite_declarations += parse_declarations(data.get("domains"), path, in_task=False).values()
 
+    def _own_declarations(self, path: Path) -> dict[str, DomainDeclaration]:
+        if path not in self._own:
+            self._own[path] = (parse_declarations(_read_yaml(path).get("domains"), path, in_task=True)
+                               if path.is_file() else {})
+        return self._own[path]
+
     def declaration(self, spec: Any, domain: str) -> DomainDeclaration | None:
         """The task YAML's own declaration first, then a suite's whose `applies_to` names the task or its source."""
-        own = (parse_declarations(_read_yaml(spec.path).get("domains"), spec.path, in_task=True)
-               if spec.path.is_file() else {})
+        own = self._own_declarations(spec.path)
         if domain in own:
             return own[domain]
         identities = _identities(spec)
@@ -176,16 +168,17 @@ class DomainResolver:
             raise DomainError(f"{declaration.origin}: domain {declaration.name!r} refers to unknown task {name!r}")
         return named
 
-    def task_spec(self, spec: Any, condition: Any) -> Any | None:
-        """The derived TaskSpec (same task name, overridden source fields; `path` = the declaring YAML so that
-        relative `local:` sources resolve against it), or None when the domain is not declared for this task."""
-        declaration = self.declaration(spec, condition.shift.domain)
-        if declaration is None:
-            return None
+    def _derive(self, spec: Any, declaration: DomainDeclaration) -> Any:
         if declaration.task is None:
             return replace(spec, **declaration.overrides, path=declaration.origin)
         base = self._named(declaration.task, declaration)
         return replace(spec, **{k: getattr(base, k) for k in SOURCE_KEYS}, **declaration.overrides, path=base.path)
+
+    def task_spec(self, spec: Any, condition: Any) -> Any | None:
+        """The derived TaskSpec (same task name, overridden source fields; `path` = the declaring YAML so that
+        relative `local:` sources resolve against it), or None when the domain is not declared for this task."""
+        declaration = self.declaration(spec, condition.shift.domain)
+        return None if declaration is None else self._derive(spec, declaration)
 
     def scoring_spec(self, spec: Any, condition: Any) -> Any | None:
         """The TaskSpec (under the task's own name) whose adapter scores the task's cell under a domain
@@ -196,7 +189,7 @@ class DomainResolver:
             return None
         scorer = declaration.judged_as or declaration.task
         if scorer is None:
-            return self.task_spec(spec, condition)
+            return self._derive(spec, declaration)
         named = self._named(scorer, declaration)
         adapter = {k: declaration.overrides.get(k, getattr(named, k)) for k in ("adapter", "adapter_args")}
         return replace(spec, **adapter)
@@ -213,24 +206,35 @@ class DomainResolver:
                               f"(declare it under `domains:` in the task or suite YAML; suites declare: "
                               f"{', '.join(known[:12]) or 'none'})")
 
+    def _judged_items(self, declaration: DomainDeclaration, cache_dir: Path,
+                      data_dir: Path | None) -> dict[str, Sample]:
+        """The `judged_as` task's items by sample id, without their images (only the joined fields are read),
+        so that several domain cells judged as one task neither reload it nor hold its images."""
+        name = str(declaration.judged_as)
+        key = (name, Path(cache_dir), data_dir)
+        if key not in self._items:
+            items = load_samples(self._named(name, declaration), cache_dir, None, data_dir)
+            self._items[key] = {s.sample_id: s.with_changes(images=()) for s in items}
+        return self._items[key]
+
     def samples(self, spec: Any, condition: Any, cache_dir: Path, limit: int | None = None,
                 data_dir: Path | None = None) -> Sequence[Sample] | None:
-        """The rows of a task under a domain condition (None when not declared for this task)."""
-        derived = self.task_spec(spec, condition)
-        if derived is None:
-            return None
+        """The rows of a task under a domain condition (None when not declared for this task), each tagged
+        with `meta["domain"]` as it is built."""
         declaration = self.declaration(spec, condition.shift.domain)
-        assert declaration is not None  # task_spec found it
-        rows = load_samples(derived, cache_dir, None if declaration.where else limit, data_dir)
+        if declaration is None:
+            return None
+        rows = load_samples(self._derive(spec, declaration), cache_dir, None if declaration.where else limit,
+                            data_dir)
         if declaration.where:
             rows = select_rows(rows, declaration.where)
             rows = rows[:limit] if limit else rows
         if declaration.judged_as:
-            items = load_samples(self._named(declaration.judged_as, declaration), cache_dir, None, data_dir)
-            rows = MappedSamples(rows, _JudgedAs(declaration.judged_as, {s.sample_id: s for s in items}))
+            rows = MappedSamples(rows, _JudgedAs(declaration.judged_as,
+                                                 self._judged_items(declaration, cache_dir, data_dir)))
         if declaration.question_suffix:
             rows = MappedSamples(rows, _QuestionSuffix(declaration.question_suffix))
-        return _Tagged(rows, condition.shift.domain)
+        return MappedSamples(rows, _Tag(condition.shift.domain))
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,16 @@ class _QuestionSuffix:
         if row.load_error or row.question.endswith(self.suffix):
             return row
         return row.with_changes(question=row.question + self.suffix)
+
+
+@dataclass(frozen=True)
+class _Tag:
+    """Marks a row as belonging to a domain (`DomainShift.apply` checks the mark)."""
+
+    domain: str
+
+    def __call__(self, row: Sample) -> Sample:
+        return row.with_changes(meta={**row.meta, "domain": self.domain})
 
 
 def _field(sample: Sample, key: str) -> Any:
