@@ -1,5 +1,5 @@
 """Tiny offline copies of every hub dataset our task configs read, with the hubs' exact column names and
-datasets feature types (../shared/DATASETS.md, checked against the dataset cards and lmms-eval's task code).
+datasets feature types (docs/datasets.md, "Hub schemas": read from the dataset cards and lmms-eval's task code).
 
 `build_hub_fixtures(root)` writes them in the layouts a user's `--data-dir` may hold: save_to_disk
 DatasetDicts (at DIR/org/name or DIR/org/name/<config>), hub-style parquet files (MMMU's data/<split>-*.parquet,

@@ -1,4 +1,4 @@
-"""EMI / EMID / the JSD bound (PAPER.md §4): both CLUB estimators on Gaussians with known MI, a checkpoint in the
+"""EMI / EMID / the JSD bound (docs/emi.md): both CLUB estimators on Gaussians with known MI, a checkpoint in the
 EMI repository's layout against a re-implementation of that repository's forward, the bootstrap's closed form
 against brute force, save/load, the metric keys, the encoders (offline weights and tiny random hub
 architectures), the embedding cache, the run integration (domain conditions included) and both CLI commands."""

@@ -1,6 +1,7 @@
 """Tiny random-weight VLMs of four families (LLaVA in two forms), built in-process and saved with
-`save_pretrained`, so tests run the same `from_pretrained` path users hit with hub checkpoints (see
-/work/shared/OFFLINE.md for the gotchas).
+`save_pretrained`, so tests run the same `from_pretrained` path users hit with hub checkpoints. Image
+processors are the PIL-backed classes (the default fast ones need torchvision, which the suite does not
+depend on); what else a family needs to build and reload offline is in its builder's docstring.
 
 Each builder writes a checkpoint directory (model + processor + chat template) and returns it. Weights are
 random; the tokenizer is a word-level one trained on the built-in world's vocabulary.

@@ -1,4 +1,4 @@
-"""Effective mutual information (EMI), its drop under shift (EMID) and EMID's data-only upper bound (PAPER.md §4).
+"""Effective mutual information (EMI), its drop under shift (EMID) and EMID's data-only upper bound (docs/emi.md).
 
 EMI(P; model) = I(X; Ŷ_model) − I(X; Y_ref), each term a CLUB estimate: q(y | x) is a Gaussian whose mean and
 log-variance come from two small MLPs trained by maximum likelihood, and

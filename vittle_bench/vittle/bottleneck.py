@@ -4,9 +4,9 @@ Why hooks: the public Vittle code forks LLaMA's forward loop, which ties it to o
 transformers version. Here a forward hook on one decoder layer replaces that layer's output, so the same
 code serves LLaVA, Qwen-VL, Idefics, ... (any model whose decoder layers we can find).
 
-Two deliberate departures from the public code (PAPER.md §2): image positions come from the image-token
-mask (``input_ids == image_token_id``), not a fixed position split, and the KL is the standard Gaussian
-KL (see ``priors.py``). The posterior log-variance is clamped with ``torch.clamp`` (gradient 0 outside
+Two deliberate departures from the public code, following the paper: image positions come from the
+image-token mask (``input_ids == image_token_id``), not a fixed position split, and the KL is the standard
+Gaussian KL (see ``priors.py``). The posterior log-variance is clamped with ``torch.clamp`` (gradient 0 outside
 the range) instead of editing ``.data``; the learnable prior's log-variance, a parameter that would stick
 at a bound clamped in the graph, gets the reference's ``.data`` clamp (``priors.LearnableGaussianPrior``).
 """

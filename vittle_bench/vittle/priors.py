@@ -2,8 +2,8 @@
 
 Both priors expose ``kl(mu, logvar)``: the element-wise KL(N(mu, exp(logvar)) || prior). It is the
 standard closed form ``0.5 * (logvar_p - logvar + (exp(logvar) + (mu - mu_p)^2) / exp(logvar_p) - 1)``.
-The public Vittle code halves the log-variance term; PAPER.md tells us not to copy that, so the value
-here equals ``torch.distributions.kl_divergence`` of the two Normals (checked in the tests).
+The public Vittle code halves the log-variance term; the paper's objective uses the standard KL, so the
+value here equals ``torch.distributions.kl_divergence`` of the two Normals (checked in the tests).
 """
 
 from __future__ import annotations

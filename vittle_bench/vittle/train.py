@@ -1,6 +1,6 @@
 """The `vittle-bench tune` loop: add the instruction bottleneck to any HF image-text-to-text model and
-fine-tune it on LLaVA-format data (PAPER.md §2), or, with ``baseline=True``, run the identical recipe
-without the bottleneck so the two are compared fairly.
+fine-tune it on LLaVA-format data (the paper's stage-2 recipe, docs/protocol.md), or, with ``baseline=True``,
+run the identical recipe without the bottleneck so the two are compared fairly.
 
 Device placement, bf16 mixed precision, gradient accumulation and multi-GPU (``accelerate launch``) are
 Hugging Face Accelerate's; nothing here is home-made distributed code. Recipe: vision tower frozen, the
