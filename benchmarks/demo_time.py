@@ -28,10 +28,10 @@ def main() -> None:
     parser.add_argument("--shifts", default="quick")
     args = parser.parse_args()
 
-    from vittle_bench.data.builtin.world import ensure_world
+    from vittle_bench.builtin.model import weights_dir
+    from vittle_bench.builtin.world import ensure_world
     from vittle_bench.leaderboard import build_table
     from vittle_bench.models import load_model
-    from vittle_bench.models.builtin import weights_dir
     from vittle_bench.render import render
     from vittle_bench.run_plan import RunOptions
     from vittle_bench.runner import run

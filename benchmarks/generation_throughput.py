@@ -27,13 +27,13 @@ def load_benchmark_model(tmp: Path):
     """(model, description): the built-in checkpoint if present, else a random one of the same architecture."""
     import torch
 
-    from vittle_bench.models.builtin import weights_dir
+    from vittle_bench.builtin.model import weights_dir
     from vittle_bench.models.hf import HFModel
 
     if (weights_dir("tiny-llava") / "model.safetensors").is_file():
         return HFModel("builtin:tiny-llava", str(weights_dir("tiny-llava"))), "builtin:tiny-llava (committed weights)"
-    from vittle_bench.models.tiny_llava import build_model, build_processor
-    from vittle_bench.models.tiny_llava_train import Recipe
+    from vittle_bench.builtin.tiny_llava import build_model, build_processor
+    from vittle_bench.builtin.tiny_llava_train import Recipe
 
     torch.manual_seed(0)
     processor = build_processor()
@@ -74,7 +74,7 @@ def main() -> None:
 
     import torch
 
-    from vittle_bench.data.builtin.world import ensure_world
+    from vittle_bench.builtin.world import ensure_world
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

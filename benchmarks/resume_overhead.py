@@ -36,7 +36,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _split(root: Path, n: int) -> Path:
-    from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+    from vittle_bench.builtin.scenes import draw_scene, scene_rng
 
     (root / "images").mkdir(parents=True)
     for i in range(50):

@@ -27,7 +27,7 @@ import torch
 
 def scene_items(n: int, turns: int = 3) -> list[dict]:
     """Dataset-style items (messages + image) about built-in scenes, answers from their labels."""
-    from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+    from vittle_bench.builtin.scenes import draw_scene, scene_rng
 
     items = []
     for i in range(n):
@@ -78,7 +78,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    from vittle_bench.models.tiny_llava import build_model, build_processor
+    from vittle_bench.builtin.tiny_llava import build_model, build_processor
     from vittle_bench.vittle import VittleConfig, attach_bottleneck, count_bottleneck_parameters
     from vittle_bench.vittle.data import ConversationCollator
 

@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @pytest.fixture(scope="session")
 def world_cache(tmp_path_factory) -> Path:
     """A cache directory holding the built-in world (generated once per test session)."""
-    from vittle_bench.data.builtin.world import ensure_world
+    from vittle_bench.builtin.world import ensure_world
 
     cache = tmp_path_factory.mktemp("cache")
     ensure_world(cache)
@@ -28,7 +28,7 @@ def tiny_random_checkpoint(tmp_path_factory) -> Path:
     """The built-in architecture with random weights, saved like any HF checkpoint (for pipeline tests)."""
     import torch
 
-    from vittle_bench.models.tiny_llava import build_model, build_processor
+    from vittle_bench.builtin.tiny_llava import build_model, build_processor
 
     torch.manual_seed(0)
     processor = build_processor()

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+from vittle_bench.builtin.model import BUILTIN_MODELS, weights_dir
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.tiny_llava_train import ConversationEncoder
 from vittle_bench.cli import main
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.models import load_model
-from vittle_bench.models.builtin import BUILTIN_MODELS, weights_dir
-from vittle_bench.models.tiny_llava_train import ConversationEncoder
 from vittle_bench.schema import Request
 from vittle_bench.vittle import get_vittle_handle
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
+from vittle_bench.builtin.tiny_llava_train import Recipe
+from vittle_bench.builtin.training import stage1_model, train_builtin
 from vittle_bench.config import ConfigError
-from vittle_bench.models.builtin_training import stage1_model, train_builtin
-from vittle_bench.models.tiny_llava_train import Recipe
 
 TINY = dict(stage1_steps=2, stage1_batch=4, grounding_steps=1, stage2_steps=2, stage2_batch=2, turns=2, warmup=1,
             text_layers=1, option_grounding_layer=0, probe_every=10_000)
 
 
 def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monkeypatch):
-    import vittle_bench.models.builtin_training as training
+    import vittle_bench.builtin.training as training
 
     monkeypatch.setattr(training, "probe", lambda model, processor: {"pope_acc": 0.0})  # 300-scene probe: slow
     recipe = Recipe(**TINY)
@@ -55,8 +55,8 @@ def test_train_builtin_shares_stage1_and_saves_loadable_variants(tmp_path, monke
 def test_questions_carry_the_word_and_object_their_grounding_names():
     import random
 
-    from vittle_bench.data.builtin import questions as qa
-    from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+    from vittle_bench.builtin import questions as qa
+    from vittle_bench.builtin.scenes import draw_scene, scene_rng
 
     rng, positions = random.Random(0), 0
     for i in range(60):
@@ -96,9 +96,9 @@ def test_questions_carry_the_word_and_object_their_grounding_names():
 
 
 def test_encode_turns_points_at_the_grounded_word_options_and_answer_position_of_each_turn():
-    from vittle_bench.data.builtin.questions import Grounding
-    from vittle_bench.models.tiny_llava import build_processor
-    from vittle_bench.models.tiny_llava_train import ConversationEncoder, Turn
+    from vittle_bench.builtin.questions import Grounding
+    from vittle_bench.builtin.tiny_llava import build_processor
+    from vittle_bench.builtin.tiny_llava_train import ConversationEncoder, Turn
 
     processor = build_processor()
     encoder, tok = ConversationEncoder(processor), processor.tokenizer
@@ -135,7 +135,7 @@ def test_encode_turns_points_at_the_grounded_word_options_and_answer_position_of
 
 
 def test_pointer_targets_mask_the_correct_option_span():
-    from vittle_bench.models.tiny_llava_train import pointer_targets
+    from vittle_bench.builtin.tiny_llava_train import pointer_targets
 
     rows, positions, masks = pointer_targets(6, [[(5, 1, 3)], [], [(4, 2, 4), (5, 0, 1)]])
     assert rows.tolist() == [0, 2, 2] and positions.tolist() == [5, 4, 5]
@@ -144,9 +144,9 @@ def test_pointer_targets_mask_the_correct_option_span():
 
 
 def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
-    from vittle_bench.data.builtin.questions import Grounding
-    from vittle_bench.data.builtin.scenes import CATEGORIES
-    from vittle_bench.models.tiny_llava_train import grounding_targets
+    from vittle_bench.builtin.questions import Grounding
+    from vittle_bench.builtin.scenes import CATEGORIES
+    from vittle_bench.builtin.tiny_llava_train import grounding_targets
 
     red_ring, blue_ring = CATEGORIES.index("red ring") + 1, CATEGORIES.index("blue ring") + 1
     image = 9
@@ -161,7 +161,7 @@ def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
 
 
 def test_grounding_and_alignment_losses_against_hand_computed_values():
-    from vittle_bench.models.tiny_llava_train import alignment_loss, grounding_loss
+    from vittle_bench.builtin.tiny_llava_train import alignment_loss, grounding_loss
 
     attention = torch.zeros(2, 3, 4)
     attention[0, 2] = torch.tensor([0.1, 0.2, 0.3, 0.4])
@@ -186,10 +186,10 @@ def test_grounding_and_alignment_losses_against_hand_computed_values():
 def test_probe_reports_mc_accuracy_per_question_kind_consistent_with_the_overall():
     import random
 
-    from vittle_bench.data.builtin.questions import multiple_choice_question, pope_style_question
-    from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
-    from vittle_bench.models.builtin_training import PROBE_SEED, probe
-    from vittle_bench.models.tiny_llava import build_model, build_processor
+    from vittle_bench.builtin.questions import multiple_choice_question, pope_style_question
+    from vittle_bench.builtin.scenes import draw_scene, scene_rng
+    from vittle_bench.builtin.tiny_llava import build_model, build_processor
+    from vittle_bench.builtin.training import PROBE_SEED, probe
 
     torch.manual_seed(0)
     processor = build_processor()
@@ -213,8 +213,8 @@ def test_recipe_refuses_an_attention_loss_on_a_layer_the_decoder_lacks():
 
 
 def test_extreme_labels_flag_the_patches_of_the_unambiguous_unique_extreme_objects():
-    from vittle_bench.data.builtin.scenes import CATEGORIES, Scene, SceneObject
-    from vittle_bench.models.tiny_llava_train import EXTREME_DIRECTIONS, extreme_labels
+    from vittle_bench.builtin.scenes import CATEGORIES, Scene, SceneObject
+    from vittle_bench.builtin.tiny_llava_train import EXTREME_DIRECTIONS, extreme_labels
 
     def category(name: str) -> int:
         return CATEGORIES.index(name) + 1

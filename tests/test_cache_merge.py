@@ -101,7 +101,7 @@ def test_merge_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, m
 
 def node_cache(world_cache: Path, path: Path) -> Path:
     """A node's own cache directory: the built-in world, no answers yet."""
-    from vittle_bench.data.builtin.world import world_dir
+    from vittle_bench.builtin.world import world_dir
 
     shutil.copytree(world_dir(world_cache), world_dir(path))
     return path

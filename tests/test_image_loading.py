@@ -71,7 +71,7 @@ def from_disk(root: Path, data: bytes) -> Sample:
 
 def from_builtin_world(root: Path, data: bytes) -> Sample:
     """The built-in world's loader over a world directory holding the photo."""
-    from vittle_bench.data.builtin.world import load_builtin_subset, world_dir
+    from vittle_bench.builtin.world import load_builtin_subset, world_dir
 
     world = world_dir(root)
     (world / "images").mkdir(parents=True)

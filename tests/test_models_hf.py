@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.models import load_model
 from vittle_bench.models.hf import HFModel
 from vittle_bench.models.prompt_profiles import is_llava_15

@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, resolve_tasks
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.data.sources import load_samples
 from vittle_bench.models import load_model
-from vittle_bench.models.openai_compat import ChatClient, OpenAIModel, RequestFailed, redact_model_args, redact_text
+from vittle_bench.models.openai import OpenAIModel
+from vittle_bench.openai_client import ChatClient, RequestFailed, redact_model_args, redact_text
 from vittle_bench.schema import Request
 from vittle_bench.tasks import TASK_ADAPTERS
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.cli import main
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
 
 COUNTING = str(Path(__file__).with_name("counting_model.py"))
 ARGS = ["--tasks", "shapes_pope_random,shapes_mc", "--shifts", "gaussian_noise@2,keyboard@1", "--limit", "12",

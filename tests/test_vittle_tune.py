@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.vittle import LearnableGaussianPrior, get_vittle_handle
 from vittle_bench.vittle.data import ConversationCollator, LlavaInstructionDataset, load_rows, to_messages
 from vittle_bench.vittle.train import TuneConfig, resolve_model_source, train
@@ -70,7 +70,7 @@ def test_labels_supervise_exactly_the_assistant_turns(tiny_random_checkpoint, ll
     """Generic template-driven labels equal the built-in recipe's hand-written encoder on its template."""
     from transformers import AutoProcessor
 
-    from vittle_bench.models.tiny_llava_train import ConversationEncoder
+    from vittle_bench.builtin.tiny_llava_train import ConversationEncoder
 
     processor = AutoProcessor.from_pretrained(tiny_random_checkpoint)
     dataset = LlavaInstructionDataset(llava_data / "data.json", llava_data / "images")
@@ -219,8 +219,8 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tiny_r
 
 
 def test_cli_tune_and_its_errors(tiny_random_checkpoint, llava_data, tmp_path, capsys):
+    from vittle_bench.builtin.model import weights_dir
     from vittle_bench.cli import main
-    from vittle_bench.models.builtin import weights_dir
 
     out = tmp_path / "cli"
     args = ["tune", "--model", f"hf:{tiny_random_checkpoint}", "--data", str(llava_data / "data.json"),

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from vittle_bench.data.builtin.questions import LETTERS, count_question, describe_answer
-from vittle_bench.data.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, scene_rng
-from vittle_bench.data.builtin.world import OPEN_QUESTIONS, POPE_IMAGES, WORLD_IMAGES, load_builtin_subset, world_dir
+from vittle_bench.builtin.questions import LETTERS, count_question, describe_answer
+from vittle_bench.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, scene_rng
+from vittle_bench.builtin.world import OPEN_QUESTIONS, POPE_IMAGES, WORLD_IMAGES, load_builtin_subset, world_dir
 from vittle_bench.schema import Sample
 from vittle_bench.shifts import parse_condition, sample_rng
 
@@ -73,7 +73,7 @@ def test_scenes_are_reproducible_per_index():
 CONDITIONS = ["gaussian_noise@1", "gaussian_noise@5", "defocus_blur@3", "keyboard@2", "frost@4+keyboard@1"]
 _HASH_SCRIPT = """
 import sys
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.schema import Sample
 from vittle_bench.shifts import parse_condition, sample_rng
 for label in sys.argv[1:]:

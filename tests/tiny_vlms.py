@@ -16,7 +16,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from vittle_bench.data.builtin.scenes import CATEGORIES
+from vittle_bench.builtin.scenes import CATEGORIES
 from vittle_bench.tasks.closed_form import MC_SUFFIX
 from vittle_bench.tasks.pope import POPE_SUFFIX
 
@@ -57,7 +57,7 @@ def _save(model, processor, path: Path) -> Path:
 
 def build_llava(path: Path) -> Path:
     """The built-in tiny LLaVA architecture (CLIP vision tower + Llama), random weights."""
-    from vittle_bench.models.tiny_llava import build_model, build_processor
+    from vittle_bench.builtin.tiny_llava import build_model, build_processor
 
     processor = build_processor()
     return _save(build_model(processor, hidden=HIDDEN, vision_layers=1, text_layers=2, heads=2), processor, path)

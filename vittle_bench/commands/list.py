@@ -37,9 +37,9 @@ def _print_broken(registry: Registry, extra: dict[str, str] | None = None) -> No
 
 
 def main(args: argparse.Namespace) -> int:
+    from vittle_bench.builtin.model import BUILTIN_MODELS
     from vittle_bench.config import load_suites, load_task_specs
     from vittle_bench.models.base import MODELS
-    from vittle_bench.models.builtin import BUILTIN_MODELS
     from vittle_bench.shifts import SHIFTS
 
     include = [Path(p) for p in args.include_path]
@@ -68,10 +68,12 @@ def main(args: argparse.Namespace) -> int:
 
         for name in JUDGES.names():  # what --judge and a task's `judge:` accept
             judge = JUDGES.get(name)
-            usage = f"{name}:<model>" if judge.needs_target else name
+            usage = f"{name}:<model>" if judge.needs_target and not judge.pairwise else name
             kind = f"stand-in (metrics *_{judge.label})" if judge.label else "LLM judge"
             paragraph = (sys.modules[judge.__module__].__doc__ or "").strip().split("\n\n")[0]
             about = " ".join(paragraph.split()).split(". ")[0].rstrip(".")  # its module docstring's first sentence
+            if judge.pairwise:  # no --judge value: what a pairwise task runs for --judge openai:<model>
+                kind, about = "LLM judge of pairwise tasks", f"{about} (used for --judge openai:<model>)"
             print(f"{usage:28s} {kind:32s} {about}")
         _print_broken(JUDGES)
     else:

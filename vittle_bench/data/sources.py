@@ -26,7 +26,7 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
     scheme = spec.source.partition(":")[0]
     samples: Sequence[Sample]
     if spec.source == "builtin:shapes":
-        from vittle_bench.data.builtin.world import load_builtin_subset
+        from vittle_bench.builtin.world import load_builtin_subset
 
         samples = load_builtin_subset(spec.task, spec.subset or "", cache_dir)
     elif scheme in ("hf", "disk"):
@@ -46,7 +46,7 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
 def task_size(spec: TaskSpec) -> str:
     """Number of samples, known without loading anything ('?' when it is not)."""
     if spec.source == "builtin:shapes":
-        from vittle_bench.data.builtin.world import OPEN_QUESTIONS, POPE_IMAGES, WORLD_IMAGES
+        from vittle_bench.builtin.world import OPEN_QUESTIONS, POPE_IMAGES, WORLD_IMAGES
 
         sizes = {"mc": WORLD_IMAGES, "open": OPEN_QUESTIONS}
         return str(sizes.get(spec.subset or "", POPE_IMAGES * 3 * 2))

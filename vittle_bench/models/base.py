@@ -19,8 +19,8 @@ class Model(Protocol):
         ...
 
 
-MODELS: Registry[Any] = Registry("models", ("vittle_bench.models.hf", "vittle_bench.models.builtin",
-                                             "vittle_bench.models.openai_compat"))
+MODELS: Registry[Any] = Registry("models", ("vittle_bench.models.hf", "vittle_bench.builtin.model",
+                                             "vittle_bench.models.openai"))
 
 
 def split_spec(spec: str) -> tuple[str, str]:

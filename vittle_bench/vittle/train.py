@@ -103,7 +103,7 @@ def resolve_model_source(spec: str) -> str:
     if scheme == "hf":
         source = name
     elif scheme == "builtin":
-        from vittle_bench.models.builtin import BuiltinModel, weights_dir
+        from vittle_bench.builtin.model import BuiltinModel, weights_dir
 
         BuiltinModel.validate_name(name)
         source = str(weights_dir(name))

@@ -27,9 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from vittle_bench.data.builtin import questions as qa
-from vittle_bench.data.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, label_map, scene_rng
-from vittle_bench.models.tiny_llava import IMAGE_TOKENS, PATCH_SIZE
+from vittle_bench.builtin import questions as qa
+from vittle_bench.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, label_map, scene_rng
+from vittle_bench.builtin.tiny_llava import IMAGE_TOKENS, PATCH_SIZE
 from vittle_bench.schema import Sample
 from vittle_bench.tasks.closed_form import ClosedFormAdapter
 from vittle_bench.tasks.pope import PopeAdapter

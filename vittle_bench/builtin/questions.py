@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from vittle_bench.data.builtin.scenes import COLOURS, SHAPES, SceneObject
+from vittle_bench.builtin.scenes import COLOURS, SHAPES, SceneObject
 
 LETTERS = "ABCD"
 POSITION_WORDS = {"left": "furthest to the left", "right": "furthest to the right", "top": "highest",

@@ -12,8 +12,8 @@ import random
 import shutil
 from pathlib import Path
 
-from vittle_bench.data.builtin.questions import multiple_choice_question, open_question
-from vittle_bench.data.builtin.scenes import SceneObject, write_world_images
+from vittle_bench.builtin.questions import multiple_choice_question, open_question
+from vittle_bench.builtin.scenes import SceneObject, write_world_images
 from vittle_bench.data.coco_pope import STRATEGIES, build_pope, write_pope_jsonl
 from vittle_bench.data.lazy import LazySamples
 from vittle_bench.images import downscale_meta, load_image

@@ -17,11 +17,17 @@ from pathlib import Path
 
 import torch
 
-from vittle_bench.data.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
-from vittle_bench.data.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.tiny_llava import build_model, build_processor
+from vittle_bench.builtin.tiny_llava_train import (
+    ConversationEncoder,
+    Recipe,
+    pretrain_vision,
+    recipe_dict,
+    train_stage2,
+)
 from vittle_bench.errors import ConfigError
-from vittle_bench.models.tiny_llava import build_model, build_processor
-from vittle_bench.models.tiny_llava_train import ConversationEncoder, Recipe, pretrain_vision, recipe_dict, train_stage2
 from vittle_bench.schema import Sample
 from vittle_bench.tasks.closed_form import ClosedFormAdapter
 from vittle_bench.tasks.pope import PopeAdapter
