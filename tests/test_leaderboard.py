@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
+from importlib.resources import files
 from io import StringIO
 from pathlib import Path
 
@@ -254,6 +255,17 @@ def test_html_is_one_self_contained_page_with_a_sortable_table(runs, tmp_path):
     assert "addEventListener" in page.script and "sort(" in page.script and "data" in page.script
     assert page.external == [] and "http" not in out.read_text()
     assert 'data-value="' in out.read_text()
+
+
+def test_html_page_comes_from_the_packaged_template_and_escapes_text_as_html_escape_does():
+    assert (files("vittle_bench") / "templates" / "leaderboard.html.j2").is_file()
+    table = pd.DataFrame({"task": ["a<b>&\"c'"], "value": [1.5], "empty": [np.nan]})
+    page = render(table, "html")
+    assert page.startswith("<!DOCTYPE html>\n") and page.endswith("</script>\n</body></html>")
+    assert "<th>task</th><th>value</th><th>empty</th>" in page
+    assert ('<tr><td>a&lt;b&gt;&amp;&quot;c&#x27;</td><td class="num" data-value="1.5">1.5</td>'
+            '<td class="num" data-value=""></td></tr>\n</tbody>') in page
+    assert "<tbody>\n\n</tbody>" in render(table.iloc[:0], "html")
 
 
 def _compare_csv(args: list[str], capsys) -> pd.DataFrame:

@@ -4,10 +4,13 @@ numbers are shown as results.csv holds them, with as many decimals as the metric
 
 from __future__ import annotations
 
+from functools import cache
 from html import escape
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 from tabulate import tabulate
 
 from vittle_bench.errors import ConfigError
@@ -144,40 +147,21 @@ def _latex(table: pd.DataFrame, columns: list[str], errors: bool, body: list[lis
     return "\n".join(lines)
 
 
-_SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventListener("click", () => {
-  const table = th.closest("table"), body = table.tBodies[0], asc = th.dataset.order !== "asc";
-  table.querySelectorAll("th").forEach(h => delete h.dataset.order);
-  th.dataset.order = asc ? "asc" : "desc";
-  const key = row => { const c = row.cells[col];
-    return c.dataset.value === undefined ? c.textContent : (c.dataset.value === "" ? NaN : Number(c.dataset.value)); };
-  const rows = Array.from(body.rows).sort((a, b) => {
-    const x = key(a), y = key(b);
-    if (typeof x === "number") { if (isNaN(x)) return 1; if (isNaN(y)) return -1; return asc ? x - y : y - x; }
-    return asc ? x.localeCompare(y) : y.localeCompare(x);
-  });
-  rows.forEach(r => body.appendChild(r));
-}));
-"""
-
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
-th,td{padding:.3em .7em;border-bottom:1px solid #ddd}td.num{text-align:right;font-variant-numeric:tabular-nums}
-th{cursor:pointer;user-select:none;border-bottom:2px solid #333}th[data-order=asc]::after{content:" ▲"}
-th[data-order=desc]::after{content:" ▼"}p.note{color:#555;max-width:60em}"""
+@cache
+def _templates() -> Environment:
+    """The package's page templates (package data under vittle_bench/templates). Autoescape is on, but plain text
+    goes through the html_escape filter (html.escape: quotes as &quot; and &#x27;, where autoescape writes &#34;
+    and &#39;) and cell html, escaped by the caller, is marked safe in the template."""
+    environment = Environment(loader=PackageLoader("vittle_bench", "templates"), autoescape=True,
+                              undefined=StrictUndefined)
+    environment.filters["html_escape"] = lambda value: Markup(escape(str(value)))
+    return environment
 
 
 def _html(header: list[str], body: list[list[tuple[str, str | None]]], note: str) -> str:
     """A self-contained page (inline style and script, nothing fetched); click a header to sort by it.
     Cells are (html text, numeric sort key or None for a text cell); text is escaped by the caller."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    rows = ["<tr>" + "".join(f"<td>{text}</td>" if key is None else
-                             f'<td class="num" data-value="{escape(key)}">{text}</td>' for text, key in line) + "</tr>"
-            for line in body]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vittle-bench leaderboard</title>"
-            f"<style>{_STYLE}</style></head><body>\n<h1>vittle-bench leaderboard</h1>\n"
-            f"<table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) +
-            f"\n</tbody></table>\n<p class=\"note\">{escape(note)}</p>\n"
-            f"<script>{_SORT_SCRIPT}</script>\n</body></html>")
+    return _templates().get_template("leaderboard.html.j2").render(header=header, body=body, note=note)
 
 
 def _render_plain(table: pd.DataFrame, fmt: str, note: str = "") -> str:
