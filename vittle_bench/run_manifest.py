@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from vittle_bench.models.openai_compat import redact_model_args
+from vittle_bench.openai_client import redact_model_args
 from vittle_bench.results_io import run_versions
 from vittle_bench.run_plan import RunOptions, RunPlan
 from vittle_bench.shifts import condition_manifest

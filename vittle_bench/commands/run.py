@@ -79,7 +79,7 @@ def _encoder_pair(text: str) -> tuple[str | None, str | None]:
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.leaderboard import build_table
     from vittle_bench.models import parse_model_args
-    from vittle_bench.models.openai_compat import redact_text
+    from vittle_bench.openai_client import redact_text
     from vittle_bench.render import render
     from vittle_bench.run_plan import RunOptions, default_cache_dir
     from vittle_bench.runner import RunInterrupted, SampleError, run

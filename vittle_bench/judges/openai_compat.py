@@ -32,7 +32,7 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import JUDGES, Judge, Judgment
 from vittle_bench.judges.cache import JudgmentCache, judgment_key
 from vittle_bench.judges.rubrics import AUTO, SYSTEM_PROMPT, check_rubric, judge_prompt
-from vittle_bench.models.openai_compat import ChatClient, RequestFailed, public_url
+from vittle_bench.openai_client import ChatClient, RequestFailed, public_url
 from vittle_bench.schema import Sample
 
 log = logging.getLogger(__name__)

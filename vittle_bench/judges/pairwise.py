@@ -17,7 +17,7 @@ import re
 from typing import Any, ClassVar
 
 from vittle_bench.judges.openai_compat import OpenAIJudge
-from vittle_bench.models.openai_compat import image_data_url
+from vittle_bench.openai_client import image_data_url
 from vittle_bench.schema import Sample
 
 SYSTEM_PROMPT = (
