@@ -24,12 +24,13 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from tqdm import tqdm
 
@@ -82,6 +83,29 @@ class RunInterrupted(KeyboardInterrupt):
         self.output, self.records_kept, self.main_process = output, records_kept, main_process
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A sample on its way to the model: shifted and turned into a request, or the reason it could not be."""
+
+    sample: Sample
+    shifted: Sample | None = None
+    request: Request | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One (task, condition) cell of the grid: its place in the grid order, the adapter that prepares and scores
+    it and the rows it is evaluated on (the task's own, or a domain's swapped-in rows)."""
+
+    task_index: int
+    condition_index: int
+    task: str
+    condition: ShiftCondition
+    adapter: TaskAdapter
+    samples: Sequence[Sample]
+
+
 class _CellRunner:
     """Runs one model over its share of one task's samples under one shift condition, batch by batch."""
 
@@ -109,44 +133,36 @@ class _CellRunner:
             self.cache.put_many({keys[i]: out for i, out in fresh.items() if isinstance(out, str)})
         return [cached[k] if k in cached else fresh[i] for i, k in enumerate(keys)]
 
-    def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
+    def _prepare(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[_Prepared]:
         loadable = [s for s in samples if not s.load_error]
         shifted_of = dict(zip(map(id, loadable), self.engine.apply_many(condition, loadable, self.options.seed)))
-        prepared: list[tuple[Sample, Sample | None, Request | None, str | None]] = []
-        for sample in samples:
-            if sample.load_error:
-                prepared.append((sample, None, None, f"load: {sample.load_error}"))
-                continue
-            shifted = shifted_of[id(sample)]
-            if isinstance(shifted, Exception):
-                prepared.append((sample, None, None, f"shift: {type(shifted).__name__}: {shifted}"))
-            else:
-                try:
-                    prepared.append((sample, shifted, adapter.build_request(shifted), None))
-                except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the run
-                    prepared.append((sample, None, None, f"request: {type(exc).__name__}: {exc}"))
-        ready = [i for i, p in enumerate(prepared) if p[2] is not None]
-        requests = [cast(Request, prepared[i][2]) for i in ready]
+        return [_prepare_one(adapter, sample, shifted_of.get(id(sample))) for sample in samples]
+
+    def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
+        prepared = self._prepare(adapter, samples, condition)
+        ready = [i for i, p in enumerate(prepared) if p.request is not None]
+        requests = [cast(Request, prepared[i].request) for i in ready]
         keys = [cache_key(self.model.fingerprint, request) for request in requests]
         outputs = dict(zip(ready, self._generate(requests, keys)))
         key_of = dict(zip(ready, keys))
-        records = [self._record(adapter, condition, *p, outputs.get(i), key_of.get(i, ""))
+        records = [self._record(adapter, condition, p, outputs.get(i), key_of.get(i, ""))
                    for i, p in enumerate(prepared)]
-        self._score(adapter, records, [p[1] for p in prepared])
+        self._score(adapter, records, [p.shifted for p in prepared])
         if self.options.fail_fast:
             failed = next((r for r in records if r.error), None)
             if failed:
                 raise SampleError(f"{failed.task} / {condition.label} / sample {failed.sample_id}: {failed.error}")
         return records
 
-    def _record(self, adapter: TaskAdapter, condition: ShiftCondition, sample: Sample, shifted: Sample | None,
-                request: Request | None, error: str | None, output: str | Exception | None, key: str) -> SampleResult:
+    def _record(self, adapter: TaskAdapter, condition: ShiftCondition, prepared: _Prepared,
+                output: str | Exception | None, key: str) -> SampleResult:
+        sample, shifted, request = prepared.sample, prepared.shifted, prepared.request
         record = SampleResult(
             model=self.model.name, task=sample.task, shift=condition.name, shift_kind=condition.kind,
             severity=condition.severity, condition=condition.label, sample_id=sample.sample_id,
             input_hash=shifted.content_hash() if shifted else "", prompt=request.prompt if request else "",
             answer=sample.answer, raw_output=None, parsed=None, parse_ok=False, score=None,
-            category=sample.category, scorer=adapter.scorer, error=error, cache_key=key,
+            category=sample.category, scorer=adapter.scorer, error=prepared.error, cache_key=key,
             downscaled_from=sample.meta.get("downscaled_from"))
         if isinstance(output, Exception):
             record.error = f"generate: {type(output).__name__}: {output}"
@@ -170,6 +186,18 @@ class _CellRunner:
             record.score, record.reference_score = score, reference
 
 
+def _prepare_one(adapter: TaskAdapter, sample: Sample, shifted: Sample | Exception | None) -> _Prepared:
+    """The sample's request, or why there is none (a bad sample must not stop the run)."""
+    if sample.load_error:
+        return _Prepared(sample, error=f"load: {sample.load_error}")
+    if isinstance(shifted, Exception) or shifted is None:
+        return _Prepared(sample, error=f"shift: {type(shifted).__name__}: {shifted}")
+    try:
+        return _Prepared(sample, shifted, adapter.build_request(shifted))
+    except Exception as exc:  # noqa: BLE001 - recorded per sample
+        return _Prepared(sample, error=f"request: {type(exc).__name__}: {exc}")
+
+
 def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int) -> list[CellResult]:
     """The adapter's metrics over the cell's scored records, and the count of records that failed."""
     ok = [r for r in records if r.error is None]
@@ -183,61 +211,65 @@ def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tupl
         yield index, samples[index]
 
 
-def _cell_samples(options: RunOptions, plan: RunPlan, task_samples: dict[str, Sequence[Sample]]
-                  ) -> dict[tuple[int, int], Sequence[Sample]]:
-    """(task index, condition index) -> the cell's rows: the task's own, or under a domain condition the rows
-    its declaration swaps in (prepared by the task's adapter like its own); a domain not declared for a task
-    gives no cell."""
-    cells = {}
+def _grid_cells(options: RunOptions, plan: RunPlan, task_samples: dict[str, Sequence[Sample]]) -> list[_Cell]:
+    """The grid's cells in grid order: each task under each condition with the task's own rows, or under a
+    domain condition the rows its declaration swaps in (prepared by the task's adapter like its own); a domain
+    not declared for a task gives no cell."""
+    cells = []
     for t, spec in enumerate(plan.tasks):
         for c, condition in enumerate(plan.conditions):
+            adapter = plan.adapter(spec.task, condition)
             if condition.kind != "domain":
-                cells[t, c] = task_samples[spec.task]
+                cells.append(_Cell(t, c, spec.task, condition, adapter, task_samples[spec.task]))
                 continue
             rows = plan.domains.samples(spec, condition, options.cache_dir, options.limit, options.data_dir)
             if rows is not None:
-                cells[t, c] = MappedSamples(rows, plan.adapter(spec.task, condition).prepare)
+                cells.append(_Cell(t, c, spec.task, condition, adapter, MappedSamples(rows, adapter.prepare)))
     return cells
 
 
-def _evaluate(options: RunOptions, plan: RunPlan, cell_samples: dict[tuple[int, int], Sequence[Sample]],
-              group: WorkerGroup, shard_path: Path, counters: dict[str, int]) -> list[dict]:
-    """This process's share of the grid, appended durably (flush + fsync per batch) to its shard file."""
-    cache = AnswerCache(options.cache_dir / "answers.sqlite" if options.use_cache else None)
-    # Shifted images are cached on disk by content hash (size-bounded), so other models and reruns reuse them.
-    engine = ShiftEngine(ShiftedImageCache(options.cache_dir / "shifted-images") if options.use_cache else None)
-    share = sum(len(range(group.rank, len(s), group.world_size)) for s in cell_samples.values())
-    model_info = []
-    try:
-        with shard_path.open("w") as out:
-            for m, model_spec in enumerate(options.models):
-                model = load_model(model_spec, **group.model_args(options.model_args))
-                model_info.append({"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
-                                   "fingerprint_info": getattr(model, "fingerprint_info", None),
-                                   "model_args": redact_model_args(options.model_args)})
-                runner = _CellRunner(model, cache, engine, options, counters)
-                with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
-                          disable=not (options.progress and group.is_main)) as bar:
-                    for t, spec in enumerate(plan.tasks):
-                        for c, condition in enumerate(plan.conditions):
-                            if (t, c) not in cell_samples:
-                                continue
-                            adapter = plan.adapter(spec.task, condition)
-                            bar.set_postfix_str(f"{spec.task} / {condition.label}", refresh=False)
-                            mine = list(_my_share(cell_samples[t, c], group.rank, group.world_size))
-                            for start in range(0, len(mine), options.batch_size):
-                                batch = mine[start:start + options.batch_size]
-                                records = runner.run_batch(adapter, [s for _, s in batch], condition)
-                                for (index, _), record in zip(batch, records):
-                                    out.write(json.dumps({"order": [m, t, c, index], **record.to_json()}) + "\n")
-                                out.flush()
-                                os.fsync(out.fileno())
-                                bar.update(len(batch))
-                del model
-    finally:
-        cache.close()
-        engine.close()
-    return model_info
+def _evaluate(options: RunOptions, cells: list[_Cell], group: WorkerGroup, shard_path: Path,
+              counters: dict[str, int]) -> list[dict]:
+    """This process's share of the grid, model by model, appended durably to its shard file. Shifted images
+    are cached on disk by content hash (size-bounded), so other models and reruns reuse them."""
+    cache_dir = options.cache_dir if options.use_cache else None
+    with closing(AnswerCache(cache_dir / "answers.sqlite" if cache_dir else None)) as cache, \
+            closing(ShiftEngine(ShiftedImageCache(cache_dir / "shifted-images") if cache_dir else None)) as engine, \
+            shard_path.open("w") as out:
+        return [_evaluate_model(m, model_spec, options, cells, group, out,
+                                lambda model: _CellRunner(model, cache, engine, options, counters))
+                for m, model_spec in enumerate(options.models)]
+
+
+def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[_Cell], group: WorkerGroup,
+                    out: TextIO, runner_for: Callable[[Model], _CellRunner]) -> dict[str, Any]:
+    """One model over this process's share of every cell (the model is released when this returns)."""
+    model = load_model(model_spec, **group.model_args(options.model_args))
+    runner = runner_for(model)
+    share = sum(len(range(group.rank, len(cell.samples), group.world_size)) for cell in cells)
+    with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
+              disable=not (options.progress and group.is_main)) as bar:
+        for cell in cells:
+            bar.set_postfix_str(f"{cell.task} / {cell.condition.label}", refresh=False)
+            _evaluate_cell(runner, cell, m, group, options.batch_size, out, bar.update)
+    return {"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
+            "fingerprint_info": getattr(model, "fingerprint_info", None),
+            "model_args": redact_model_args(options.model_args)}
+
+
+def _evaluate_cell(runner: _CellRunner, cell: _Cell, m: int, group: WorkerGroup, batch_size: int, out: TextIO,
+                   progress: Callable[[int], Any]) -> None:
+    """This process's share of one cell, batch by batch; each batch is flushed and fsynced before the next, so
+    a killed run keeps every finished batch. A record's `order` is its place in the grid, for the merge."""
+    mine = list(_my_share(cell.samples, group.rank, group.world_size))
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start:start + batch_size]
+        records = runner.run_batch(cell.adapter, [s for _, s in batch], cell.condition)
+        out.writelines(json.dumps({"order": [m, cell.task_index, cell.condition_index, index], **record.to_json()})
+                       + "\n" for (index, _), record in zip(batch, records))
+        out.flush()
+        os.fsync(out.fileno())
+        progress(len(batch))
 
 
 def _merged_records(shards: list[Path]) -> Iterator[dict]:
@@ -247,8 +279,7 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
 
 
 def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
-              cell_samples: dict[tuple[int, int], Sequence[Sample]]) -> tuple[int, Counter[str], list[CellResult],
-                                                                              dict | None]:
+              grid: list[_Cell]) -> tuple[int, Counter[str], list[CellResult], dict | None]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
     `--metrics emi`, keep the few fields EMI needs of open-ended cells (domain cells included) and add EMI/EMID
     rows at the end. Returns the number of records and how often each error occurred."""
@@ -258,6 +289,7 @@ def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
     emi_rows_of: dict[tuple[str, str], Sequence[Sample]] = {}
     n_records = 0
     errors: Counter[str] = Counter()
+    cell_at = {(cell.task_index, cell.condition_index): cell for cell in grid}
     partial = options.output / "samples.jsonl.partial"
     with partial.open("w") as out:
         for (_, t, c), group in groupby(_merged_records(shards), key=lambda r: tuple(r["order"][:3])):
@@ -275,7 +307,7 @@ def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
                 emi_records[(first.model, first.task, label)] = [
                     {"sample_id": r.sample_id, "raw_output": r.raw_output, "answer": r.answer, "error": r.error}
                     for r in records]
-                emi_rows_of[(first.task, label)] = cell_samples[t, c]
+                emi_rows_of[(first.task, label)] = cell_at[t, c].samples
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, options.output / "samples.jsonl")
@@ -364,15 +396,15 @@ def _run_owned(options: RunOptions, plan: RunPlan, group: WorkerGroup, shard_dir
         spec.task: MappedSamples(load_samples(spec, options.cache_dir, options.limit, options.data_dir),
                                  plan.adapters[spec.task].prepare) for spec in plan.tasks}
     counters = {"generated": 0, "cached": 0}
-    cell_samples = _cell_samples(options, plan, task_samples)
-    model_info = _evaluate(options, plan, cell_samples, group, shard_dir / f"rank{group.rank}.jsonl", counters)
+    grid = _grid_cells(options, plan, task_samples)
+    model_info = _evaluate(options, grid, group, shard_dir / f"rank{group.rank}.jsonl", counters)
     (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps(counters))
     group.wait()
     summary = RunSummary(options.output, 0, 0, 0, 0, 0.0, main_process=False)
     if group.is_main:
         shards = sorted(shard_dir.glob("rank*.jsonl"))
         totals = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("rank*.counters.json"))]
-        n_records, errors, cells, emi_manifest = _finalise(options, plan, shards, cell_samples)
+        n_records, errors, cells, emi_manifest = _finalise(options, plan, shards, grid)
         write_results(options.output / "results.csv", cells)
         common_error, common_count = errors.most_common(1)[0] if errors else (None, 0)
         summary = RunSummary(options.output, n_records, sum(errors.values()), sum(t["generated"] for t in totals),
