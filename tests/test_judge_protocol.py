@@ -16,7 +16,7 @@ from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.data.llava_bench import TABLE
 from vittle_bench.data.sources import load_samples
-from vittle_bench.judges.openai_compat import OpenAIJudge
+from vittle_bench.judges.openai import OpenAIJudge
 from vittle_bench.judges.rubrics import RUBRICS
 from vittle_bench.run_manifest import domain_manifest
 from vittle_bench.run_plan import RunOptions, make_adapter, plan_run

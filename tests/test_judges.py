@@ -13,7 +13,7 @@ from vittle_bench.cli import main
 from vittle_bench.config import ConfigError
 from vittle_bench.judges import load_judge
 from vittle_bench.judges.cache import JudgmentCache
-from vittle_bench.judges.openai_compat import OpenAIJudge, parse_score_pair
+from vittle_bench.judges.openai import OpenAIJudge, parse_score_pair
 from vittle_bench.judges.pairwise import parse_verdict
 from vittle_bench.judges.rubrics import judge_prompt
 from vittle_bench.registry import UnknownNameError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vittle_bench.judges.reference_overlap import word_f1
+from vittle_bench.judges.overlap import word_f1
 from vittle_bench.metrics.stats import bootstrap_metrics
 from vittle_bench.schema import Sample, SampleResult
 from vittle_bench.tasks.closed_form import parse_choice

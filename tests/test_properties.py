@@ -14,7 +14,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from vittle_bench.config import ConfigError, load_task_specs
-from vittle_bench.judges.openai_compat import parse_score_pair
+from vittle_bench.judges.openai import parse_score_pair
 from vittle_bench.registry import UnknownNameError
 from vittle_bench.shifts import SHIFTS, parse_condition
 from vittle_bench.shifts.base import shift_severities

@@ -47,8 +47,7 @@ class Judge:
 
 
 JUDGES: Registry[type[Judge]] = Registry(
-    "judges", ("vittle_bench.judges.reference_overlap", "vittle_bench.judges.embedding",
-               "vittle_bench.judges.openai_compat"))
+    "judges", ("vittle_bench.judges.overlap", "vittle_bench.judges.embedding", "vittle_bench.judges.openai"))
 
 
 def judge_class(spec: str) -> type[Judge]:

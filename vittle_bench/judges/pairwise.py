@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from vittle_bench.judges.openai_compat import OpenAIJudge
+from vittle_bench.judges.openai import OpenAIJudge
 from vittle_bench.openai_client import image_data_url
 from vittle_bench.schema import Sample
 

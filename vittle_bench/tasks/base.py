@@ -98,7 +98,7 @@ def _register_declared_metrics(name: str, adapter: Any) -> None:
 
 TASK_ADAPTERS: Registry[type] = Registry(
     "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended",
-              "vittle_bench.tasks.pairwise", "vittle_bench.tasks.yes_no"), on_add=_register_declared_metrics)
+              "vittle_bench.tasks.pairwise", "vittle_bench.tasks.mme"), on_add=_register_declared_metrics)
 
 
 def declared_metric(name: str) -> Metric | None:
