@@ -119,19 +119,23 @@ class _CellRunner:
         self.counters["cached"] += len(keys) - len(missing)
         fresh: dict[int, str | Exception] = {}
         if missing:
-            try:
-                outputs: list[str | Exception] = list(self.model.generate([requests[i] for i in missing]))
-            except Exception:  # noqa: BLE001 - isolate the failing sample(s): retry one by one
-                outputs = []
-                for i in missing:
-                    try:
-                        outputs.append(self.model.generate([requests[i]])[0])
-                    except Exception as exc:  # noqa: BLE001 - recorded per sample, the run goes on
-                        outputs.append(exc)
-            fresh = dict(zip(missing, outputs))
+            fresh = dict(zip(missing, self._generate_isolated([requests[i] for i in missing])))
             self.counters["generated"] += len(missing)
             self.cache.put_many({keys[i]: out for i, out in fresh.items() if isinstance(out, str)})
         return [cached[k] if k in cached else fresh[i] for i, k in enumerate(keys)]
+
+    def _generate_isolated(self, requests: list[Request]) -> list[str | Exception]:
+        """The batch's answers; when the batch fails, each request alone, so only the failing ones are lost."""
+        try:
+            return list(self.model.generate(requests))
+        except Exception:  # noqa: BLE001 - isolate the failing sample(s): retry one by one
+            return [self._generate_one(request) for request in requests]
+
+    def _generate_one(self, request: Request) -> str | Exception:
+        try:
+            return self.model.generate([request])[0]
+        except Exception as exc:  # noqa: BLE001 - recorded per sample, the run goes on
+            return exc
 
     def _prepare(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[_Prepared]:
         loadable = [s for s in samples if not s.load_error]
