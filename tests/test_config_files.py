@@ -93,3 +93,64 @@ def test_a_yml_suites_domains_are_read(tmp_path):
     for include in ([root], [root, root]):  # each file is read once, however often it is reached
         declared = DomainResolver(include).suite_declarations
         assert [d.name for d in declared if d.origin == root / "langs.yml"] == ["de"]
+
+
+VARIANTS = ("source: builtin:shapes\nadapter: closed_form\nsubset: mc\ngroups: [family]\n"
+            "adapter_args: {per_category: true}\n"
+            "domains:\n  only_count:\n    where: {category: count}\n"
+            "variants:\n"
+            "  - {task: first, description: the first}\n"
+            "  - {task: second, subset: open, adapter_args: {}}\n")
+
+
+def test_variants_expand_into_one_task_each(tmp_path):
+    from vittle_bench.domains import DomainResolver
+
+    root = write(tmp_path / "own", "family.yaml", VARIANTS)
+    specs = load_task_specs([root])
+    first, second = specs["first"], specs["second"]
+    assert [s.task for s in resolve_tasks("family", [root])] == ["first", "second"]
+    assert (first.subset, first.description, first.adapter_args, first.groups) == ("mc", "the first",
+                                                                                  {"per_category": True}, ("family",))
+    assert (second.subset, second.description, second.adapter_args) == ("open", "", {})  # a mapping is replaced whole
+    assert first.path == second.path == root / "family.yaml" and first.source == second.source == "builtin:shapes"
+    resolver = DomainResolver([root])  # the file's own domains apply to every variant
+    assert [resolver.declaration(s, "only_count") is not None for s in (first, second)] == [True, True]
+
+
+@pytest.mark.parametrize("variants,message", [
+    ("variants: first", "family.yaml: variants must be a non-empty list of mappings"),
+    ("variants: []", "family.yaml: variants must be a non-empty list of mappings"),
+    ("variants: [first]", "family.yaml: variants[0] must be a mapping such as {task: NAME, split: SPLIT}, got str"),
+    ("variants: [{task: a}, {split: b}]", "family.yaml: variants[1]: task must be a non-empty string, got nothing"),
+    ("variants: [{task: a, split: 3}]", "family.yaml: variants[0]: split must be a string, got int 3 (quote it)"),
+    ("variants: [{task: a, sploit: b}]", "family.yaml: variants[0]: unknown keys ['sploit']"),
+    ("variants: [{task: a, variants: []}]", "family.yaml: variants[0]: unknown keys ['variants']"),
+    ("variants: [{task: a, domains: {}}]", "family.yaml: variants[0]: domains must be declared at the top level"),
+    ("task: a\nvariants: [{task: b}]", "family.yaml: a file with variants names its tasks in the entries"),
+])
+def test_a_malformed_variants_file_is_one_line_naming_it(tmp_path, capsys, variants, message):
+    from vittle_bench.cli import main
+
+    root = write(tmp_path / "own", "family.yaml", f"{MC}{variants}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_task_specs([root])
+    assert main(["list", "tasks", "--include-path", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(root / "family.yaml") in err
+
+
+def test_a_task_name_is_declared_once(tmp_path):
+    root = write(tmp_path / "own", "family.yaml", f"{MC}variants: [{{task: a}}, {{task: b}}, {{task: a}}]\n")
+    with pytest.raises(ConfigError, match=re.escape("family.yaml: variants[2]: task 'a' is declared twice in this "
+                                                    "file")):
+        load_task_specs([root])
+    write(root, "family.yaml", f"{MC}variants: [{{task: a}}, {{task: b}}]\n")
+    write(root, "other.yaml", f"task: b\n{MC}")
+    with pytest.raises(ConfigError, match=re.escape(f"other.yaml: task 'b' is also defined in {root / 'family.yaml'}")):
+        load_task_specs([root])
+    write(root, "other.yaml", f"{MC}variants: [{{task: shapes_mc}}]\n")  # a built-in is replaced only with override
+    with pytest.raises(ConfigError, match=r"other.yaml: variants\[0\]: task 'shapes_mc' is the built-in task"):
+        load_task_specs([root])
+    write(root, "other.yaml", f"{MC}variants: [{{task: shapes_mc, override: true}}]\n")
+    assert load_task_specs([root])["shapes_mc"].path == root / "other.yaml"

@@ -2,6 +2,18 @@
 
 Everything here is checked before any model loads, so a typo costs a second, not a model load. Task and suite
 files end in `.yaml` or `.yml`; a user task named like a built-in replaces it only with `override: true`.
+
+A task file declares one task (`task: NAME` and its keys) or, with `variants:`, several tasks that share every
+key but a few: its top-level keys are the base, and each entry of the `variants` list (a mapping holding at
+least `task`) is one task, the entry's keys replacing the base's (a mapping such as `adapter_args` is replaced
+whole, not merged). The file then has no top-level `task`; a task's own `domains:` stay at the top level and
+apply to every variant; a task name appears once per file. Errors name the file and the entry (`variants[3]`):
+
+    source: hf:org/dataset
+    adapter: open_ended
+    variants:
+      - {task: set_en, split: english, description: English questions}
+      - {task: set_de, split: german, description: German questions}
 """
 
 from __future__ import annotations
@@ -112,7 +124,7 @@ def _describe(value: Any) -> str:
     return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:60]
 
 
-def _text(path: Path, data: dict[str, Any], key: str, required: bool = False) -> str | None:
+def _text(where: str, data: dict[str, Any], key: str, required: bool = False) -> str | None:
     """A string field; YAML's numbers, booleans and dates are refused rather than converted (`0123` would read
     as 83, `no` as false)."""
     value = data.get(key)
@@ -120,70 +132,103 @@ def _text(path: Path, data: dict[str, Any], key: str, required: bool = False) ->
         return None
     if not isinstance(value, str) or (required and not value.strip()):
         hint = " (quote it)" if isinstance(value, (int, float, datetime.date)) else ""
-        raise ConfigError(f"{path}: {key} must be a {'non-empty ' if required else ''}string, got "
+        raise ConfigError(f"{where}: {key} must be a {'non-empty ' if required else ''}string, got "
                           f"{_describe(value)}{hint}")
     return value
 
 
-def _mapping(path: Path, data: dict[str, Any], key: str, values: type | None = None) -> dict[str, Any]:
+def _mapping(where: str, data: dict[str, Any], key: str, values: type | None = None) -> dict[str, Any]:
     value = data.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value) or \
             (values is not None and not all(isinstance(v, values) for v in value.values())):
         of = f"names to {values.__name__}s" if values is not None else "names to values"
-        raise ConfigError(f"{path}: {key} must be a mapping of {of}, got {_describe(value)}")
+        raise ConfigError(f"{where}: {key} must be a mapping of {of}, got {_describe(value)}")
     return dict(value)
 
 
-def _task_spec(path: Path, data: dict[str, Any]) -> TaskSpec:
-    """A task config checked field by field: every mistake is one line naming the file and the key."""
+def _task_entries(path: Path, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where its errors point, its config) for each task of a file: the file itself, or each `variants` entry
+    over the file's other keys."""
+    if "variants" not in data:
+        return [(str(path), data)]
+    base = {k: v for k, v in data.items() if k != "variants"}
+    if "task" in base:
+        raise ConfigError(f"{path}: a file with variants names its tasks in the entries; remove the top-level "
+                          f"task {_describe(base['task'])}")
+    variants = data["variants"]
+    if not isinstance(variants, list) or not variants:
+        raise ConfigError(f"{path}: variants must be a non-empty list of mappings such as "
+                          f"{{task: NAME, split: SPLIT}}, got {_describe(variants)}")
+    entries = []
+    for index, entry in enumerate(variants):
+        where = f"{path}: variants[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a mapping such as {{task: NAME, split: SPLIT}}, got "
+                              f"{_describe(entry)}")
+        if "domains" in entry:  # domains.py reads a task's own domains from its file's top level
+            raise ConfigError(f"{where}: domains must be declared at the top level of the file, where they apply "
+                              "to every variant")
+        entries.append((where, copy.deepcopy({**base, **entry})))
+    return entries
+
+
+def _task_spec(path: Path, data: dict[str, Any], where: str) -> TaskSpec:
+    """A task config checked field by field: every mistake is one line naming `where` (the file, and the variant
+    in a file of variants) and the key."""
     unknown = sorted(str(k) for k in set(data) - _TASK_KEYS)
     missing = sorted({"source", "adapter"} - set(data))
     if unknown or missing:
-        raise ConfigError(f"{path}: " + "; ".join(filter(None, [
+        raise ConfigError(f"{where}: " + "; ".join(filter(None, [
             f"unknown keys {unknown}" if unknown else "", f"missing keys {missing}" if missing else ""])))
-    task, source, adapter = (_text(path, data, k, required=True) or "" for k in ("task", "source", "adapter"))
+    task, source, adapter = (_text(where, data, k, required=True) or "" for k in ("task", "source", "adapter"))
     if "," in task or task != task.strip():
-        raise ConfigError(f"{path}: task name {task!r} must not contain commas or surrounding spaces")
+        raise ConfigError(f"{where}: task name {task!r} must not contain commas or surrounding spaces")
     groups = [] if data.get("groups") is None else data["groups"]
     if isinstance(groups, str):
-        raise ConfigError(f"{path}: groups must be a list of names: write groups: [{groups}] (a string is not split "
-                          "into characters)")
+        raise ConfigError(f"{where}: groups must be a list of names: write groups: [{groups}] (a string is not "
+                          "split into characters)")
     if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
-        raise ConfigError(f"{path}: groups must be a list of names, got {_describe(groups)}")
+        raise ConfigError(f"{where}: groups must be a list of names, got {_describe(groups)}")
     if not isinstance(data.get("override", False), bool):
-        raise ConfigError(f"{path}: override must be true or false, got {_describe(data['override'])}")
+        raise ConfigError(f"{where}: override must be true or false, got {_describe(data['override'])}")
     if adapter not in TASK_ADAPTERS:
-        raise ConfigError(f"{path}: {unknown_name_message('tasks', adapter, TASK_ADAPTERS.names())}")
-    adapter_args = _mapping(path, data, "adapter_args")
-    check_adapter_args(adapter, adapter_args, str(path))
-    return TaskSpec(task=task, source=source, adapter=adapter, path=path, subset=_text(path, data, "subset"),
-                    split=_text(path, data, "split"), description=_text(path, data, "description") or "",
+        raise ConfigError(f"{where}: {unknown_name_message('tasks', adapter, TASK_ADAPTERS.names())}")
+    adapter_args = _mapping(where, data, "adapter_args")
+    check_adapter_args(adapter, adapter_args, where)
+    return TaskSpec(task=task, source=source, adapter=adapter, path=path, subset=_text(where, data, "subset"),
+                    split=_text(where, data, "split"), description=_text(where, data, "description") or "",
                     groups=tuple(groups), adapter_args=adapter_args,
-                    columns=_mapping(path, data, "columns", str), revision=_text(path, data, "revision"))
+                    columns=_mapping(where, data, "columns", str), revision=_text(where, data, "revision"))
 
 
 def load_task_specs(include_paths: list[Path] | None = None) -> dict[str, TaskSpec]:
     """Every task config, the package's and each include path's. A user task named like a built-in replaces it
-    only with `override: true`, and two user files never define one task: a name clash is never silent."""
+    only with `override: true`, and two user files (or two variants of one file) never define one task: a name
+    clash is never silent."""
     specs: dict[str, TaskSpec] = {}
     builtin: set[str] = set()
     for path, is_builtin in config_files("tasks", include_paths or []):
         data = _read(path, is_builtin)
-        if "task" not in data:
+        if "task" not in data and "variants" not in data:
             continue  # a shift suite living in an included directory
-        spec = _task_spec(path, data)
-        previous = specs.get(spec.task)
-        if previous is not None and not (spec.task in builtin and data.get("override") is True):
-            raise ConfigError(f"{path}: task {spec.task!r} is the built-in task of {previous.path}; add "
-                              "`override: true` to use this one instead" if spec.task in builtin else
-                              f"{path}: task {spec.task!r} is also defined in {previous.path}")
-        if is_builtin:
-            builtin.add(spec.task)
-        else:
-            builtin.discard(spec.task)  # overridden: a second user file of that name is a clash
-        specs[spec.task] = spec
+        in_file: set[str] = set()
+        for where, entry in _task_entries(path, data):
+            spec = _task_spec(path, entry, where)
+            if spec.task in in_file:
+                raise ConfigError(f"{where}: task {spec.task!r} is declared twice in this file")
+            in_file.add(spec.task)
+            previous = specs.get(spec.task)
+            if previous is not None and not (spec.task in builtin and entry.get("override") is True):
+                raise ConfigError(f"{where}: task {spec.task!r} is the built-in task of {previous.path}; add "
+                                  "`override: true` to use this one instead" if spec.task in builtin else
+                                  f"{where}: task {spec.task!r} is also defined in {previous.path}")
+            if is_builtin:
+                builtin.add(spec.task)
+            else:
+                builtin.discard(spec.task)  # overridden: a second user file of that name is a clash
+            specs[spec.task] = spec
     return specs
 
 
