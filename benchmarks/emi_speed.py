@@ -31,13 +31,9 @@ for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
 import numpy as np
 import torch
 
-from vittle_bench.metrics.emi import (
-    ESTIMATORS,
-    ClubConfig,
-    ClubEstimator,
-    emi_estimate,
-    fit_pooled,
-)
+from vittle_bench.metrics.club import ClubEstimator
+from vittle_bench.metrics.club_net import ESTIMATORS, ClubConfig
+from vittle_bench.metrics.emi import emi_estimate, fit_pooled
 
 
 def gaussian(rho: float, n: int, d: int, seed: int, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

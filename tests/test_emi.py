@@ -15,17 +15,10 @@ import torch
 from torch import nn
 
 from vittle_bench.config import ConfigError
-from vittle_bench.metrics.emi import (
-    REFERENCE,
-    STANDARDISED,
-    ClubEstimator,
-    emi_estimate,
-    emid_bound,
-    emid_estimate,
-    fit_pooled,
-    representation_jsd,
-    resolve_estimator,
-)
+from vittle_bench.metrics.club import ClubEstimator
+from vittle_bench.metrics.club_net import REFERENCE, STANDARDISED
+from vittle_bench.metrics.emi import emi_estimate, emid_estimate, fit_pooled, resolve_estimator
+from vittle_bench.metrics.emid_bound import emid_bound, representation_jsd
 
 D, N = 16, 2000
 FAST_REFERENCE = replace(REFERENCE, steps=100)  # the reference recipe, shortened for tests

@@ -80,7 +80,7 @@ def _fit_config(args: argparse.Namespace):
     from dataclasses import replace
 
     from vittle_bench.config import ConfigError
-    from vittle_bench.metrics.emi import ESTIMATORS
+    from vittle_bench.metrics.club_net import ESTIMATORS
 
     if args.club not in ESTIMATORS:
         raise ConfigError(f"--club {args.club}: unknown; choose {' or '.join(ESTIMATORS)}")
@@ -100,7 +100,8 @@ def _fit_config(args: argparse.Namespace):
 
 def main_emi(args: argparse.Namespace) -> int:
     from vittle_bench.config import ConfigError
-    from vittle_bench.metrics.emi import ClubEstimator, emi_estimate, fit_pooled
+    from vittle_bench.metrics.club import ClubEstimator
+    from vittle_bench.metrics.emi import emi_estimate, fit_pooled
 
     data = _load_npz(args.embeddings)
     info: dict = {}
@@ -141,8 +142,8 @@ def main_bound(args: argparse.Namespace) -> int:
     from vittle_bench.domains import DomainError, DomainResolver
     from vittle_bench.encoders import load_encoder_pair
     from vittle_bench.encoders.cache import EmbeddingCache
-    from vittle_bench.metrics.emi import representation_jsd
     from vittle_bench.metrics.emi_cells import input_embeddings
+    from vittle_bench.metrics.emid_bound import representation_jsd
     from vittle_bench.run_plan import default_cache_dir
 
     include = [Path(p) for p in args.include_path]
