@@ -287,6 +287,29 @@ def test_pairwise_adapter_reports_win_tie_loss_and_needs_an_llm_judge():
             PairwiseAdapter(judge=judge)
 
 
+def test_the_pairwise_judge_is_registered_and_what_a_pairwise_task_loads_for_openai_model(tmp_path):
+    from vittle_bench.judges import JUDGES
+    from vittle_bench.judges.pairwise import PairwiseJudge
+
+    assert JUDGES.get("pairwise") is PairwiseJudge and "pairwise" in JUDGES.names()
+    adapter = PairwiseAdapter(judge="openai:gpt-4o", judge_repeats=2, judge_cache=str(tmp_path / "j.sqlite"),
+                              judge_args={"base_url": "http://127.0.0.1:9", "concurrency": 3})
+    judge = adapter.get_judge()
+    assert type(judge) is PairwiseJudge and judge.name == "openai:gpt-4o" and judge.model == "gpt-4o"
+    assert (judge.repeats, judge.concurrency, judge.temperature) == (2, 3, 0.0)
+    assert judge.identity["protocol"] == "wildvision-pairwise/1" and judge.client.base_url == "http://127.0.0.1:9"
+    with pytest.raises(ConfigError, match="only pairwise tasks use it"):  # verdicts are no relative score
+        OpenEndedAdapter(judge="pairwise:gpt-4o")
+
+
+def test_the_pairwise_judge_is_no_judge_value_for_a_run(tmp_path, capsys):
+    code = main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_pope_random", "--judge", "pairwise:gpt-4o",
+                 "--shifts", "clean", "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "pairwise tasks take --judge openai:MODEL" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_wildvision_without_an_llm_judge_exits_2_before_any_model_loads(tmp_path, capsys):
     code = main(["run", "--model", "builtin:tiny-llava", "--tasks", "wildvision_bench_pairwise", "--shifts", "clean",
                  "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")])

@@ -107,8 +107,9 @@ def plan_run(options: RunOptions) -> RunPlan:
     conditions = resolve_shifts(options.shifts, options.include_paths)
     if not tasks:
         raise ConfigError("no tasks selected")
-    if options.judge:
-        judge_class(options.judge)  # an unknown judge fails here, before any model loads
+    if options.judge and judge_class(options.judge).pairwise:  # an unknown judge fails here, before any model loads
+        raise ConfigError(f"--judge {options.judge}: the pairwise judge is no --judge value; pairwise tasks take "
+                          "--judge openai:MODEL and use it for that model")
     adapters = {}
     for spec in tasks:  # so does a task whose adapter cannot work with this judge choice
         try:

@@ -3,7 +3,8 @@
 Judge specs: `openai:MODEL` (an LLM judge on any OpenAI-compatible endpoint, the LLaVA-Bench protocol),
 `embedding` and `overlap` (offline stand-ins). A stand-in carries a non-empty `label`, which the open-ended
 adapter appends to the metric name (`relative_score_embedding`, `relative_score_overlap`) so that no table
-can pass its numbers off as judge scores.
+can pass its numbers off as judge scores. The `pairwise` judge (WildVision's verdicts) is no `--judge` value:
+a pairwise task given `--judge openai:MODEL` loads it as `pairwise:MODEL`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Judge:
     needs_target: ClassVar[bool] = False  # the spec names a model: `openai:MODEL`
     uses_cache: ClassVar[bool] = False  # takes a `cache` argument (the run's judgment cache)
     follows_rubric: ClassVar[bool] = False  # an LLM judge: a task's rubric, temperature and repeats apply
+    pairwise: ClassVar[bool] = False  # scores a verdict against a baseline answer: only pairwise tasks load it
 
     def judge(self, sample: Sample, answer: str) -> Judgment:
         return self.judge_many([(sample, answer)])[0]
@@ -47,7 +49,8 @@ class Judge:
 
 
 JUDGES: Registry[type[Judge]] = Registry(
-    "judges", ("vittle_bench.judges.overlap", "vittle_bench.judges.embedding", "vittle_bench.judges.openai"))
+    "judges", ("vittle_bench.judges.overlap", "vittle_bench.judges.embedding", "vittle_bench.judges.openai",
+               "vittle_bench.judges.pairwise"))
 
 
 def judge_class(spec: str) -> type[Judge]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from vittle_bench.judges.base import JUDGES
 from vittle_bench.judges.openai import OpenAIJudge
 from vittle_bench.openai_client import image_data_url
 from vittle_bench.schema import Sample
@@ -64,10 +65,12 @@ def parse_verdict(review: str) -> int | None:
     return VERDICTS.get(labels.pop())
 
 
+@JUDGES.register("pairwise")
 class PairwiseJudge(OpenAIJudge):
     """`openai:MODEL` under the WildVision protocol. A Judgment's model_score is the verdict and its
     reference_score 0 (the baseline's own standing), so cached judgments and records keep one shape."""
 
+    pairwise: ClassVar[bool] = True
     protocol: ClassVar[str] = "wildvision-pairwise/1"
 
     def __init__(self, model: str, temperature: float = 0.0, **kwargs: Any) -> None:

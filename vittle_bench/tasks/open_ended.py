@@ -54,6 +54,9 @@ class OpenEndedAdapter(TaskAdapter):
 
     def __post_init__(self) -> None:
         self._judge_class = judge_class(self.judge)  # fails on a bad spec now; loads nothing (aggregation needs none)
+        if self._judge_class.pairwise:
+            raise ConfigError(f"judge {self.judge!r} gives pairwise verdicts: only pairwise tasks use it, and they "
+                              "take --judge openai:MODEL; open-ended tasks take openai:MODEL, embedding or overlap")
         check_rubric(self.judge_rubric)
         if not isinstance(self.judge_repeats, int) or self.judge_repeats < 1:
             raise ConfigError(f"judge_repeats must be a positive integer, got {self.judge_repeats!r}")

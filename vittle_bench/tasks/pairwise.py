@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from vittle_bench.errors import ConfigError
-from vittle_bench.judges.base import Judge
-from vittle_bench.judges.pairwise import PairwiseJudge
+from vittle_bench.judges.base import Judge, load_judge
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import JUDGE_FAILED, LOSS_RATE, MEAN_VERDICT, TIE_RATE, WIN_RATE
 from vittle_bench.schema import SampleResult
@@ -46,7 +45,7 @@ class PairwiseAdapter(OpenEndedAdapter):
         if self._judge is None:
             args = {"temperature": self.judge_temperature, "repeats": self.judge_repeats, "cache": self.judge_cache,
                     **self.judge_args}
-            self._judge = PairwiseJudge(self.judge.partition(":")[2], **args)
+            self._judge = load_judge(f"pairwise:{self.judge.partition(':')[2]}", **args)
         return self._judge
 
     def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:
