@@ -201,17 +201,42 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
     cells = embed_cells(records_by_cell, samples, conditions, encoders, seed, cache)
     names = {"image": encoders[0].name, "text": encoders[1].name}
     manifest: dict[str, Any] = {"encoders": names, "cells": len(cells)}
+    ready = _ready_estimator(estimator, cells, names, manifest)
+    if ready is None:
+        return EmiReport([], None, manifest)
+    _describe_estimator(manifest, ready, encoders, cells)
+    builder = _RowBuilder({c.label: c for c in conditions}, encoders, ready)
+    rows = _emi_cell_rows(cells, builder, seed, n_boot)
+    emid_rows, unpaired = _emid_rows(cells, samples, builder, seed, n_boot)
+    if unpaired:
+        manifest["emid_unpaired"] = sorted(set(unpaired))
+    return EmiReport(rows + emid_rows, ready, manifest)
+
+
+def _ready_estimator(estimator: ClubEstimator | ClubConfig, cells: Mapping[CellKey, CellEmbeddings],
+                     names: dict[str, str], manifest: dict[str, Any]) -> ClubEstimator | None:
+    """The estimator to evaluate every cell with: the one given (checked against these encoders' embeddings) or
+    one fitted on all cells pooled, its fit recorded in `manifest`; None, with the reason recorded there, when
+    there are too few pairs to fit one."""
+    if not isinstance(estimator, ClubConfig):
+        if cells:
+            _checked(estimator, cells, names)
+        return estimator
     n_pairs = sum(len(c.sample_ids) for c in cells.values())
-    if isinstance(estimator, ClubConfig):
-        if n_pairs < MIN_PAIRS:
-            manifest["skipped"] = f"{n_pairs} usable pairs (< {MIN_PAIRS}): no EMI"
-            return EmiReport([], None, manifest)
-        # Fit groups are (task, sample): a sample's pairs under every model and shift fall on one side of a split.
-        estimator = fit_pooled([c.triple for c in cells.values()], estimator, meta={"encoders": names},
-                               groups=[[f"{key[1]}\x1f{s}" for s in c.sample_ids] for key, c in cells.items()])
-        manifest["fit"] = {k: v for k, v in estimator.history.items() if k != "val_nll"}
-    elif cells:
-        _checked(estimator, cells, names)
+    if n_pairs < MIN_PAIRS:
+        manifest["skipped"] = f"{n_pairs} usable pairs (< {MIN_PAIRS}): no EMI"
+        return None
+    # Fit groups are (task, sample): a sample's pairs under every model and shift fall on one side of a split.
+    fitted = fit_pooled([c.triple for c in cells.values()], estimator, meta={"encoders": names},
+                        groups=[[f"{key[1]}\x1f{s}" for s in c.sample_ids] for key, c in cells.items()])
+    manifest["fit"] = {k: v for k, v in fitted.history.items() if k != "val_nll"}
+    return fitted
+
+
+def _describe_estimator(manifest: dict[str, Any], estimator: ClubEstimator, encoders: tuple[Encoder, Encoder],
+                        cells: Mapping[CellKey, CellEmbeddings]) -> None:
+    """Record the estimator and the metric-key suffix in `manifest`, and warn on stderr about cells with too few
+    pairs for their EMI to mean much."""
     manifest["club"] = {"name": estimator.name, "fingerprint": estimator.fingerprint, "fitted": "fit" in manifest,
                         "config": asdict(estimator.config), "x_dim": estimator.x_dim, "y_dim": estimator.y_dim}
     manifest["metric_suffix"] = emi_metric("", encoders, estimator)
@@ -219,22 +244,42 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
     if few is not None:
         manifest["few_pairs"] = few
         print(f"vittle-bench: {few['message']}", file=sys.stderr)
-    by_label = {c.label: c for c in conditions}
-    rows: list[CellResult] = []
 
-    def row(model: str, task: str, label: str, metric: str, value: float, low: float | None, high: float | None,
-            n: int) -> CellResult:
-        c = by_label[label]
+
+@dataclass(frozen=True)
+class _RowBuilder:
+    """Turns one estimate of a cell into its results.csv row, under the metric key of these encoders and estimator."""
+
+    by_label: Mapping[str, ShiftCondition]
+    encoders: tuple[Encoder, Encoder]
+    estimator: ClubEstimator
+
+    def build(self, cell: CellKey, metric: str, value: float, low: float | None, high: float | None,
+              n: int) -> CellResult:
+        model, task, label = cell
+        c = self.by_label[label]
         return CellResult(model=model, task=task, shift=c.name, shift_kind=c.kind, severity=c.severity,
-                          metric=emi_metric(metric, encoders, estimator), value=value, ci_low=low, ci_high=high, n=n,
-                          condition=label)
+                          metric=emi_metric(metric, self.encoders, self.estimator), value=value, ci_low=low,
+                          ci_high=high, n=n, condition=label)
 
-    for (model, task, label), cell in cells.items():
+
+def _emi_cell_rows(cells: Mapping[CellKey, CellEmbeddings], builder: _RowBuilder, seed: int,
+                   n_boot: int) -> list[CellResult]:
+    """`emi`, `mi_model` and `mi_ref` of every cell with at least 2 pairs."""
+    rows: list[CellResult] = []
+    for key, cell in cells.items():
         if len(cell.sample_ids) < 2:
             continue
-        estimates = emi_estimate(estimator, *cell.triple, n_boot=n_boot,
-                                 seed=cell_seed(seed, model, task, label, "emi"))
-        rows += [row(model, task, label, k, e.value, e.ci_low, e.ci_high, e.n) for k, e in estimates.items()]
+        estimates = emi_estimate(builder.estimator, *cell.triple, n_boot=n_boot, seed=cell_seed(seed, *key, "emi"))
+        rows += [builder.build(key, k, e.value, e.ci_low, e.ci_high, e.n) for k, e in estimates.items()]
+    return rows
+
+
+def _emid_rows(cells: Mapping[CellKey, CellEmbeddings], samples: Mapping[RowsKey, Sequence[Sample]],
+               builder: _RowBuilder, seed: int, n_boot: int) -> tuple[list[CellResult], list[str]]:
+    """`emid` and `emid_bound` of every shifted cell against its model's clean cell, and the labels of the
+    conditions whose rows are not the clean rows (so their cells are resampled independently)."""
+    rows: list[CellResult] = []
     unpaired = []
     for (model, task, label), q in cells.items():
         p = cells.get((model, task, "clean"))
@@ -249,11 +294,10 @@ def emi_rows(records_by_cell: Mapping[CellKey, Sequence[Any]], samples: Mapping[
             unpaired.append(label)
         if min(len(p.sample_ids), len(q.sample_ids)) < 2:
             continue
-        emid = emid_estimate(estimator, p.triple, q.triple, paired=paired, n_boot=n_boot,
+        emid = emid_estimate(builder.estimator, p.triple, q.triple, paired=paired, n_boot=n_boot,
                              seed=cell_seed(seed, model, task, label, "emid"))
         bound = emid_bound(p.image, p.question, q.image, q.question, (p.answer, p.reference), (q.answer, q.reference))
-        rows += [row(model, task, label, "emid", emid.value, emid.ci_low, emid.ci_high, emid.n),
-                 row(model, task, label, "emid_bound", bound.value, None, None, emid.n)]
-    if unpaired:
-        manifest["emid_unpaired"] = sorted(set(unpaired))
-    return EmiReport(rows, estimator, manifest)
+        key = (model, task, label)
+        rows += [builder.build(key, "emid", emid.value, emid.ci_low, emid.ci_high, emid.n),
+                 builder.build(key, "emid_bound", bound.value, None, None, emid.n)]
+    return rows, unpaired
