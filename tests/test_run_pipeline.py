@@ -159,6 +159,32 @@ def test_unknown_run_metric_is_a_usage_error(tmp_path, capsys):
     assert "unknown --metrics" in capsys.readouterr().err
 
 
+def test_a_registered_run_metric_reads_the_cells_it_declares(tiny_random_checkpoint, world_cache, tmp_path,
+                                                            monkeypatch):
+    """A run-level metric is a registry entry, not a name the runner knows: it sees the cells it reads, once each,
+    after the grid, and its manifest entry lands under its name."""
+    from vittle_bench.run_metrics import RUN_METRICS, RunMetric
+
+    class CellCount(RunMetric):
+        def reads(self, adapter):
+            return adapter.name == "pope"
+
+        def collect(self, model, task, condition, records, rows):
+            self.seen = [*getattr(self, "seen", []), (task, condition.label, len(records), len(rows))]
+
+        def finish(self, conditions):
+            return [], {"cells": sorted(self.seen), "conditions": [c.label for c in conditions]}
+
+    monkeypatch.setitem(RUN_METRICS._registered, "cell_count", CellCount)
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "shapes_pope_random,shapes_mc",
+                 "--shifts", "clean,defocus_blur@1", "--limit", "4", "--metrics", "cell_count",
+                 "--output", str(out), "--cache-dir", str(world_cache)]) == 0
+    entry = json.loads((out / "manifest.json").read_text())["cell_count"]
+    assert entry == {"cells": [["shapes_pope_random", "clean", 4, 4], ["shapes_pope_random", "defocus_blur@1", 4, 4]],
+                     "conditions": ["clean", "defocus_blur@1"]}
+
+
 def test_domain_shift_swaps_rows_and_undeclared_domain_is_a_usage_error(tiny_random_checkpoint, world_cache, tmp_path):
     (tmp_path / "mc_domains.yaml").write_text(
         "task: mc_dom\nsource: builtin:shapes\nsubset: mc\nadapter: closed_form\n"

@@ -8,7 +8,7 @@ the suite conditions no selected task declares; a mistake is one ConfigError lin
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,11 +24,10 @@ from vittle_bench.domains import DomainError, DomainResolver
 from vittle_bench.errors import ConfigError
 from vittle_bench.judges import judge_class
 from vittle_bench.models.base import validate_model_spec
+from vittle_bench.run_metrics import RUN_METRICS, RunContext, RunMetric
 from vittle_bench.shifts import ShiftCondition
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.tasks.base import check_adapter_args
-
-RUN_METRICS = ("emi",)
 
 
 def default_cache_dir() -> Path:
@@ -68,6 +67,7 @@ class RunPlan:
     adapters: dict[str, TaskAdapter]  # task name -> its adapter, with the run's judge choice applied
     domain_adapters: dict[tuple[str, str], TaskAdapter]  # (task, domain condition) -> the adapter scoring that cell
     skipped: list[ShiftCondition]  # suite conditions that no selected task declares (domains of other tasks)
+    run_metrics: list[RunMetric] = field(default_factory=list)  # `--metrics`, collected as the runner merges cells
 
     def adapter(self, task: str, condition: ShiftCondition) -> TaskAdapter:
         return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
@@ -116,13 +116,7 @@ def plan_run(options: RunOptions) -> RunPlan:
             adapters[spec.task] = make_adapter(spec, options)
         except ConfigError as exc:
             raise ConfigError(f"task {spec.task}: {exc}") from None
-    unknown = set(options.metrics) - set(RUN_METRICS)
-    if unknown:
-        raise ConfigError(f"unknown --metrics {sorted(unknown)}; available: {', '.join(RUN_METRICS)}")
-    if "emi" in options.metrics:  # a missing or foreign estimator file fails now, not after the generation
-        from vittle_bench.metrics.emi import resolve_estimator
-
-        resolve_estimator(options.emi_estimator)
+    run_metrics = _run_metrics(options)
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     domains = DomainResolver(options.include_paths)
@@ -140,7 +134,24 @@ def plan_run(options: RunOptions) -> RunPlan:
     if options.use_cache or not options.cache_dir.is_dir():  # answers are written there; built-in data too
         _check_writable(options.cache_dir, "cache directory (--cache-dir)")
     _check_writable(options.output, "output directory")
-    return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped)
+    return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped, run_metrics)
+
+
+def _run_metrics(options: RunOptions) -> list[RunMetric]:
+    """The run-level metrics asked for, each checked now (e.g. a missing or foreign EMI estimator file), not
+    after the generation. The registry is consulted only when some are asked for: they load heavy libraries."""
+    if not options.metrics:
+        return []
+    context = RunContext(options.seed, options.cache_dir if options.use_cache else None, options.output,
+                         {f.name: getattr(options, f.name) for f in fields(options)})
+    metrics = []
+    for name in options.metrics:
+        if name not in RUN_METRICS:
+            raise ConfigError(f"unknown --metrics {name!r}; available: {', '.join(RUN_METRICS)}")
+        metric = RUN_METRICS.get(name)(context)
+        metric.check()
+        metrics.append(metric)
+    return metrics
 
 
 def _domain_adapters(tasks: list[TaskSpec], conditions: list[ShiftCondition], domains: DomainResolver,

@@ -283,14 +283,12 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
 
 
 def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
-              grid: list[_Cell]) -> tuple[int, Counter[str], list[CellResult], dict | None]:
-    """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); with
-    `--metrics emi`, keep the few fields EMI needs of open-ended cells (domain cells included) and add EMI/EMID
-    rows at the end. Returns the number of records and how often each error occurred."""
+              grid: list[_Cell]) -> tuple[int, Counter[str], list[CellResult], dict[str, Any]]:
+    """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); each
+    run-level metric collects the cells it reads and adds its rows at the end. Returns the number of records,
+    how often each error occurred, the rows and the run-level metrics' manifest entries."""
     fields = set(SampleResult.__dataclass_fields__)
     cells: list[CellResult] = []
-    emi_records: dict[tuple[str, str, str], list[dict]] = {}
-    emi_rows_of: dict[tuple[str, str], Sequence[Sample]] = {}
     n_records = 0
     errors: Counter[str] = Counter()
     cell_at = {(cell.task_index, cell.condition_index): cell for cell in grid}
@@ -298,49 +296,23 @@ def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
     with partial.open("w") as out:
         for (_, t, c), group in groupby(_merged_records(shards), key=lambda r: tuple(r["order"][:3])):
             records = [SampleResult(**{k: v for k, v in r.items() if k in fields}) for r in group]
-            for r in records:
-                out.write(json.dumps(r.to_json()) + "\n")
+            out.writelines(json.dumps(r.to_json()) + "\n" for r in records)
             n_records += len(records)
             errors.update(r.error for r in records if r.error is not None)
-            first = records[0]
-            seed = cell_seed(options.seed, first.model, first.task, plan.conditions[c].label)
-            adapter = plan.adapter(first.task, plan.conditions[c])
-            cells += aggregate_cell(adapter, records, seed)
-            if "emi" in options.metrics and adapter.name == "open_ended":
-                label = plan.conditions[c].label
-                emi_records[(first.model, first.task, label)] = [
-                    {"sample_id": r.sample_id, "raw_output": r.raw_output, "answer": r.answer, "error": r.error}
-                    for r in records]
-                emi_rows_of[(first.task, label)] = cell_at[t, c].samples
+            cell, model = cell_at[t, c], records[0].model
+            cells += aggregate_cell(cell.adapter, records,
+                                    cell_seed(options.seed, model, cell.task, cell.condition.label))
+            for metric in plan.run_metrics:
+                if metric.reads(cell.adapter):
+                    metric.collect(model, cell.task, cell.condition, records, cell.samples)
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, options.output / "samples.jsonl")
-    emi_manifest = None
-    if "emi" in options.metrics:
-        emi_cells, emi_manifest = _emi(options, plan, emi_records, emi_rows_of)
-        cells += emi_cells
-    return n_records, errors, cells, emi_manifest
-
-
-def _emi(options: RunOptions, plan: RunPlan, emi_records: dict[tuple[str, str, str], list[dict]],
-         rows: dict[tuple[str, str], Sequence[Sample]]) -> tuple[list[CellResult], dict[str, Any]]:
-    """EMI rows from one CLUB estimator fitted on all open-ended cells of the run (or given), saved with it.
-    `rows[(task, condition)]` are the unshifted rows each cell was built from (a domain's swapped-in rows)."""
-    from vittle_bench.encoders import load_encoder_pair
-    from vittle_bench.encoders.cache import EmbeddingCache
-    from vittle_bench.metrics.emi import resolve_estimator
-    from vittle_bench.metrics.emi_cells import emi_rows
-
-    if not emi_records:
-        return [], {"skipped": "no open-ended task in the run: EMI needs free-text reference answers"}
-    with EmbeddingCache(options.cache_dir / "embeddings.sqlite" if options.use_cache else None) as cache:
-        report = emi_rows(emi_records, rows, plan.conditions, load_encoder_pair(*options.emi_encoders),
-                          seed=options.seed, cache=cache, estimator=resolve_estimator(options.emi_estimator))
-    manifest = dict(report.manifest)
-    if report.estimator is not None:
-        report.estimator.save(options.output / "emi_estimator.pt")
-        manifest["estimator"] = "emi_estimator.pt"
-    return report.rows, manifest
+    entries = {}
+    for name, metric in zip(options.metrics, plan.run_metrics):
+        rows, entries[name] = metric.finish(plan.conditions)
+        cells += rows
+    return n_records, errors, cells, entries
 
 
 def _records_kept(shard_dir: Path) -> int:
@@ -408,15 +380,14 @@ def _run_owned(options: RunOptions, plan: RunPlan, group: WorkerGroup, shard_dir
     if group.is_main:
         shards = sorted(shard_dir.glob("rank*.jsonl"))
         totals = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("rank*.counters.json"))]
-        n_records, errors, cells, emi_manifest = _finalise(options, plan, shards, grid)
+        n_records, errors, cells, metric_entries = _finalise(options, plan, shards, grid)
         write_results(options.output / "results.csv", cells)
         common_error, common_count = errors.most_common(1)[0] if errors else (None, 0)
         summary = RunSummary(options.output, n_records, sum(errors.values()), sum(t["generated"] for t in totals),
                              sum(t["cached"] for t in totals), round(time.time() - start, 1),
                              common_error=common_error, common_error_count=common_count)
-        record = manifest(options, plan, model_info, started, summary.record(), group.world_size)
-        if emi_manifest is not None:
-            record["emi"] = emi_manifest
+        record = {**manifest(options, plan, model_info, started, summary.record(), group.world_size),
+                  **metric_entries}
         tmp = options.output / "manifest.json.tmp"
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, options.output / "manifest.json")
