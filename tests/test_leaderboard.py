@@ -84,8 +84,8 @@ def test_intervals_are_seeded_and_do_not_depend_on_other_merged_runs(runs):
 
 def test_kind_interval_recomputed_by_hand_from_samples(runs):
     """The image-kind interval of base on syn_pope equals a paired bootstrap written out by hand."""
-    from vittle_bench.leaderboard import derived_seed
     from vittle_bench.metrics.stats import resample_weights
+    from vittle_bench.results_io import cell_seed
 
     row = build_table(list(runs)).set_index(["task", "model"]).loc[("syn_pope", "base")]
     records = [json.loads(line) for line in (runs[0] / "samples.jsonl").open()]
@@ -95,7 +95,7 @@ def test_kind_interval_recomputed_by_hand_from_samples(runs):
     correct = np.zeros((len(conditions), len(ids)))
     for r in image:
         correct[conditions.index(r["condition"]), ids.index(r["sample_id"])] = r["score"]
-    weights = resample_weights(len(ids), derived_seed(0, "syn_pope", "base"), 1000)
+    weights = resample_weights(len(ids), cell_seed(0, "syn_pope", "base"), 1000)
     draws = [np.mean([w @ c / w.sum() for c in correct]) for w in weights]
     assert row["image ci_low"] == pytest.approx(100 * np.quantile(draws, 0.025))  # accuracy is in percent
     assert row["image ci_high"] == pytest.approx(100 * np.quantile(draws, 0.975))

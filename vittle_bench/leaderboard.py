@@ -14,7 +14,6 @@ CSV keeps both ends). Without samples.jsonl such a column has no interval.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -26,10 +25,11 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import Metric, split_name
 from vittle_bench.metrics.grid import SampleGrid
-from vittle_bench.schema import RESULT_COLUMNS
+from vittle_bench.results_io import cell_seed
+from vittle_bench.schema import KINDS, RESULT_COLUMNS
 from vittle_bench.tasks.base import declared_metric
 
-KIND_ORDER = ("clean", "image", "text", "joint", "domain")
+KIND_ORDER = KINDS  # the leaderboard's column groups, in the order shifts declare their kinds
 GROUP_BYS = ("shift_kind", "shift", "severity", "condition")
 SAMPLE_FIELDS = ("model", "task", "condition", "shift", "shift_kind", "severity", "sample_id", "answer", "parsed",
                  "parse_ok", "score", "reference_score", "category", "error")
@@ -109,11 +109,6 @@ def load_samples(run_dirs: list[Path]) -> pd.DataFrame:
     return frame.drop_duplicates(subset=["model", "task", "condition", "sample_id"], keep="last")
 
 
-def derived_seed(seed: int, *parts: str) -> int:
-    """A seed per (task, model, ...) so merging more runs never changes another row's interval."""
-    return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
-
-
 def choose_metric(rows: pd.DataFrame, metric: str | None, task: str) -> str | None:
     """The metric a table shows for one task x model: the named one (a base name such as `emi` matches its
     qualified forms, which must then agree), else the one results.csv marks as the task's headline."""
@@ -175,7 +170,7 @@ def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric
         errors = cells[cells["metric"] == "n_errors"].set_index("condition")["value"]
         records = None if samples is None else samples[(samples["task"] == task) & (samples["model"] == model)]
         rows += _model_rows(str(task), str(model), chosen, cells[cells["metric"] == chosen], errors, records,
-                            declared_metric(chosen), group_by, derived_seed(seed, str(task), str(model)), n_boot,
+                            declared_metric(chosen), group_by, cell_seed(seed, str(task), str(model)), n_boot,
                             confidence)
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 

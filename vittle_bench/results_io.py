@@ -15,7 +15,8 @@ from vittle_bench.schema import RESULT_COLUMNS, CellResult, SampleResult
 
 
 def cell_seed(seed: int, *parts: str) -> int:
-    """Bootstrap seed of one cell: fixed by the run seed and the cell's identity, not by processing order."""
+    """Bootstrap seed of one cell, row or comparison: fixed by the run seed and its identity (task, model, ...),
+    not by processing order, so merging more runs never changes another row's interval."""
     return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
 
 

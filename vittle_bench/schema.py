@@ -128,5 +128,7 @@ class CellResult:
     ci_undefined: int = 0  # bootstrap draws in which the metric was undefined (left out of the interval)
 
 
+KINDS = ("clean", "image", "text", "joint", "domain")  # a condition's `shift_kind`, in display order
+
 RESULT_COLUMNS = ["model", "task", "shift", "shift_kind", "severity", "metric", "value", "ci_low", "ci_high", "n",
                   "condition", "unit", "higher_is_better", "primary", "ci_undefined"]

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from vittle_bench.config import ConfigError
-from vittle_bench.leaderboard import choose_metric, column_order_key, derived_seed
+from vittle_bench.leaderboard import choose_metric, column_order_key
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import PERCENT, WILCOXON, Metric
 from vittle_bench.metrics.grid import SampleGrid
+from vittle_bench.results_io import cell_seed
 from vittle_bench.tasks.base import declared_metric
 
 COLUMNS = ["task", "metric", "unit", "model_a", "model_b", "scope", "condition", "shift_kind", "severity", "n", "a",
@@ -155,7 +156,7 @@ def _pair_task(task: str, a: _Side, b: _Side, metric: str | None, bootstrap: _Bo
             "model_b": mb}
     return _TaskPairs(spec, base, labels, kind_of, grid_a.num * paired, grid_a.den * paired, grid_b.num * paired,
                       grid_b.den * paired, paired,
-                      stats.resample_weights(len(ids), derived_seed(bootstrap.seed, task), bootstrap.n_boot), bootstrap)
+                      stats.resample_weights(len(ids), cell_seed(bootstrap.seed, task), bootstrap.n_boot), bootstrap)
 
 
 def _task_rows(pairs: _TaskPairs) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from vittle_bench.shifts._imaging import ImageShift
 from vittle_bench.shifts.base import (
-    KINDS,
     SHIFTS,
     Shift,
     ShiftCondition,
@@ -11,5 +10,5 @@ from vittle_bench.shifts.base import (
     sample_rng,
 )
 
-__all__ = ["KINDS", "SHIFTS", "ImageShift", "Shift", "ShiftCondition", "condition_manifest", "parse_condition",
+__all__ = ["SHIFTS", "ImageShift", "Shift", "ShiftCondition", "condition_manifest", "parse_condition",
            "sample_rng"]

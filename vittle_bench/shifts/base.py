@@ -27,7 +27,6 @@ from vittle_bench.registry import Registry
 from vittle_bench.schema import Sample
 from vittle_bench.shifts.domain import DomainShift
 
-KINDS = ("clean", "image", "text", "joint", "domain")
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 DOMAIN_PREFIX = "domain:"
 

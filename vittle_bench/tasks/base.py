@@ -96,6 +96,10 @@ def _register_declared_metrics(name: str, adapter: Any) -> None:
         register_metric(metric)
 
 
+# LLaVA-1.5's short-answer instruction, appended to POPE, MME and open closed-form questions (LLaVA-1.5's POPE
+# question files; lmms-eval's MME `post_prompt`).
+SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
+
 TASK_ADAPTERS: Registry[type] = Registry(
     "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended",
               "vittle_bench.tasks.pairwise", "vittle_bench.tasks.mme"), on_add=_register_declared_metrics)

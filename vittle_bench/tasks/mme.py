@@ -25,9 +25,9 @@ from vittle_bench.metrics.definitions import (
 )
 from vittle_bench.metrics.stats import MetricValue, bootstrap_metrics
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.tasks.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 
-MME_SUFFIX = "\nAnswer the question using a single word or phrase."
+MME_SUFFIX = SHORT_ANSWER_SUFFIX
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
               "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")

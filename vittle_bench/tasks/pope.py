@@ -15,9 +15,9 @@ from typing import ClassVar
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import ACCURACY, F1, PRECISION, RECALL, UNPARSEABLE_RATE, YES_RATIO
 from vittle_bench.schema import Parsed, Request, Sample
-from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.tasks.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 
-POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
+POPE_SUFFIX = SHORT_ANSWER_SUFFIX
 
 
 def parse_pope_answer(raw: str) -> Parsed:
