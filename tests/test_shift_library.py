@@ -287,6 +287,21 @@ def test_mt_shift_fails_with_one_clear_error_offline():
         shift.apply(Sample("t", "1", "Is there a cat?"), np.random.default_rng(0))
 
 
+def test_a_run_preflights_its_shifts_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    """An MT shift (alone or in a joint condition) whose model cannot be had offline stops the run in one line,
+    exit 2, before the evaluated model is even looked at."""
+    from vittle_bench import runner
+    from vittle_bench.cli import main
+
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    for condition in ("mt_de@1", "gaussian_noise@1+mt_de@1"):
+        assert main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc", "--shifts", condition,
+                     "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"vittle-bench: error: {condition}: machine-translation model") and "\n" not in err
+        assert not (tmp_path / "run" / "results.csv").exists()
+
+
 def test_mt_shift_translates_only_the_stem_with_a_seq2seq_checkpoint(tmp_path, monkeypatch):
     """The success path, on a tiny random MarianMT saved like a hub checkpoint (OPUS-MT itself needs the hub):
     the model loads through the same from_pretrained calls, only the question stem is translated, the

@@ -26,6 +26,7 @@ from vittle_bench.judges import judge_class
 from vittle_bench.models.base import validate_model_spec
 from vittle_bench.run_metrics import RUN_METRICS, RunContext, RunMetric
 from vittle_bench.shifts import ShiftCondition
+from vittle_bench.shifts.base import preflight
 from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.tasks.base import check_adapter_args
 
@@ -117,6 +118,11 @@ def plan_run(options: RunOptions) -> RunPlan:
         except ConfigError as exc:
             raise ConfigError(f"task {spec.task}: {exc}") from None
     run_metrics = _run_metrics(options)
+    for condition in conditions:  # e.g. a machine-translation shift whose model cannot be loaded offline
+        try:
+            preflight(condition.shift)
+        except RuntimeError as exc:
+            raise ConfigError(f"{condition.label}: {exc}") from None
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     domains = DomainResolver(options.include_paths)

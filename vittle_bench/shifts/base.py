@@ -68,6 +68,16 @@ def shift_severities(shift: object) -> tuple[int, ...]:
     return tuple(int(s) for s in getattr(shift, "severities", DEFAULT_SEVERITIES))
 
 
+def preflight(shift: object) -> None:
+    """Run the shift's `preflight()` (and a joint shift's parts'), which raises when an outside resource it needs
+    (a hub model) cannot be had, so a run stops before any model loads instead of failing every sample."""
+    if isinstance(shift, JointShift):
+        preflight(shift.image)
+        preflight(shift.text)
+    elif callable(check := getattr(shift, "preflight", None)):
+        check()
+
+
 def format_severities(severities: tuple[int, ...]) -> str:
     """(1, 2, 3) -> "1-3", (1,) -> "1", (1, 3, 5) -> "1, 3, 5"."""
     values = sorted(severities)
