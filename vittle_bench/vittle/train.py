@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from vittle_bench.errors import ConfigError
 from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
-from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, attach_bottleneck, save_vittle
+from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, VittleHandle, attach_bottleneck, save_vittle
 from vittle_bench.vittle.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
 
 if TYPE_CHECKING:
@@ -192,23 +194,61 @@ def _trim_log(log_path: Path, step: int) -> None:
 
 def train(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) one tuning run and write the output directory; returns the final summary record."""
-    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
 
     if not Path(cfg.data).is_file():
         raise ConfigError(f"instruction data file {cfg.data} does not exist")
     source = resolve_model_source(cfg.model)
     output = Path(cfg.output)
-    accelerator = Accelerator(
+    accelerator = _make_accelerator(cfg)
+    checkpoint = _prepare_output(cfg, output, accelerator)
+    set_seed(cfg.seed)
+    tuning, frozen = _set_up(cfg, source, accelerator)
+    state = _start_state(tuning, checkpoint, log)
+    if accelerator.is_main_process:
+        _trim_log(output / LOG_FILE, state["step"])
+    n_trainable = sum(p.numel() for p in tuning.params)
+    log(f"tune {cfg.model} ({'baseline' if cfg.baseline else 'Vittle-' + cfg.prior}): {tuning.total} steps, global "
+        f"batch {cfg.batch_size * cfg.grad_accum * accelerator.num_processes}, {n_trainable:,} trainable / "
+        f"{frozen:,} frozen parameters, mixed precision {accelerator.mixed_precision}, "
+        f"{accelerator.num_processes} process(es)")
+    record = _run_steps(cfg, tuning, state, output)
+    if cfg.keep_checkpoints:
+        _save_checkpoint(accelerator, output, state)
+    return _save_final(accelerator, tuning.model, tuning.processor, tuning.handle, output, cfg,
+                       {**record, "event": "done"})
+
+
+@dataclass
+class _Tuning:
+    """What the step loop works on: the model, optimiser and loader as Accelerate prepared them."""
+
+    accelerator: Any
+    model: torch.nn.Module
+    processor: Any
+    handle: VittleHandle | None  # None for the baseline recipe
+    params: list[torch.nn.Parameter]  # the trainable ones
+    optimizer: Any
+    loader: Any
+    scheduler: Any
+    total: int  # optimiser steps of the whole run
+    loss_kwargs: bool  # the model's forward takes num_items_in_batch
+
+
+def _make_accelerator(cfg: TuneConfig) -> Any:
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+
+    return Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision=_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         # a text-only batch leaves the projector out of the graph; DDP must tolerate that
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    checkpoint = _prepare_output(cfg, output, accelerator)
-    set_seed(cfg.seed)
+
+
+def _set_up(cfg: TuneConfig, source: str, accelerator: Any) -> tuple[_Tuning, int]:
+    """The model (vision tower frozen, bottleneck attached unless baseline), optimiser, loader and schedule,
+    prepared and registered for checkpointing; also the number of frozen parameters."""
+    from transformers import get_cosine_schedule_with_warmup
 
     model, processor = load_for_tuning(source, cfg.dtype)
     frozen = freeze_vision_tower(model)
@@ -223,67 +263,47 @@ def train(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict[str, Any]
                         collate_fn=ConversationCollator(processor, cfg.max_length), num_workers=cfg.num_workers,
                         generator=torch.Generator().manual_seed(cfg.seed))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer.optimizer, math.ceil(cfg.warmup_ratio * total), total)
     accelerator.register_for_checkpointing(scheduler)  # stepped once per optimiser step, so not prepared
-    state = {"step": 0, "epoch": 0, "batches_in_epoch": 0}
-    log_path = output / LOG_FILE
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / STATE_FILE).read_text())
-        log(f"resuming from {checkpoint} at step {state['step']} of {total}")
-    if accelerator.is_main_process:
-        _trim_log(log_path, state["step"])
-    n_trainable = sum(p.numel() for p in params)
-    log(f"tune {cfg.model} ({'baseline' if cfg.baseline else 'Vittle-' + cfg.prior}): {total} steps, global batch "
-        f"{cfg.batch_size * cfg.grad_accum * accelerator.num_processes}, {n_trainable:,} trainable / {frozen:,} "
-        f"frozen parameters, mixed precision {accelerator.mixed_precision}, {accelerator.num_processes} process(es)")
+    return _Tuning(accelerator, model, processor, handle, params, optimizer, loader, scheduler, total,
+                   loss_kwargs), frozen
 
-    bar = tqdm(total=total, initial=state["step"], disable=not accelerator.is_local_main_process, desc="tune")
+
+def _start_state(tuning: _Tuning, checkpoint: Path | None, log: Callable[[str], None]) -> dict[str, int]:
+    """Where the loop starts: the beginning, or the checkpoint's step with every prepared object restored."""
+    if checkpoint is None:
+        return {"step": 0, "epoch": 0, "batches_in_epoch": 0}
+    tuning.accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    log(f"resuming from {checkpoint} at step {state['step']} of {tuning.total}")
+    return state
+
+
+def _run_steps(cfg: TuneConfig, tuning: _Tuning, state: dict[str, int], output: Path) -> dict[str, Any]:
+    """Optimiser steps from `state` up to `tuning.total`, epoch after epoch, logging each step and saving a
+    checkpoint every `cfg.save_every`; `state` is advanced in place. Returns the last step's log record."""
+    accelerator = tuning.accelerator
+    bar = tqdm(total=tuning.total, initial=state["step"], disable=not accelerator.is_local_main_process, desc="tune")
     window = torch.zeros(5, device=accelerator.device)  # sums: ce, kl_v, kl_t, micro-batches, supervised tokens
     start, record = time.time(), {}
-    while state["step"] < total:
-        loader.set_epoch(state["epoch"])
+    while state["step"] < tuning.total:
+        tuning.loader.set_epoch(state["epoch"])
         skip = state["batches_in_epoch"]
-        for batch in (accelerator.skip_first_batches(loader, skip) if skip else loader):
-            with accelerator.accumulate(model):
-                if handle is not None:
-                    handle.set_progress(state["step"] / max(1, total - 1))
-                n_sup = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-                extra = {"num_items_in_batch": n_sup.clamp(min=1)} if loss_kwargs else {}
-                ce = model(**batch, use_cache=False, **extra).loss
-                loss = ce + handle.regularizer() if handle is not None else ce
-                accelerator.backward(loss)
-                lr = scheduler.get_last_lr()[0]
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            kl = handle.kl_terms() if handle is not None else (torch.zeros(()), torch.zeros(()))
-            window += torch.stack([ce.detach().float(), kl[0].detach().float().to(window.device),
-                                   kl[1].detach().float().to(window.device), torch.ones((), device=window.device),
-                                   n_sup.float()])
+        for batch in (accelerator.skip_first_batches(tuning.loader, skip) if skip else tuning.loader):
+            lr = _micro_batch(cfg, tuning, batch, state["step"], window)
             state["batches_in_epoch"] += 1
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
-            sums = accelerator.reduce(window, "sum").tolist()
-            window.zero_()
-            record = {"step": state["step"], "epoch": state["epoch"], "lr": lr, "ce": sums[0] / sums[3],
-                      "supervised_tokens": int(sums[4]), "elapsed_s": round(time.time() - start, 2)}
-            if handle is not None:
-                record.update(kl_visual=sums[1] / sums[3], kl_text=sums[2] / sums[3], alpha=handle.bottleneck.alpha(),
-                              loss=(sums[0] + cfg.beta * (sums[1] + sums[2])) / sums[3])
+            record = _step_record(cfg, tuning, state, window, lr, start)
             if accelerator.is_main_process:
-                with open(log_path, "a") as f:
+                with open(output / LOG_FILE, "a") as f:
                     f.write(json.dumps(record) + "\n")
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.4g}" for k in ("ce", "kl_visual", "kl_text", "lr") if k in record})
-            if state["step"] >= total:
+            if state["step"] >= tuning.total:
                 break
             if cfg.save_every and state["step"] % cfg.save_every == 0:
                 _save_checkpoint(accelerator, output, state)
@@ -292,9 +312,47 @@ def train(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict[str, Any]
             continue
         break
     bar.close()
-    if cfg.keep_checkpoints:
-        _save_checkpoint(accelerator, output, state)
-    return _save_final(accelerator, model, processor, handle, output, cfg, {**record, "event": "done"})
+    return record
+
+
+def _micro_batch(cfg: TuneConfig, tuning: _Tuning, batch: dict[str, Any], step: int, window: torch.Tensor) -> float:
+    """Forward and backward on one micro-batch, an optimiser step when it closes an accumulation window, and its
+    CE, KL terms and token counts added to `window`. Returns the learning rate the step used."""
+    accelerator, handle = tuning.accelerator, tuning.handle
+    with accelerator.accumulate(tuning.model):
+        if handle is not None:
+            handle.set_progress(step / max(1, tuning.total - 1))
+        n_sup = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+        extra = {"num_items_in_batch": n_sup.clamp(min=1)} if tuning.loss_kwargs else {}
+        ce = tuning.model(**batch, use_cache=False, **extra).loss
+        loss = ce + handle.regularizer() if handle is not None else ce
+        accelerator.backward(loss)
+        lr = tuning.scheduler.get_last_lr()[0]
+        if accelerator.sync_gradients and cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(tuning.params, cfg.max_grad_norm)
+        tuning.optimizer.step()
+        if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+            tuning.scheduler.step()
+        tuning.optimizer.zero_grad(set_to_none=True)
+    kl = handle.kl_terms() if handle is not None else (torch.zeros(()), torch.zeros(()))
+    window += torch.stack([ce.detach().float(), kl[0].detach().float().to(window.device),
+                           kl[1].detach().float().to(window.device), torch.ones((), device=window.device),
+                           n_sup.float()])
+    return lr
+
+
+def _step_record(cfg: TuneConfig, tuning: _Tuning, state: dict[str, int], window: torch.Tensor, lr: float,
+                 start: float) -> dict[str, Any]:
+    """The log record of the optimiser step just taken: `window`'s sums over every process, averaged per
+    micro-batch; `window` is emptied for the next step."""
+    sums = tuning.accelerator.reduce(window, "sum").tolist()
+    window.zero_()
+    record = {"step": state["step"], "epoch": state["epoch"], "lr": lr, "ce": sums[0] / sums[3],
+              "supervised_tokens": int(sums[4]), "elapsed_s": round(time.time() - start, 2)}
+    if tuning.handle is not None:
+        record.update(kl_visual=sums[1] / sums[3], kl_text=sums[2] / sums[3], alpha=tuning.handle.bottleneck.alpha(),
+                      loss=(sums[0] + cfg.beta * (sums[1] + sums[2])) / sums[3])
+    return record
 
 
 def _save_final(accelerator: Any, model: torch.nn.Module, processor: Any, handle: Any, output: Path,
