@@ -46,9 +46,9 @@ def load_benchmark_model(tmp: Path):
 
 
 def benchmark_requests(cache: Path, n: int):
+    from vittle_bench.adapters import TASK_ADAPTERS
     from vittle_bench.config import resolve_tasks
     from vittle_bench.data.sources import load_samples
-    from vittle_bench.tasks import TASK_ADAPTERS
 
     requests = []
     specs = resolve_tasks("shapes_pope_random,shapes_mc")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vittle_bench.adapters.closed_form import ClosedFormAdapter
+from vittle_bench.adapters.open_ended import OpenEndedAdapter
+from vittle_bench.adapters.pope import PopeAdapter
 from vittle_bench.results_io import write_results
 from vittle_bench.runner import aggregate_cell
 from vittle_bench.schema import SampleResult
-from vittle_bench.tasks.closed_form import ClosedFormAdapter
-from vittle_bench.tasks.open_ended import OpenEndedAdapter
-from vittle_bench.tasks.pope import PopeAdapter
 
 # (shift, kind, severity)
 CONDITIONS = [("clean", "clean", 0), ("gaussian_noise", "image", 1), ("gaussian_noise", "image", 3),

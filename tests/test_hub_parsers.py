@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vittle_bench.adapters.closed_form import ClosedFormAdapter, open_answer_correct, parse_choice, parse_open
+from vittle_bench.adapters.mme import MMEAdapter, mme_scores, parse_yes_no
+from vittle_bench.adapters.pope import PopeAdapter, parse_pope_answer
 from vittle_bench.data.rows import mmmu_row, mmstar_row, scienceqa_row, split_inline_options
 from vittle_bench.schema import Sample, SampleResult
-from vittle_bench.tasks.closed_form import ClosedFormAdapter, open_answer_correct, parse_choice, parse_open
-from vittle_bench.tasks.mme import MMEAdapter, mme_scores, parse_yes_no
-from vittle_bench.tasks.pope import PopeAdapter, parse_pope_answer
 
 CUPS = ("a cup of tea", "a cup of coffee", "a glass of water", "a bowl of soup")
 

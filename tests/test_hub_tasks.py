@@ -16,13 +16,13 @@ import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 from PIL import Image
 
+from vittle_bench.adapters import TASK_ADAPTERS
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, TaskSpec, load_task_specs, resolve_tasks
 from vittle_bench.data.hf import HubSamples, open_dataset
 from vittle_bench.data.sources import load_samples, task_size
 from vittle_bench.models import load_model
 from vittle_bench.schema import SampleResult
-from vittle_bench.tasks import TASK_ADAPTERS
 
 from fake_openai_server import FakeServer, ok
 from fixtures_hub import (

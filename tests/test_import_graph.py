@@ -46,11 +46,12 @@ def test_the_package_imports_without_cycles():
 
 
 def test_layers_point_one_way():
-    """Models know nothing about tasks or judges, judges nothing about model backends, shifts nothing about
-    tasks or models (docs/architecture.md)."""
-    forbidden = {"vittle_bench.models": ("vittle_bench.tasks", "vittle_bench.judges"),
+    """Models know nothing about task adapters or judges, judges nothing about model backends, shifts nothing
+    about task adapters or models (docs/architecture.md)."""
+    forbidden = {"vittle_bench.models": ("vittle_bench.adapters", "vittle_bench.tasks", "vittle_bench.judges"),
                  "vittle_bench.judges": ("vittle_bench.models",),
-                 "vittle_bench.shifts": ("vittle_bench.tasks", "vittle_bench.models", "vittle_bench.judges")}
+                 "vittle_bench.shifts": ("vittle_bench.adapters", "vittle_bench.tasks", "vittle_bench.models",
+                                         "vittle_bench.judges")}
     wrong = [f"{module} -> {target}" for module, targets in import_graph().items()
              for layer, banned in forbidden.items() if module.startswith(layer + ".") or module == layer
              for target in targets if target.startswith(banned)]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from vittle_bench import domains
+from vittle_bench.adapters.open_ended import OpenEndedAdapter
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.data.llava_bench import TABLE
@@ -21,7 +22,6 @@ from vittle_bench.judges.rubrics import RUBRICS
 from vittle_bench.run_manifest import domain_manifest
 from vittle_bench.run_plan import RunOptions, make_adapter, plan_run
 from vittle_bench.schema import Sample
-from vittle_bench.tasks.open_ended import OpenEndedAdapter
 
 from fake_openai_server import FakeServer, ok
 from fixtures_hub import build_hub_fixtures

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vittle_bench.adapters.open_ended import OpenEndedAdapter
+from vittle_bench.adapters.pairwise import PairwiseAdapter
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError
 from vittle_bench.judges import load_judge
@@ -19,8 +21,6 @@ from vittle_bench.judges.rubrics import judge_prompt
 from vittle_bench.registry import UnknownNameError
 from vittle_bench.runner import aggregate_cell
 from vittle_bench.schema import Sample, SampleResult
-from vittle_bench.tasks.open_ended import OpenEndedAdapter
-from vittle_bench.tasks.pairwise import PairwiseAdapter
 
 from fake_openai_server import FakeServer, ok, status
 
@@ -171,7 +171,7 @@ def test_metric_names_label_stand_in_judges_and_bad_specs_fail_early():
 def test_every_judges_metric_is_what_leaderboards_and_compare_show(judge):
     """A run with any judge ends by printing its leaderboard (the embedding judge's run used to stop with
     'no results to show'), and its cells can be compared sample by sample."""
-    from vittle_bench.tasks.base import declared_metric
+    from vittle_bench.adapters.base import declared_metric
 
     adapter = OpenEndedAdapter(judge=judge)
     records = [_record(6.0, 8.0), _record(4.0, 8.0, "conv")]
@@ -319,8 +319,8 @@ def test_wildvision_without_an_llm_judge_exits_2_before_any_model_loads(tmp_path
 
 
 def test_win_rate_is_a_primary_percent_metric_whose_per_sample_form_matches_the_adapter():
+    from vittle_bench.adapters.base import declared_metric
     from vittle_bench.metrics.base import PERCENT
-    from vittle_bench.tasks.base import declared_metric
 
     records = [_verdict(v) for v in (2, 1, 0, -1, None, 1)]
     frame = pd.DataFrame({"score": [r.score for r in records], "error": [None] * len(records)})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vittle_bench.adapters.closed_form import parse_choice
+from vittle_bench.adapters.open_ended import OpenEndedAdapter
+from vittle_bench.adapters.pope import PopeAdapter, parse_pope_answer
 from vittle_bench.judges.overlap import word_f1
 from vittle_bench.metrics.stats import bootstrap_metrics
 from vittle_bench.schema import Sample, SampleResult
-from vittle_bench.tasks.closed_form import parse_choice
-from vittle_bench.tasks.open_ended import OpenEndedAdapter
-from vittle_bench.tasks.pope import PopeAdapter, parse_pope_answer
 
 POPE_CASES = [
     ("Yes", "yes"), ("No", "no"), ("no", "no"), ("Yes.", "yes"), ("No, there is not.", "no"),

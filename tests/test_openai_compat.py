@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from vittle_bench.adapters import TASK_ADAPTERS
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.cli import main
 from vittle_bench.config import ConfigError, resolve_tasks
@@ -23,7 +24,6 @@ from vittle_bench.models import load_model
 from vittle_bench.models.openai import OpenAIModel
 from vittle_bench.openai_client import ChatClient, RequestFailed, redact_model_args, redact_text
 from vittle_bench.schema import Request
-from vittle_bench.tasks import TASK_ADAPTERS
 
 from fake_openai_server import FakeServer, garbage, messages_key, ok, stall, status
 

@@ -13,13 +13,13 @@ import yaml
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from vittle_bench.adapters.closed_form import parse_choice
+from vittle_bench.adapters.pope import parse_pope_answer
 from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.judges.openai import parse_score_pair
 from vittle_bench.registry import UnknownNameError
 from vittle_bench.shifts import SHIFTS, parse_condition
 from vittle_bench.shifts.base import shift_severities
-from vittle_bench.tasks.closed_form import parse_choice
-from vittle_bench.tasks.pope import parse_pope_answer
 
 from test_metrics_and_parsers import official_pope_prediction
 

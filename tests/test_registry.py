@@ -135,9 +135,16 @@ def test_declared_metric_finds_a_plugin_adapters_metrics_beside_a_broken_adapter
     install(site, "vbt-kaput", "raise ImportError('not today')\n", {"kaput": "vbt_kaput:Adapter"},
             "vittle_bench.tasks")
     out = run_with(site, textwrap.dedent("""
-        from vittle_bench.tasks import TASK_ADAPTERS
-        from vittle_bench.tasks.base import declared_metric
+        from vittle_bench.adapters import TASK_ADAPTERS
+        from vittle_bench.adapters.base import declared_metric
         print("METRIC", declared_metric("count_error").unit, declared_metric("accuracy/colour").unit)
         print("BROKEN", *TASK_ADAPTERS.broken())
     """))
     assert "METRIC objects %" in out and "BROKEN kaput" in out
+
+
+def test_plugins_may_import_the_adapter_base_from_vittle_bench_tasks():
+    """docs/plugins.md: `vittle_bench.tasks` exports the adapter base and registry of `vittle_bench.adapters`."""
+    from vittle_bench import adapters, tasks
+
+    assert tasks.TaskAdapter is adapters.TaskAdapter and tasks.TASK_ADAPTERS is adapters.TASK_ADAPTERS

@@ -62,8 +62,8 @@ def test_registry_has_every_promised_shift():
 
 
 def test_every_shift_applies_to_pope_mc_and_open_samples(world_cache, similar_draws):
+    from vittle_bench.adapters import TASK_ADAPTERS
     from vittle_bench.builtin.world import load_builtin_subset
-    from vittle_bench.tasks import TASK_ADAPTERS
 
     samples = {subset: load_builtin_subset("t", subset, world_cache)[0] for subset in ("pope_random", "mc", "open")}
     adapters = {"pope_random": "pope", "mc": "closed_form", "open": "open_ended"}

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from vittle_bench.adapters.base import declared_metric
 from vittle_bench.metrics import stats
-from vittle_bench.tasks.base import declared_metric
 
 from synthetic_runs import write_run
 

@@ -39,7 +39,7 @@ _SCRIPT = textwrap.dedent("""
     from vittle_bench.results_io import write_results
     from vittle_bench.runner import aggregate_cell
     from vittle_bench.schema import Sample, SampleResult
-    from vittle_bench.tasks import TASK_ADAPTERS
+    from vittle_bench.adapters import TASK_ADAPTERS
 
     root = Path(sys.argv[1])
     adapter = TASK_ADAPTERS.get("count")()

@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
+from vittle_bench.adapters import TASK_ADAPTERS
+from vittle_bench.adapters.base import check_adapter_args
 from vittle_bench.errors import ConfigError
 from vittle_bench.registry import UnknownNameError, unknown_name_message
 from vittle_bench.shifts import SHIFTS, ShiftCondition, parse_condition
-from vittle_bench.tasks import TASK_ADAPTERS
-from vittle_bench.tasks.base import check_adapter_args
 
 PACKAGE_CONFIGS = Path(str(files("vittle_bench") / "configs"))
 _TASK_KEYS = {"task", "description", "source", "subset", "split", "adapter", "adapter_args", "groups", "columns",

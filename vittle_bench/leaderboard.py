@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vittle_bench.adapters.base import declared_metric
 from vittle_bench.errors import ConfigError
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import Metric, split_name
 from vittle_bench.metrics.grid import SampleGrid
 from vittle_bench.results_io import cell_seed
 from vittle_bench.schema import KINDS, RESULT_COLUMNS
-from vittle_bench.tasks.base import declared_metric
 
 KIND_ORDER = KINDS  # the leaderboard's column groups, in the order shifts declare their kinds
 GROUP_BYS = ("shift_kind", "shift", "severity", "condition")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
+from vittle_bench.adapters import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.adapters.base import check_adapter_args
 from vittle_bench.config import (
     DEFAULT_SHIFTS,
     DEFAULT_TASKS,
@@ -27,8 +29,6 @@ from vittle_bench.models.base import validate_model_spec
 from vittle_bench.run_metrics import RUN_METRICS, RunContext, RunMetric
 from vittle_bench.shifts import ShiftCondition
 from vittle_bench.shifts.base import preflight
-from vittle_bench.tasks import TASK_ADAPTERS, TaskAdapter
-from vittle_bench.tasks.base import check_adapter_args
 
 
 def default_cache_dir() -> Path:

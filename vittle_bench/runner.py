@@ -34,6 +34,7 @@ from typing import Any, TextIO, cast
 
 from tqdm import tqdm
 
+from vittle_bench.adapters import TaskAdapter
 from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
@@ -49,7 +50,6 @@ from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResul
 from vittle_bench.shifts import ShiftCondition
 from vittle_bench.shifts.engine import ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
-from vittle_bench.tasks import TaskAdapter
 from vittle_bench.workers import WorkerGroup
 
 

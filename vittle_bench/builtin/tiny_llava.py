@@ -20,10 +20,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from vittle_bench.adapters.closed_form import MC_SUFFIX, format_options
+from vittle_bench.adapters.pope import POPE_SUFFIX
 from vittle_bench.builtin.questions import POSITION_WORDS, multiple_choice_question, open_question
 from vittle_bench.builtin.scenes import CATEGORIES, IMAGE_SIZE, draw_scene, scene_rng
-from vittle_bench.tasks.closed_form import MC_SUFFIX, format_options
-from vittle_bench.tasks.pope import POPE_SUFFIX
 
 PATCH_SIZE = 8
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2

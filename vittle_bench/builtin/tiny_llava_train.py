@@ -27,12 +27,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
+from vittle_bench.adapters.closed_form import ClosedFormAdapter
+from vittle_bench.adapters.pope import PopeAdapter
 from vittle_bench.builtin import questions as qa
 from vittle_bench.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, label_map, scene_rng
 from vittle_bench.builtin.tiny_llava import IMAGE_TOKENS, PATCH_SIZE
 from vittle_bench.schema import Sample
-from vittle_bench.tasks.closed_form import ClosedFormAdapter
-from vittle_bench.tasks.pope import PopeAdapter
 
 TRAIN_SEED_OFFSET = 1_000  # scene seeds >= this are training scenes; the evaluation world uses seed 0
 CATEGORY_WORDS = tuple(tuple(name.split()) for name in CATEGORIES)  # (colour, shape) of each category

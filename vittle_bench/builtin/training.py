@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from vittle_bench.adapters.closed_form import ClosedFormAdapter
+from vittle_bench.adapters.pope import PopeAdapter
 from vittle_bench.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.builtin.tiny_llava import build_model, build_processor
@@ -29,8 +31,6 @@ from vittle_bench.builtin.tiny_llava_train import (
 )
 from vittle_bench.errors import ConfigError
 from vittle_bench.schema import Sample
-from vittle_bench.tasks.closed_form import ClosedFormAdapter
-from vittle_bench.tasks.pope import PopeAdapter
 from vittle_bench.vittle import VittleConfig, attach_bottleneck, save_vittle
 
 VARIANTS: dict[str, VittleConfig | None] = {

@@ -19,13 +19,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from vittle_bench.adapters.base import declared_metric
 from vittle_bench.config import ConfigError
 from vittle_bench.leaderboard import choose_metric, column_order_key
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import PERCENT, WILCOXON, Metric
 from vittle_bench.metrics.grid import SampleGrid
 from vittle_bench.results_io import cell_seed
-from vittle_bench.tasks.base import declared_metric
 
 COLUMNS = ["task", "metric", "unit", "model_a", "model_b", "scope", "condition", "shift_kind", "severity", "n", "a",
            "b", "diff", "ci_low", "ci_high", "p_value", "test"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from vittle_bench.registry import PluginError, Registry
 
 if TYPE_CHECKING:
-    from vittle_bench.tasks.base import TaskAdapter
+    from vittle_bench.adapters.base import TaskAdapter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> int:
                         + [f"{s}:<id-or-path>" for s in MODELS.names() if s != "builtin"]))
         _print_broken(MODELS)
     elif args.what == "tasks":
+        from vittle_bench.adapters import TASK_ADAPTERS
         from vittle_bench.data.sources import task_size
-        from vittle_bench.tasks import TASK_ADAPTERS
 
         specs = list(load_task_specs(include).values())
         width = max([len(s.task) for s in specs] + [4])

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vittle_bench.adapters import TaskAdapter
 from vittle_bench.registry import Registry
 from vittle_bench.schema import CellResult, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition
-from vittle_bench.tasks import TaskAdapter
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from vittle_bench.adapters import TaskAdapter
 from vittle_bench.encoders import load_encoder_pair
 from vittle_bench.encoders.cache import EmbeddingCache
 from vittle_bench.metrics.emi import resolve_estimator
@@ -13,7 +14,6 @@ from vittle_bench.metrics.emi_cells import emi_rows
 from vittle_bench.run_metrics import RUN_METRICS, RunContext, RunMetric
 from vittle_bench.schema import CellResult, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition
-from vittle_bench.tasks import TaskAdapter
 
 ESTIMATOR_FILE = "emi_estimator.pt"
 

@@ -91,7 +91,7 @@ def check_adapter_args(adapter: str, args: dict[str, Any], where: str) -> None:
 
 def _register_declared_metrics(name: str, adapter: Any) -> None:
     if not (isinstance(adapter, type) and issubclass(adapter, TaskAdapter)):
-        raise TypeError(f"task adapter {name!r} must be a class deriving from vittle_bench.tasks.TaskAdapter")
+        raise TypeError(f"task adapter {name!r} must be a class deriving from vittle_bench.adapters.TaskAdapter")
     for metric in adapter.metrics:
         register_metric(metric)
 
@@ -101,8 +101,8 @@ def _register_declared_metrics(name: str, adapter: Any) -> None:
 SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
 
 TASK_ADAPTERS: Registry[type] = Registry(
-    "tasks", ("vittle_bench.tasks.pope", "vittle_bench.tasks.closed_form", "vittle_bench.tasks.open_ended",
-              "vittle_bench.tasks.pairwise", "vittle_bench.tasks.mme"), on_add=_register_declared_metrics)
+    "tasks", ("vittle_bench.adapters.pope", "vittle_bench.adapters.closed_form", "vittle_bench.adapters.open_ended",
+              "vittle_bench.adapters.pairwise", "vittle_bench.adapters.mme"), on_add=_register_declared_metrics)
 
 
 def declared_metric(name: str) -> Metric | None:

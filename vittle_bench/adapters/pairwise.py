@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from vittle_bench.adapters.base import TASK_ADAPTERS
+from vittle_bench.adapters.open_ended import OpenEndedAdapter
 from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import Judge, load_judge
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import JUDGE_FAILED, LOSS_RATE, MEAN_VERDICT, TIE_RATE, WIN_RATE
 from vittle_bench.schema import SampleResult
-from vittle_bench.tasks.base import TASK_ADAPTERS
-from vittle_bench.tasks.open_ended import OpenEndedAdapter
 
 
 @TASK_ADAPTERS.register("pairwise")

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from vittle_bench.adapters.base import TASK_ADAPTERS, TaskAdapter
 from vittle_bench.errors import ConfigError
 from vittle_bench.judges.base import Judge, judge_class, load_judge
 from vittle_bench.judges.rubrics import AUTO, check_rubric
@@ -30,7 +31,6 @@ from vittle_bench.metrics.definitions import (
     RELATIVE_SCORE_OVERLAP,
 )
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
 
 log = logging.getLogger(__name__)
 

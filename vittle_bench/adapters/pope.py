@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import ACCURACY, F1, PRECISION, RECALL, UNPARSEABLE_RATE, YES_RATIO
 from vittle_bench.schema import Parsed, Request, Sample
-from vittle_bench.tasks.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 
 POPE_SUFFIX = SHORT_ANSWER_SUFFIX
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import (
     ACCURACY,
@@ -25,7 +26,6 @@ from vittle_bench.metrics.definitions import (
 )
 from vittle_bench.metrics.stats import MetricValue, bootstrap_metrics
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 
 MME_SUFFIX = SHORT_ANSWER_SUFFIX
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",

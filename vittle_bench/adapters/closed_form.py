@@ -10,10 +10,10 @@ import string
 from dataclasses import dataclass
 from typing import ClassVar
 
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import ACCURACY, UNPARSEABLE_RATE
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
-from vittle_bench.tasks.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 OPEN_SUFFIX = SHORT_ANSWER_SUFFIX

@@ -1,5 +1,5 @@
 """Task adapters: prompt building, answer parsing, scoring and per-cell aggregation."""
 
-from vittle_bench.tasks.base import TASK_ADAPTERS, TaskAdapter
+from vittle_bench.adapters.base import TASK_ADAPTERS, TaskAdapter
 
 __all__ = ["TASK_ADAPTERS", "TaskAdapter"]
