@@ -167,6 +167,21 @@ def _vittle_directory(source: str, revision: str | None, cache_dir: str | None, 
     return Path(found).parent
 
 
+def _check_model_args(name: str, dtype: str, prompt_profile: str, chat_template: str | None,
+                      unknown: dict[str, Any]) -> None:
+    """Reject model args this adapter does not take, or values it cannot use, before anything loads."""
+    if unknown:
+        raise ConfigError(f"{name}: unknown --model-args {sorted(unknown)}; hf: models take dtype, device, "
+                          "device_map, revision, trust_remote_code, attn_implementation, prompt_profile, "
+                          "chat_template, cache_dir")
+    if dtype not in _DTYPES:
+        raise ConfigError(f"{name}: dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
+    if prompt_profile not in PROFILE_NAMES:
+        raise ConfigError(f"{name}: prompt_profile must be one of {', '.join(PROFILE_NAMES)}, not {prompt_profile!r}")
+    if chat_template and prompt_profile not in ("auto", "chat_template"):
+        raise ConfigError(f"{name}: chat_template= applies to prompt_profile=chat_template, not {prompt_profile}")
+
+
 @MODELS.register("hf")
 class HFModel:
     """Greedy, batched generation with any `AutoModelForImageTextToText` checkpoint (hub id or directory)."""
@@ -175,17 +190,7 @@ class HFModel:
                  device_map: str | None = None, revision: str | None = None, trust_remote_code: bool = False,
                  attn_implementation: str | None = None, prompt_profile: str = "auto", chat_template: str | None = None,
                  cache_dir: str | None = None, **unknown: Any) -> None:
-        if unknown:
-            raise ConfigError(f"{name}: unknown --model-args {sorted(unknown)}; hf: models take dtype, device, "
-                              "device_map, revision, trust_remote_code, attn_implementation, prompt_profile, "
-                              "chat_template, cache_dir")
-        if dtype not in _DTYPES:
-            raise ConfigError(f"{name}: dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
-        if prompt_profile not in PROFILE_NAMES:
-            raise ConfigError(f"{name}: prompt_profile must be one of {', '.join(PROFILE_NAMES)}, "
-                              f"not {prompt_profile!r}")
-        if chat_template and prompt_profile not in ("auto", "chat_template"):
-            raise ConfigError(f"{name}: chat_template= applies to prompt_profile=chat_template, not {prompt_profile}")
+        _check_model_args(name, dtype, prompt_profile, chat_template, unknown)
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         from vittle_bench.vittle import load_vittle_if_present
@@ -222,9 +227,17 @@ class HFModel:
         vittle_dir = _vittle_directory(source, revision, cache_dir, local_only)
         self.vittle = load_vittle_if_present(self.model, vittle_dir) if vittle_dir else None
         self.generation_config = self._greedy_config()
+        self.fingerprint_info = self._fingerprint_info(source, revision, cache_dir, local_only)
+        self.fingerprint = hashlib.sha256(json.dumps(self.fingerprint_info, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _fingerprint_info(self, source: str, revision: str | None, cache_dir: str | None,
+                          local_only: bool) -> dict[str, Any]:
+        """Everything that changes what this model answers: the adapter version, the weights (a local directory's
+        content hash, or the hub commit the id resolved to), dtype, prompt profile, chat template, bottleneck and
+        generation settings."""
         local = Path(source)
-        self.fingerprint_info: dict[str, Any] = {
-            "adapter": FINGERPRINT_VERSION, "name": name, "source": None if local.is_dir() else source,
+        return {
+            "adapter": FINGERPRINT_VERSION, "name": self.name, "source": None if local.is_dir() else source,
             "revision": revision if local.is_dir() else (_hub_commit(source, revision, cache_dir, local_only)
                                                          or revision or "main"),
             "weights": directory_fingerprint(local) if local.is_dir() else None,
@@ -233,7 +246,6 @@ class HFModel:
                                             ).hexdigest()[:16],
             "vittle": self.vittle is not None, "generation": self.generation_settings(),
         }
-        self.fingerprint = hashlib.sha256(json.dumps(self.fingerprint_info, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> HFModel:
