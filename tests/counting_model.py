@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from vittle_bench.models.base import Model
 from vittle_bench.schema import Request, image_digest
 
 
@@ -16,7 +17,7 @@ def request_id(request: Request) -> str:
     return hashlib.sha256((request.prompt + "".join(image_digest(i) for i in request.images)).encode()).hexdigest()[:16]
 
 
-class CountingModel:
+class CountingModel(Model):
     fingerprint = "counting-model-v1"
 
     def __init__(self, log: str, kill_at_call: int = 0) -> None:

@@ -257,7 +257,7 @@ def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[_C
             bar.set_postfix_str(f"{cell.task} / {cell.condition.label}", refresh=False)
             _evaluate_cell(runner, cell, m, group, options.batch_size, out, bar.update)
     return {"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
-            "fingerprint_info": getattr(model, "fingerprint_info", None),
+            "fingerprint_info": model.fingerprint_info,
             "model_args": redact_model_args(options.model_args)}
 
 

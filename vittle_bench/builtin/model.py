@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from vittle_bench.models.base import MODELS
+from vittle_bench.models.base import MODELS, Model
 from vittle_bench.models.hf import HFModel
 from vittle_bench.registry import UnknownNameError, unknown_name_message
 
@@ -20,7 +20,7 @@ def weights_dir(name: str) -> Path:
 
 
 @MODELS.register("builtin")
-class BuiltinModel:
+class BuiltinModel(Model):
     @staticmethod
     def validate_name(name: str, **model_args: Any) -> None:
         if name not in BUILTIN_MODELS:

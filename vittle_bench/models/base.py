@@ -1,25 +1,39 @@
-"""The Model contract and model specs of the form `scheme:name` (the scheme picks the adapter)."""
+"""The Model base class and model specs of the form `scheme:name` (the scheme picks the backend).
+
+A backend is a `Model` subclass registered under its scheme: `load(name, **model_args)` builds the model a run
+evaluates, `validate_name(name, **model_args)` fails before anything loads when the model cannot be had
+(default: nothing to check), and the instance answers `generate`."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from vittle_bench.errors import ConfigError
-from vittle_bench.registry import Registry, UnknownNameError
+from vittle_bench.registry import PluginError, Registry, UnknownNameError
 from vittle_bench.schema import Request
 
 
-class Model(Protocol):
+class Model:
     name: str
     fingerprint: str  # identifies weights + settings; part of every cache key
+    fingerprint_info: dict[str, Any] | None = None  # what the fingerprint hashes, recorded in manifest.json
 
-    def generate(self, requests: list[Request]) -> list[str | Exception]:
+    @classmethod
+    def load(cls, name: str, **model_args: Any) -> Model:
+        raise NotImplementedError(f"{cls.__name__} does not say how to load {name!r}")
+
+    @staticmethod
+    def validate_name(name: str, **model_args: Any) -> None:
+        """Raise a ConfigError (or UnknownNameError) when `name` cannot be had; the args say where to look."""
+
+    def generate(self, requests: list[Request]) -> Sequence[str | Exception]:
         """Greedy answers, one per request, in order; a request that failed for good may come back as its
         exception (the runner records it as that sample's error and never caches it)."""
-        ...
+        raise NotImplementedError
 
 
-MODELS: Registry[Any] = Registry("models", ("vittle_bench.models.hf", "vittle_bench.builtin.model",
+MODELS: Registry[type[Model]] = Registry("models", ("vittle_bench.models.hf", "vittle_bench.builtin.model",
                                              "vittle_bench.models.openai"))
 
 
@@ -31,20 +45,23 @@ def split_spec(spec: str) -> tuple[str, str]:
     return scheme, name
 
 
+def model_backend(scheme: str) -> type[Model]:
+    """The backend registered under `scheme`; a plugin's entry that is no Model subclass is refused in one line."""
+    backend = MODELS.get(scheme)
+    if not (isinstance(backend, type) and issubclass(backend, Model)):
+        raise PluginError(f"model backend {scheme!r} ({backend!r}) is not a vittle_bench.models.base.Model subclass")
+    return backend
+
+
 def validate_model_spec(spec: str, model_args: dict[str, Any] | None = None) -> None:
-    """Fail before anything loads: unknown scheme or (for schemes that can tell) a model that cannot be had.
-    `validate_name(name, **model_args)` is optional for a model adapter; the args say where to look (e.g. a
-    hub cache directory, a revision)."""
+    """Fail before anything loads: unknown scheme or (for backends that can tell) a model that cannot be had."""
     scheme, name = split_spec(spec)
-    adapter = MODELS.get(scheme)
-    check = getattr(adapter, "validate_name", None)
-    if check:
-        check(name, **(model_args or {}))
+    model_backend(scheme).validate_name(name, **(model_args or {}))
 
 
 def load_model(spec: str, **model_args: Any) -> Model:
     scheme, name = split_spec(spec)
-    return MODELS.get(scheme).load(name, **model_args)
+    return model_backend(scheme).load(name, **model_args)
 
 
 def parse_model_args(text: str | None, flag: str = "--model-args") -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from vittle_bench.errors import ConfigError
-from vittle_bench.models.base import MODELS
+from vittle_bench.models.base import MODELS, Model
 from vittle_bench.models.prompt_profiles import PROFILE_NAMES, TRAINED_PROFILE_FILE, select_profile
 from vittle_bench.schema import Request
 
@@ -183,7 +183,7 @@ def _check_model_args(name: str, dtype: str, prompt_profile: str, chat_template:
 
 
 @MODELS.register("hf")
-class HFModel:
+class HFModel(Model):
     """Greedy, batched generation with any `AutoModelForImageTextToText` checkpoint (hub id or directory)."""
 
     def __init__(self, name: str, source: str, dtype: str = "auto", device: str | None = None,

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vittle_bench.errors import ConfigError
-from vittle_bench.models.base import MODELS
+from vittle_bench.models.base import MODELS, Model
 from vittle_bench.openai_client import ChatClient, RequestFailed, image_data_url, public_url
 from vittle_bench.schema import Request
 
@@ -38,7 +38,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 @MODELS.register("openai")
-class OpenAIModel:
+class OpenAIModel(Model):
     """An OpenAI-compatible chat model; greedy means temperature 0 (what the server does with it is the
     server's business: vLLM and SGLang decode greedily at temperature 0)."""
 
