@@ -32,8 +32,8 @@ def load_benchmark_model(tmp: Path):
 
     if (weights_dir("tiny-llava") / "model.safetensors").is_file():
         return HFModel("builtin:tiny-llava", str(weights_dir("tiny-llava"))), "builtin:tiny-llava (committed weights)"
+    from vittle_bench.builtin.recipe import Recipe
     from vittle_bench.builtin.tiny_llava import build_model, build_processor
-    from vittle_bench.builtin.tiny_llava_train import Recipe
 
     torch.manual_seed(0)
     processor = build_processor()

@@ -11,7 +11,7 @@ from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from vittle_bench.builtin.model import BUILTIN_MODELS, weights_dir
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
-from vittle_bench.builtin.tiny_llava_train import ConversationEncoder
+from vittle_bench.builtin.stage2 import ConversationEncoder
 from vittle_bench.cli import main
 from vittle_bench.models import load_model
 from vittle_bench.schema import Request

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from vittle_bench.builtin.tiny_llava_train import Recipe
+from vittle_bench.builtin.recipe import Recipe
 from vittle_bench.builtin.training import stage1_model, train_builtin
 from vittle_bench.config import ConfigError
 
@@ -97,8 +97,8 @@ def test_questions_carry_the_word_and_object_their_grounding_names():
 
 def test_encode_turns_points_at_the_grounded_word_options_and_answer_position_of_each_turn():
     from vittle_bench.builtin.questions import Grounding
+    from vittle_bench.builtin.stage2 import ConversationEncoder, Turn
     from vittle_bench.builtin.tiny_llava import build_processor
-    from vittle_bench.builtin.tiny_llava_train import ConversationEncoder, Turn
 
     processor = build_processor()
     encoder, tok = ConversationEncoder(processor), processor.tokenizer
@@ -135,7 +135,7 @@ def test_encode_turns_points_at_the_grounded_word_options_and_answer_position_of
 
 
 def test_pointer_targets_mask_the_correct_option_span():
-    from vittle_bench.builtin.tiny_llava_train import pointer_targets
+    from vittle_bench.builtin.stage2 import pointer_targets
 
     rows, positions, masks = pointer_targets(6, [[(5, 1, 3)], [], [(4, 2, 4), (5, 0, 1)]])
     assert rows.tolist() == [0, 2, 2] and positions.tolist() == [5, 4, 5]
@@ -146,7 +146,7 @@ def test_pointer_targets_mask_the_correct_option_span():
 def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
     from vittle_bench.builtin.questions import Grounding
     from vittle_bench.builtin.scenes import CATEGORIES
-    from vittle_bench.builtin.tiny_llava_train import grounding_targets
+    from vittle_bench.builtin.stage2 import grounding_targets
 
     red_ring, blue_ring = CATEGORIES.index("red ring") + 1, CATEGORIES.index("blue ring") + 1
     image = 9
@@ -161,7 +161,8 @@ def test_grounding_targets_are_the_patches_of_the_asked_object_or_bos():
 
 
 def test_grounding_and_alignment_losses_against_hand_computed_values():
-    from vittle_bench.builtin.tiny_llava_train import alignment_loss, grounding_loss
+    from vittle_bench.builtin.stage1 import alignment_loss
+    from vittle_bench.builtin.stage2 import grounding_loss
 
     attention = torch.zeros(2, 3, 4)
     attention[0, 2] = torch.tensor([0.1, 0.2, 0.3, 0.4])
@@ -214,7 +215,7 @@ def test_recipe_refuses_an_attention_loss_on_a_layer_the_decoder_lacks():
 
 def test_extreme_labels_flag_the_patches_of_the_unambiguous_unique_extreme_objects():
     from vittle_bench.builtin.scenes import CATEGORIES, Scene, SceneObject
-    from vittle_bench.builtin.tiny_llava_train import EXTREME_DIRECTIONS, extreme_labels
+    from vittle_bench.builtin.stage1 import EXTREME_DIRECTIONS, extreme_labels
 
     def category(name: str) -> int:
         return CATEGORIES.index(name) + 1

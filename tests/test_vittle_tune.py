@@ -70,7 +70,7 @@ def test_labels_supervise_exactly_the_assistant_turns(tiny_random_checkpoint, ll
     """Generic template-driven labels equal the built-in recipe's hand-written encoder on its template."""
     from transformers import AutoProcessor
 
-    from vittle_bench.builtin.tiny_llava_train import ConversationEncoder
+    from vittle_bench.builtin.stage2 import ConversationEncoder
 
     processor = AutoProcessor.from_pretrained(tiny_random_checkpoint)
     dataset = LlavaInstructionDataset(llava_data / "data.json", llava_data / "images")

@@ -20,15 +20,11 @@ import torch
 from vittle_bench.adapters.closed_form import ClosedFormAdapter
 from vittle_bench.adapters.pope import PopeAdapter
 from vittle_bench.builtin.questions import LETTERS, multiple_choice_question, pope_style_question
+from vittle_bench.builtin.recipe import Recipe, recipe_dict
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.stage1 import pretrain_vision
+from vittle_bench.builtin.stage2 import ConversationEncoder, train_stage2
 from vittle_bench.builtin.tiny_llava import build_model, build_processor
-from vittle_bench.builtin.tiny_llava_train import (
-    ConversationEncoder,
-    Recipe,
-    pretrain_vision,
-    recipe_dict,
-    train_stage2,
-)
 from vittle_bench.errors import ConfigError
 from vittle_bench.schema import Sample
 from vittle_bench.vittle import VittleConfig, attach_bottleneck, save_vittle

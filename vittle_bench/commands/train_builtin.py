@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads slow CPU training 10x under load
     from vittle_bench.builtin.model import weights_dir
-    from vittle_bench.builtin.tiny_llava_train import Recipe
+    from vittle_bench.builtin.recipe import Recipe
     from vittle_bench.builtin.training import VARIANTS, train_builtin
 
     variants = [v for v in args.variants.split(",") if v]

@@ -1,228 +1,34 @@
-"""The one training recipe of the built-in tiny LLaVA (and of its Vittle twins, which differ only by the
-bottleneck): stage 1 pre-trains the vision tower on dense scene labels and aligns the projector's image
-tokens with the words that name them (and, on the objects furthest left / right / up / down, with those
-directions' words); stage 2 trains the whole LLaVA, first on single presence questions with supervised
-grounding, then on mixed multi-turn instructions about each scene, with further supervised attention heads
-that carry a multiple-choice answer from the image to an option and its letter.
-
-Why two stages: trained from scratch in one stage, a model this small learns the language prior (one answer
-to every POPE question) long before it learns to look; dense per-patch labels give the tower features worth
-attending to. Why alignment and grounding: without them the decoder learned to match one attribute of the
-image (colour) and never the other (shape), capping POPE at ~0.71. Budgets are step counts, not seconds, so
-the same seed reproduces the same weights.
-"""
+"""Stage 2 of the built-in recipe: train the whole LLaVA on single presence questions with supervised
+grounding, then on mixed multi-turn instructions about each scene, with supervised attention heads that carry a
+multiple-choice answer from the image to an option and its letter."""
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from vittle_bench.adapters.closed_form import ClosedFormAdapter
 from vittle_bench.adapters.pope import PopeAdapter
 from vittle_bench.builtin import questions as qa
-from vittle_bench.builtin.scenes import CATEGORIES, MAX_OBJECTS, draw_scene, label_map, scene_rng
-from vittle_bench.builtin.tiny_llava import IMAGE_TOKENS, PATCH_SIZE
+from vittle_bench.builtin.recipe import CATEGORY_WORDS, TRAIN_SEED_OFFSET, Recipe, cosine_lr, pixel_values
+from vittle_bench.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.builtin.stage1 import (
+    alignment_extras,
+    alignment_loss,
+    extreme_labels,
+    scene_patch_labels,
+    word_targets,
+)
+from vittle_bench.builtin.tiny_llava import IMAGE_TOKENS
 from vittle_bench.schema import Sample
 
-TRAIN_SEED_OFFSET = 1_000  # scene seeds >= this are training scenes; the evaluation world uses seed 0
-CATEGORY_WORDS = tuple(tuple(name.split()) for name in CATEGORIES)  # (colour, shape) of each category
-
-
-@dataclass
-class Recipe:
-    seed: int = 0
-    stage1_steps: int = 1000
-    stage1_batch: int = 64
-    stage1_lr: float = 2e-3
-    # 1,400 mixed steps left multiple choice still rising (probe 0.71 -> 0.83 over the last 700)
-    stage2_steps: int = 2000
-    stage2_batch: int = 32
-    turns: int = 6
-    lr: float = 1e-3
-    vision_lr_mult: float = 0.3
-    warmup: int = 50
-    embedding_std: float = 0.15
-    text_layers: int = 4  # 2 layers learn counting and captions but not the two-hop "colour -> option letter"
-    probe_every: int = 100
-    # Alignment: projected image tokens regress onto the word embeddings of their object's colour and shape
-    # (stage 1 and stage 2), so that the decoder can match an image token against a question word.
-    align_weight: float = 1.0
-    # Grounding: head 0 of the first decoder layer attends from a question word to the image patches of the
-    # object that decides the answer (to <s> when none does), supervised: presence questions from their last
-    # attribute word ("ring" in "Is there a ring ..."), colour questions from the shape asked about,
-    # position questions from the direction word. Stage 2 opens with `grounding_steps` single-turn presence
-    # steps. Without alignment and grounding the decoder learned to match one attribute (colour) and never
-    # the other, even from perfect image tokens.
-    grounding_weight: float = 1.0
-    grounding_layer: int = 0
-    grounding_steps: int = 600
-    # Extremes: the patches of the object furthest left / right / up / down also carry the embedding of that
-    # direction's word ("left", "right", "highest", "lowest"), and stage 1 classifies them per patch; so the
-    # tower does the comparison and the decoder only matches words against image tokens, as for POPE.
-    extreme_weight: float = 1.0
-    # Option grounding: head 0 of layer `option_grounding_layer` attends from each option's last word to the
-    # patches of the object the option names (<s> when absent), so an option token learns where its object is.
-    option_grounding_weight: float = 1.0
-    option_grounding_layer: int = 1
-    # Pointer: head 0 of the last layer attends from the answer position to the correct option's last word:
-    # the second hop of an MC answer, from what the image showed back to an option (and, via binding, a letter).
-    pointer_weight: float = 1.0
-    # Binding: head 1 of the first layer attends from each option's last word to the option's letter, so
-    # that what the pointer reads there carries the letter to answer with (measured without it: the pointer
-    # found the right colour option 96 % of the time, yet the answered letter was right 66 % of the time).
-    binding_weight: float = 1.0
-    turn_weights: dict[str, float] = field(default_factory=lambda: {
-        "pope": 0.35, "colour_presence": 0.05, "shape_presence": 0.15, "multiple_choice": 0.3, "describe": 0.15})
-
-    def __post_init__(self) -> None:
-        for name in ("grounding_layer", "option_grounding_layer"):
-            if not 0 <= getattr(self, name) < self.text_layers:
-                raise ValueError(f"{name} = {getattr(self, name)} is not a layer of a {self.text_layers}-layer decoder")
-
-
-def cosine_lr(base: float, step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _pixels(processor: LlavaProcessor, images: list) -> torch.Tensor:
-    return processor.image_processor(images, return_tensors="pt")["pixel_values"]
-
-
-# ----------------------------------------------------------------------------- stage 1
-class VisionHeads(nn.Module):
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        n = len(CATEGORIES)
-        self.patch = nn.Linear(hidden, n + 1)
-        self.presence = nn.Linear(hidden, n)
-        self.presence_per_token = nn.Linear(hidden, n)
-        self.count = nn.Linear(hidden, MAX_OBJECTS)
-        self.extreme = nn.Linear(hidden, len(EXTREME_DIRECTIONS))
-
-
-def _patch_labels(scene) -> np.ndarray:
-    """Majority non-background category of each patch (0 when objects cover < 12 % of it)."""
-    labels = label_map(scene)
-    g = labels.shape[0] // PATCH_SIZE
-    patches = labels.reshape(g, PATCH_SIZE, g, PATCH_SIZE).transpose(0, 2, 1, 3).reshape(g * g, -1)
-    counts = np.stack([(patches == c).sum(1) for c in range(1, len(CATEGORIES) + 1)], 1)
-    return np.where(counts.max(1) >= 0.12 * patches.shape[1], counts.argmax(1) + 1, 0)
-
-
-EXTREME_DIRECTIONS = tuple(qa.POSITION_WORDS)  # left, right, top, bottom
-
-
-def extreme_labels(scene, patch_labels: np.ndarray) -> np.ndarray:
-    """(patches, directions): 1 on the patches of the object furthest in each direction, when that object is
-    unambiguous (the position questions' margin) and the only one of its category in the scene."""
-    names = [o.name for o in scene.objects]
-    flags = np.zeros((len(patch_labels), len(EXTREME_DIRECTIONS)), dtype=np.float32)
-    for d, direction in enumerate(EXTREME_DIRECTIONS):
-        extreme = qa.extreme_object(scene.objects, direction)
-        if extreme is not None and names.count(extreme.name) == 1:
-            flags[:, d] = patch_labels == CATEGORIES.index(extreme.name) + 1
-    return flags
-
-
-def _input_embedding_weight(model: LlavaForConditionalGeneration) -> torch.Tensor:
-    weight = model.get_input_embeddings().weight
-    assert isinstance(weight, torch.Tensor)
-    return weight
-
-
-def direction_word_targets(model: LlavaForConditionalGeneration, processor: LlavaProcessor) -> torch.Tensor:
-    """Row d: the decoder's input embedding of the position questions' word for direction d ("left", ...)."""
-    ids = processor.tokenizer.convert_tokens_to_ids([qa.POSITION_WORDS[d].split()[-1] for d in EXTREME_DIRECTIONS])
-    return _input_embedding_weight(model)[ids]
-
-
-def word_targets(model: LlavaForConditionalGeneration, processor: LlavaProcessor) -> torch.Tensor:
-    """Row c + 1: the sum of the decoder's input embeddings of category c's colour and shape words; row 0
-    (background): zeros. Projected image tokens are pulled towards these rows, so an image token showing a
-    red ring looks to the decoder like the words "red ring" (LLaVA's alignment stage, done with labels)."""
-    embeddings = _input_embedding_weight(model)
-    ids = processor.tokenizer.convert_tokens_to_ids
-    rows = [embeddings[ids(colour)] + embeddings[ids(shape)] for colour, shape in CATEGORY_WORDS]
-    return torch.cat([torch.zeros_like(rows[0])[None], torch.stack(rows)])
-
-
-def alignment_extras(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
-                     extremes: torch.Tensor) -> torch.Tensor | None:
-    """What the recipe adds to the word targets: on the extreme objects' patches, their directions' words."""
-    if not recipe.extreme_weight:
-        return None
-    return (recipe.extreme_weight * extremes @ direction_word_targets(model, processor)).detach()
-
-
-def alignment_loss(projected: torch.Tensor, patch_labels: torch.Tensor, targets: torch.Tensor,
-                   extra: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared error of the projected image tokens to their patch's word target (plus `extra`, per patch),
-    relative to the word targets' size."""
-    wanted = targets[patch_labels]
-    if extra is not None:
-        wanted = wanted + extra
-    return (projected - wanted).pow(2).mean() / targets[1:].pow(2).mean()
-
-
-def pretrain_vision(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
-                    log: Callable[[str], None]) -> dict:
-    tower, projector = model.model.vision_tower, model.model.multi_modal_projector
-    heads = VisionHeads(tower.config.hidden_size)
-    params = list(tower.parameters()) + list(heads.parameters())
-    if recipe.align_weight:
-        params += list(projector.parameters())
-        targets = word_targets(model, processor).detach()
-    optimizer = torch.optim.AdamW(params, lr=recipe.stage1_lr, weight_decay=0.01, betas=(0.9, 0.98))
-    start, index = time.time(), 0
-    tower.train()
-    for step in range(recipe.stage1_steps):
-        scenes = [draw_scene(scene_rng(recipe.seed + TRAIN_SEED_OFFSET, index + i)) for i in range(recipe.stage1_batch)]
-        index += recipe.stage1_batch
-        pixels = _pixels(processor, [s.image for s in scenes])
-        hidden = tower(pixels, output_hidden_states=True).hidden_states[-1][:, 1:]
-        patch = torch.from_numpy(np.stack([_patch_labels(s) for s in scenes]))
-        extremes = torch.from_numpy(np.stack([extreme_labels(s, p) for s, p in zip(scenes, patch.numpy())]))
-        presence = torch.zeros(len(scenes), len(CATEGORIES))
-        for i, s in enumerate(scenes):
-            for o in s.objects:
-                presence[i, CATEGORIES.index(o.name)] = 1
-        count = torch.tensor([len(s.objects) - 1 for s in scenes])
-        pooled = hidden.mean(1)
-        loss = (F.cross_entropy(heads.patch(hidden).flatten(0, 1), patch.flatten())
-                + 3 * F.binary_cross_entropy_with_logits(heads.presence(pooled), presence)
-                + 3 * F.binary_cross_entropy_with_logits(heads.presence_per_token(hidden),
-                                                         presence[:, None].expand(-1, hidden.shape[1], -1))
-                + 0.5 * F.cross_entropy(heads.count(pooled), count))
-        if recipe.extreme_weight:
-            loss = loss + F.binary_cross_entropy_with_logits(heads.extreme(hidden), extremes)
-        if recipe.align_weight:
-            loss = loss + recipe.align_weight * alignment_loss(
-                projector(hidden), patch, targets, alignment_extras(model, processor, recipe, extremes))
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(recipe.stage1_lr, step, recipe.stage1_steps, 30)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        if step % 100 == 0 or step == recipe.stage1_steps - 1:
-            log(f"stage1 step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
-    return {"steps": recipe.stage1_steps, "wall_s": round(time.time() - start, 1), "final_loss": round(loss.item(), 4)}
-
-
-# ----------------------------------------------------------------------------- stage 2
 PRESENCE_BUILDERS: dict[str, Callable[..., qa.Question]] = {
     "pope": qa.pope_style_question, "colour_presence": qa.colour_presence_question,
     "shape_presence": qa.shape_presence_question}
@@ -414,8 +220,8 @@ def _stage2_batch(encoder: ConversationEncoder, processor: LlavaProcessor, rng: 
         labels[i, : len(e.ids)] = torch.tensor(e.labels)
         attention[i, : len(e.ids)] = 1
     batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-                             "pixel_values": _pixels(processor, [s.image for s in scenes])}
-    patch_labels = np.stack([_patch_labels(s) for s in scenes])
+                             "pixel_values": pixel_values(processor, [s.image for s in scenes])}
+    patch_labels = np.stack([scene_patch_labels(s) for s in scenes])
     targets = {"grounding": lambda: grounding_targets(input_ids, encoder.image_id, patch_labels,
                                                       [e.grounded for e in encoded]),
                "options": lambda: grounding_targets(input_ids, encoder.image_id, patch_labels,
@@ -430,6 +236,21 @@ def _stage2_batch(encoder: ConversationEncoder, processor: LlavaProcessor, rng: 
     return batch
 
 
+def _parameter_groups(model: LlavaForConditionalGeneration, recipe: Recipe) -> list[dict[str, Any]]:
+    """The vision tower at `recipe.vision_lr_mult` times the learning rate, everything else at 1."""
+    vision_params = list(model.model.vision_tower.parameters())
+    vision_ids = {id(p) for p in vision_params}
+    other = [p for p in model.parameters() if id(p) not in vision_ids]
+    return [{"params": vision_params, "mult": recipe.vision_lr_mult}, {"params": other, "mult": 1.0}]
+
+
+def _progress(step: int, history: list[float], attention_history: dict[str, list[float]], loss: float, lr: float,
+              elapsed: float) -> str:
+    attended = "".join(f" {name} {np.mean(h[-50:]):.3f}" for name, h in attention_history.items() if h)
+    return (f"stage2 step {step} ce {np.mean(history[-50:]):.4f}{attended} loss {loss:.4f} lr {lr:.2e} "
+            f"({elapsed:.0f}s)")
+
+
 def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor, recipe: Recipe,
                  log: Callable[[str], None], regularizer: Callable[[float], torch.Tensor] | None = None,
                  probe: Callable[[], dict] | None = None) -> dict:
@@ -439,11 +260,7 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
     encoder = ConversationEncoder(processor)
     encoder.check_matches_processor(draw_scene(scene_rng(0, 0)).image, PopeAdapter().build_request(
         Sample("t", "", "Is there a red circle in the image?")).prompt)
-    vision_params = list(model.model.vision_tower.parameters())
-    vision_ids = {id(p) for p in vision_params}
-    other = [p for p in model.parameters() if id(p) not in vision_ids]
-    groups: list[dict[str, Any]] = [{"params": vision_params, "mult": recipe.vision_lr_mult},
-                                    {"params": other, "mult": 1.0}]
+    groups = _parameter_groups(model, recipe)
     optimizer = torch.optim.AdamW(groups, lr=recipe.lr, weight_decay=0.01, betas=(0.9, 0.98))
     rng = random.Random(recipe.seed + 7)
     start, history = time.time(), []
@@ -487,9 +304,7 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
         if probe is not None and step and step % recipe.probe_every == 0:
             log(f"stage2 step {step} probe {probe()}")
         if step % 100 == 0 or step == total - 1:
-            attended = "".join(f" {name} {np.mean(h[-50:]):.3f}" for name, h in attention_history.items() if h)
-            log(f"stage2 step {step} ce {np.mean(history[-50:]):.4f}{attended} loss {loss.item():.4f} lr {lr:.2e} "
-                f"({time.time() - start:.0f}s)")
+            log(_progress(step, history, attention_history, loss.item(), lr, time.time() - start))
     if hook is not None:
         hook.remove()
     model.set_attn_implementation(attn_implementation)
@@ -497,6 +312,3 @@ def train_stage2(model: LlavaForConditionalGeneration, processor: LlavaProcessor
     return {"steps": total, "wall_s": round(time.time() - start, 1),
             "final_ce": round(float(np.mean(history[-50:])), 4)}
 
-
-def recipe_dict(recipe: Recipe) -> dict:
-    return asdict(recipe)
