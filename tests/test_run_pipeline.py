@@ -123,6 +123,10 @@ def test_list_commands(capsys):
     assert "suite quick" in out and "gaussian_noise" in out and "keyboard" in out
     assert main(["list", "models"]) == 0
     assert "builtin:tiny-llava-vittle-f" in capsys.readouterr().out
+    assert main(["list", "adapters"]) == 0
+    rows = {line.split()[0]: line.split(maxsplit=3)[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["pope"] == ["accuracy", "no", "accuracy, precision, recall, f1, yes_ratio, unparseable_rate"]
+    assert rows["open_ended"][:2] == ["relative_score", "yes"] and rows["pairwise"][:2] == ["win_rate", "yes"]
 
 
 def test_metrics_emi_adds_emi_and_emid_rows_and_saves_the_estimator(tiny_random_checkpoint, world_cache, tmp_path):

@@ -1,6 +1,6 @@
 """A third-party task adapter with a metric of its own (the docs/plugins.md example, installed into a throw-away
-directory) appears correctly in `list tasks`, results.csv, the leaderboard and `compare`: its unit, its
-direction and its paired statistics come from its declaration, with no file of ours naming it."""
+directory) appears correctly in `list adapters`, `list tasks`, results.csv, the leaderboard and `compare`: its
+unit, its direction and its paired statistics come from its declaration, with no file of ours naming it."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ _SCRIPT = textwrap.dedent("""
         (out / "samples.jsonl").write_text("".join(json.dumps(r.to_json()) + "\\n" for r in records))
     (root / "counting.yaml").write_text("task: counting\\nsource: local:q.jsonl\\nadapter: count\\n")
     print("LIST"); main(["list", "tasks", "--include-path", str(root)])
+    print("ADAPTERS"); main(["list", "adapters"])
     print("BOARD"); main(["leaderboard", str(root / "steady"), str(root / "sloppy"), "--format", "csv",
                           "--layout", "long"])
     print("MARKDOWN"); main(["leaderboard", str(root / "steady"), str(root / "sloppy"), "--format", "markdown"])
@@ -80,8 +81,10 @@ def test_plugin_adapter_metric_reaches_every_export(tmp_path):
     site = install(tmp_path / "site")
     (tmp_path / "runs").mkdir()
     out = run_with(site, _SCRIPT.replace("sys.argv[1]", repr(str(tmp_path / "runs"))))
-    listing = _section(out, "LIST", "BOARD")
+    listing = _section(out, "LIST", "ADAPTERS")
     assert re.search(r"^counting\s+\?\s+count\s+count_error\s", listing, re.M)
+    adapters = _section(out, "ADAPTERS", "BOARD")
+    assert re.search(r"^count\s+count_error\s+no\s+count_error, unparseable_rate$", adapters, re.M)
 
     results = pd.read_csv(tmp_path / "runs" / "steady" / "results.csv").set_index(["condition", "metric"])
     row = results.loc[("clean", "count_error")]

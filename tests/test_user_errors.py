@@ -43,6 +43,8 @@ CASES = [
     ([*RUN[:4], "typo_args", "--include-path", "{tmp}/tasks"],
      "typo_args.yaml: unknown adapter_args promt_suffix; adapter closed_form takes prompt_suffix,"),
     (["list", "tasks", "--include-path", "{tmp}/tasks"], "typo_args.yaml: unknown adapter_args promt_suffix"),
+    ([*RUN[:4], "typo_adapter", "--include-path", "{tmp}/adapter_typo"],
+     "typo_adapter.yaml: unknown adapter 'closed_from'; did you mean closed_form? (see `vittle-bench list adapters`)"),
     # run: models that cannot be had (checked before anything loads)
     (["run", "--model", "hf:/a/missing/dir"], "hf:/a/missing/dir: no such checkpoint directory /a/missing/dir"),
     (["run", "--model", "hf:{tmp}/tasks"], "holds no config.json, so it is not a checkpoint directory"),
@@ -88,12 +90,15 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def places(tmp_path_factory, world_cache) -> dict[str, str]:
-    """What the rows name: a task file with a typo, a file where a directory belongs, a tiny COCO set whose
+    """What the rows name: task files with typos, a file where a directory belongs, a tiny COCO set whose
     images hold at most three object categories."""
     tmp = tmp_path_factory.mktemp("mistakes")
     (tmp / "tasks").mkdir()
     (tmp / "tasks" / "typo_args.yaml").write_text("task: typo_args\nsource: builtin:shapes\nsubset: mc\n"
                                                   "adapter: closed_form\nadapter_args:\n  promt_suffix: Answer.\n")
+    (tmp / "adapter_typo").mkdir()
+    (tmp / "adapter_typo" / "typo_adapter.yaml").write_text("task: typo_adapter\nsource: builtin:shapes\nsubset: mc\n"
+                                                            "adapter: closed_from\n")
     (tmp / "a-file").write_text("")
     (tmp / "a-list.json").write_text("[]")
     (tmp / "coco").mkdir()
@@ -145,6 +150,15 @@ def test_judge_errors_point_to_a_command_that_lists_the_judges(places, capsys):
     assert main(hint.group(1).split()) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert {"openai:<model>", "embedding", "overlap"} <= listed
+
+
+def test_adapter_errors_point_to_a_command_that_lists_the_adapters(places, capsys):
+    assert main(["list", "tasks", "--include-path", f"{places['tmp']}/adapter_typo"]) == 2
+    hint = re.search(r"`vittle-bench (list \w+)`", capsys.readouterr().err)
+    assert hint is not None and hint.group(1) == "list adapters"
+    assert main(hint.group(1).split()) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"closed_form", "pope", "mme", "open_ended", "pairwise"} <= listed
 
 
 def test_a_model_listed_twice_runs_once(tiny_random_checkpoint, world_cache, tmp_path, capsys):

@@ -194,7 +194,7 @@ def _task_spec(path: Path, data: dict[str, Any], where: str) -> TaskSpec:
     if not isinstance(data.get("override", False), bool):
         raise ConfigError(f"{where}: override must be true or false, got {_describe(data['override'])}")
     if adapter not in TASK_ADAPTERS:
-        raise ConfigError(f"{where}: {unknown_name_message('tasks', adapter, TASK_ADAPTERS.names())}")
+        raise ConfigError(f"{where}: {unknown_name_message('adapters', adapter, TASK_ADAPTERS.names())}")
     adapter_args = _mapping(where, data, "adapter_args")
     check_adapter_args(adapter, adapter_args, where)
     return TaskSpec(task=task, source=source, adapter=adapter, path=path, subset=_text(where, data, "subset"),

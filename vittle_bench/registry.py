@@ -1,12 +1,12 @@
 """One generic registry for models, task adapters, shifts, judges, encoders, metrics and row formats.
 
 Built-ins register with a decorator when their module is imported (a registry imports its built-in modules on
-first use). Third-party packages add entries through the entry-point group `vittle_bench.<kind>`, and an entry
-point is imported only when its name is looked up, or when every entry is enumerated (`names()`, `broken()`,
-as `vittle-bench list` does). So `import vittle_bench` stays cheap and a broken plugin breaks only itself: it
-fails where it is used, with one line naming its package and entry point (`PluginError`), and enumerations
-report it in `broken()` instead of failing. A name claimed twice (by a built-in and a plugin, or by two plugins)
-is such an error too, naming both claimants: neither silently wins.
+first use). Third-party packages add entries through the entry-point group `vittle_bench.<kind>` (task
+adapters: `vittle_bench.tasks`), and an entry point is imported only when its name is looked up, or when every
+entry is enumerated (`names()`, `broken()`, as `vittle-bench list` does). So `import vittle_bench` stays cheap
+and a broken plugin breaks only itself: it fails where it is used, with one line naming its package and entry
+point (`PluginError`), and enumerations report it in `broken()` instead of failing. A name claimed twice (by a
+built-in and a plugin, or by two plugins) is such an error too, naming both claimants: neither silently wins.
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 class Registry(Generic[T]):
-    """The entries of one kind (`shifts`, `tasks`, ...): built-ins, then the group `vittle_bench.<kind>`."""
+    """The entries of one kind (`shifts`, `adapters`, ...): built-ins, then the entry-point group `group`
+    (`vittle_bench.<kind>` unless given). The kind names the entries in messages; an unknown name points to
+    `vittle-bench list <kind>`."""
 
     def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (),
-                 on_add: Callable[[str, T], None] | None = None) -> None:
+                 on_add: Callable[[str, T], None] | None = None, group: str | None = None) -> None:
         self.kind = kind
         self.builtin_modules = builtin_modules  # imported on first use; they register with the decorator
-        self.group = f"vittle_bench.{kind}"
+        self.group = group or f"vittle_bench.{kind}"
         self.on_add = on_add  # called once per entry, built-in or plugin (e.g. to register what it declares)
         self._registered: dict[str, T] = {}  # decorator registrations: built-ins, and what plugins register
         self._origins: dict[str, _Origin] = {}  # for every registered or loaded name
@@ -90,7 +92,7 @@ class Registry(Generic[T]):
 
     @property
     def _singular(self) -> str:
-        return {"tasks": "task adapter", "row_formats": "row format"}.get(self.kind, self.kind.rstrip("s"))
+        return {"adapters": "task adapter", "row_formats": "row format"}.get(self.kind, self.kind.rstrip("s"))
 
     def _add(self, name: str, obj: T) -> None:
         origin = _registration_origin(obj)

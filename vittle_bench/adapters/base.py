@@ -100,9 +100,12 @@ def _register_declared_metrics(name: str, adapter: Any) -> None:
 # question files; lmms-eval's MME `post_prompt`).
 SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
 
+# Kind `adapters` (unknown names point to `vittle-bench list adapters`); plugins register in the entry-point
+# group `vittle_bench.tasks` (docs/plugins.md).
 TASK_ADAPTERS: Registry[type] = Registry(
-    "tasks", ("vittle_bench.adapters.pope", "vittle_bench.adapters.closed_form", "vittle_bench.adapters.open_ended",
-              "vittle_bench.adapters.pairwise", "vittle_bench.adapters.mme"), on_add=_register_declared_metrics)
+    "adapters", ("vittle_bench.adapters.pope", "vittle_bench.adapters.closed_form",
+                 "vittle_bench.adapters.open_ended", "vittle_bench.adapters.pairwise", "vittle_bench.adapters.mme"),
+    on_add=_register_declared_metrics, group="vittle_bench.tasks")
 
 
 def declared_metric(name: str) -> Metric | None:

@@ -1,10 +1,10 @@
-"""`vittle-bench list models|tasks|shifts|judges`."""
+"""`vittle-bench list models|tasks|adapters|shifts|judges`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from vittle_bench.registry import PluginError, Registry
 
@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    lst = sub.add_parser("list", help="list models, tasks, shifts or judges")
-    lst.add_argument("what", choices=("models", "tasks", "shifts", "judges"))
+    lst = sub.add_parser("list", help="list models, tasks, task adapters, shifts or judges")
+    lst.add_argument("what", choices=("models", "tasks", "adapters", "shifts", "judges"))
     lst.add_argument("--include-path", action="append", default=[])
     lst.set_defaults(func=main)
 
@@ -28,6 +28,21 @@ def _headline(adapter: type[TaskAdapter], adapter_args: dict) -> str:
         return adapter(**adapter_args).headline
     except ConfigError:
         return adapter.primary_metric
+
+
+def _list_adapters() -> None:
+    """One line per task adapter (what a task YAML's `adapter:` accepts): its declared headline metric, every
+    metric it reports, and whether a judge scores it."""
+    from vittle_bench.adapters import TASK_ADAPTERS
+
+    adapters = {name: cast("type[TaskAdapter]", TASK_ADAPTERS.get(name)) for name in TASK_ADAPTERS.names()}
+    width = max([len(name) for name in adapters] + [7])
+    headline = max([len(adapter.primary_metric) for adapter in adapters.values()] + [8])
+    print(f"{'adapter':{width}s} {'headline':{headline}s} judged metrics")
+    for name, adapter in adapters.items():
+        metrics = ", ".join(m.name for m in adapter.metrics)
+        print(f"{name:{width}s} {adapter.primary_metric:{headline}s} {'yes' if adapter.judged else 'no':6s} {metrics}")
+    _print_broken(TASK_ADAPTERS)
 
 
 def _print_broken(registry: Registry, extra: dict[str, str] | None = None) -> None:
@@ -61,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"{spec.task:{width}s} {task_size(spec):>6s} {spec.adapter:11s} {metric:30s} {spec.source:40s} "
                   f"{spec.description}")
         _print_broken(TASK_ADAPTERS)
+    elif args.what == "adapters":
+        _list_adapters()
     elif args.what == "judges":
         import sys
 
