@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, replace
 
 from vittle_bench.builtin.scenes import COLOURS, SHAPES, SceneObject
+from vittle_bench.data.coco_pope import pope_question_text
 
 LETTERS = "ABCD"
 POSITION_WORDS = {"left": "furthest to the left", "right": "furthest to the right", "top": "highest",
@@ -168,7 +169,5 @@ def pope_style_question(objects: tuple[SceneObject, ...], rng: random.Random) ->
 
 
 def _pope_question(name: str, answer: str) -> Question:
-    from vittle_bench.data.coco_pope import pope_question_text
-
     colour, shape = name.split()
     return Question("pope", pope_question_text(name), answer, grounding=Grounding(shape, colour, shape))

@@ -25,6 +25,8 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
         raise ConfigError(str(exc)) from None
     scheme = spec.source.partition(":")[0]
     samples: Sequence[Sample]
+    # Each source's loader is imported when a task uses it: `datasets` (hub sources) and pycocotools (the
+    # built-in world) cost seconds to import, and most runs need one of them.
     if spec.source == "builtin:shapes":
         from vittle_bench.builtin.world import load_builtin_subset
 

@@ -30,6 +30,8 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.models.base import MODELS, Model
 from vittle_bench.models.prompt_profiles import PROFILE_NAMES, TRAINED_PROFILE_FILE, select_profile
 from vittle_bench.schema import Request
+from vittle_bench.vittle import load_vittle_if_present
+from vittle_bench.vittle.bottleneck import CONFIG_FILE, WEIGHTS_FILE
 
 # Files that change what a checkpoint answers: weights, configs, tokenizer/vocab files, chat templates, remote code.
 _CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
@@ -152,8 +154,6 @@ def _trained_profile(source: str, revision: str | None, cache_dir: str | None, l
 def _vittle_directory(source: str, revision: str | None, cache_dir: str | None, local_only: bool) -> Path | None:
     """Where a saved Vittle bottleneck travels with the checkpoint: the local directory, or the hub snapshot
     once its two files are fetched (None when the checkpoint has none)."""
-    from vittle_bench.vittle.bottleneck import CONFIG_FILE, WEIGHTS_FILE
-
     local = Path(source)
     if local.is_dir():
         return local if (local / CONFIG_FILE).is_file() else None
@@ -192,8 +192,6 @@ class HFModel(Model):
                  cache_dir: str | None = None, **unknown: Any) -> None:
         _check_model_args(name, dtype, prompt_profile, chat_template, unknown)
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-
-        from vittle_bench.vittle import load_vittle_if_present
 
         revision = None if revision is None else str(revision)
         local_only = check_checkpoint(name, source, revision, cache_dir)

@@ -33,7 +33,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vittle_bench.builtin.model import BuiltinModel, weights_dir
 from vittle_bench.errors import ConfigError
+from vittle_bench.models.base import split_spec
 from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
 from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, VittleHandle, attach_bottleneck, save_vittle
 from vittle_bench.vittle.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
@@ -99,14 +101,10 @@ class TuneConfig:
 
 def resolve_model_source(spec: str) -> str:
     """``hf:ID_OR_PATH`` -> ID_OR_PATH; ``builtin:NAME`` -> its packaged checkpoint directory."""
-    from vittle_bench.models.base import split_spec
-
     scheme, name = split_spec(spec)
     if scheme == "hf":
         source = name
     elif scheme == "builtin":
-        from vittle_bench.builtin.model import BuiltinModel, weights_dir
-
         BuiltinModel.validate_name(name)
         source = str(weights_dir(name))
     else:
