@@ -154,6 +154,19 @@ def test_mme_adapter_pairs_by_image_and_matches_the_rule():
     assert got["mme_perception"][1] == 4  # bootstrap units are images
 
 
+def test_yes_no_prompts_and_scores_follow_llava():
+    """POPE and MME: the question, LLaVA-1.5's short-answer line, 8 / 16 new tokens; 1 for the gold answer, 0 for
+    the other one and for an unparseable answer."""
+    suffix = "\nAnswer the question using a single word or phrase."
+    sample = Sample(task="t", sample_id="0", question="Is there a cat in the image?", answer="yes")
+    for adapter, tokens in ((PopeAdapter(), 8), (MMEAdapter(), 16)):
+        request = adapter.build_request(sample)
+        assert (request.prompt, request.max_new_tokens) == ("Is there a cat in the image?" + suffix, tokens)
+        assert [adapter.score(sample, adapter.parse(raw, sample), raw) for raw in ("Yes.", "No", "")] == [
+            (1.0, None), (0.0, None), (0.0, None)]
+    assert PopeAdapter(prompt_suffix="\nYes or no?").build_request(sample).prompt.endswith("\nYes or no?")
+
+
 def test_closed_form_per_category_accuracy():
     records = [_record("mc", "0", "A", "A", True, 1.0, "math"), _record("mc", "1", "B", "A", True, 0.0, "math"),
                _record("mc", "2", "C", "C", True, 1.0, "ocr"), _record("mc", "3", "D", None, False, 0.0, "ocr"),

@@ -14,7 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS
+from vittle_bench.adapters.yes_no import YesNoAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import (
     ACCURACY,
@@ -25,7 +26,7 @@ from vittle_bench.metrics.definitions import (
     UNPARSEABLE_RATE,
 )
 from vittle_bench.metrics.stats import MetricValue, bootstrap_metrics
-from vittle_bench.schema import Parsed, Request, Sample, SampleResult
+from vittle_bench.schema import Parsed, Sample, SampleResult
 
 MME_SUFFIX = SHORT_ANSWER_SUFFIX
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
@@ -103,8 +104,7 @@ def mme_scores(categories: list[str], pairs: list[str], correct: list[bool]) -> 
 
 @TASK_ADAPTERS.register("mme")
 @dataclass
-class MMEAdapter(TaskAdapter):
-    prompt_suffix: str = MME_SUFFIX
+class MMEAdapter(YesNoAdapter):
     max_new_tokens: int = 16
     name: ClassVar[str] = "mme"
     metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY, ACCURACY_PLUS, MME_CATEGORY_SCORE, MME_PERCEPTION,
@@ -114,14 +114,8 @@ class MMEAdapter(TaskAdapter):
     def normalise_answer(self, answer: str) -> str:
         return answer.strip().lower().rstrip(".")
 
-    def build_request(self, sample: Sample) -> Request:
-        return Request(sample.question + self.prompt_suffix, sample.images, self.max_new_tokens)
-
     def parse(self, raw: str, sample: Sample) -> Parsed:
         return parse_yes_no(raw)
-
-    def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
-        return float(parsed.ok and parsed.value == sample.answer), None
 
     def aggregate(self, records: list[SampleResult], seed: int) -> list[MetricValue]:
         """Bootstrap CIs resample images (question pairs), not single questions, so accuracy+ stays defined

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS, TaskAdapter
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS
+from vittle_bench.adapters.yes_no import YesNoAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import ACCURACY, F1, PRECISION, RECALL, UNPARSEABLE_RATE, YES_RATIO
-from vittle_bench.schema import Parsed, Request, Sample
+from vittle_bench.schema import Parsed, Sample
 
 POPE_SUFFIX = SHORT_ANSWER_SUFFIX
 
@@ -37,8 +38,7 @@ def parse_pope_answer(raw: str) -> Parsed:
 
 @TASK_ADAPTERS.register("pope")
 @dataclass
-class PopeAdapter(TaskAdapter):
-    prompt_suffix: str = POPE_SUFFIX
+class PopeAdapter(YesNoAdapter):
     max_new_tokens: int = 8
     name: ClassVar[str] = "pope"
     metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY, PRECISION, RECALL, F1, YES_RATIO, UNPARSEABLE_RATE)
@@ -47,11 +47,5 @@ class PopeAdapter(TaskAdapter):
     def normalise_answer(self, answer: str) -> str:
         return answer.strip().lower()
 
-    def build_request(self, sample: Sample) -> Request:
-        return Request(sample.question + self.prompt_suffix, sample.images, self.max_new_tokens)
-
     def parse(self, raw: str, sample: Sample) -> Parsed:
         return parse_pope_answer(raw)
-
-    def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
-        return float(parsed.ok and parsed.value == sample.answer), None
