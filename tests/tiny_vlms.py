@@ -16,11 +16,11 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX
 from vittle_bench.adapters.closed_form import MC_SUFFIX
-from vittle_bench.adapters.pope import POPE_SUFFIX
 from vittle_bench.builtin.scenes import CATEGORIES
 
-CORPUS = [POPE_SUFFIX, MC_SUFFIX, "Is there a an object in the image ? Yes No yes no A B C D 1 2 3 4",
+CORPUS = [SHORT_ANSWER_SUFFIX, MC_SUFFIX, "Is there a an object in the image ? Yes No yes no A B C D 1 2 3 4",
           " ".join(CATEGORIES), "Describe the objects in the image . How many objects are there ?"]
 HIDDEN = 32
 

@@ -16,7 +16,6 @@ from vittle_bench.metrics.definitions import ACCURACY, UNPARSEABLE_RATE
 from vittle_bench.schema import Parsed, Request, Sample, SampleResult
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
-OPEN_SUFFIX = SHORT_ANSWER_SUFFIX
 OPTIONS_FORMATS = ("lines", "inline")
 
 
@@ -116,7 +115,7 @@ class ClosedFormAdapter(TaskAdapter):
     each category; MMStar's official "average" is the macro mean over its 18 sub-categories, not reported)."""
 
     prompt_suffix: str = MC_SUFFIX
-    open_prompt_suffix: str = OPEN_SUFFIX
+    open_prompt_suffix: str = SHORT_ANSWER_SUFFIX
     options_format: str = "lines"
     per_category: bool = False
     max_new_tokens: int = 8

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS
+from vittle_bench.adapters.base import TASK_ADAPTERS
 from vittle_bench.adapters.yes_no import YesNoAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import (
@@ -28,7 +28,6 @@ from vittle_bench.metrics.definitions import (
 from vittle_bench.metrics.stats import MetricValue, bootstrap_metrics
 from vittle_bench.schema import Parsed, Sample, SampleResult
 
-MME_SUFFIX = SHORT_ANSWER_SUFFIX
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
               "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")

@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX, TASK_ADAPTERS
+from vittle_bench.adapters.base import TASK_ADAPTERS
 from vittle_bench.adapters.yes_no import YesNoAdapter
 from vittle_bench.metrics.base import Metric
 from vittle_bench.metrics.definitions import ACCURACY, F1, PRECISION, RECALL, UNPARSEABLE_RATE, YES_RATIO
 from vittle_bench.schema import Parsed, Sample
-
-POPE_SUFFIX = SHORT_ANSWER_SUFFIX
 
 
 def parse_pope_answer(raw: str) -> Parsed:

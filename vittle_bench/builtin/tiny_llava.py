@@ -20,8 +20,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from vittle_bench.adapters.base import SHORT_ANSWER_SUFFIX
 from vittle_bench.adapters.closed_form import MC_SUFFIX, format_options
-from vittle_bench.adapters.pope import POPE_SUFFIX
 from vittle_bench.builtin.questions import POSITION_WORDS, multiple_choice_question, open_question
 from vittle_bench.builtin.scenes import CATEGORIES, IMAGE_SIZE, draw_scene, scene_rng
 
@@ -48,7 +48,7 @@ CHAT_TEMPLATE = (
 
 def _tokenizer_corpus() -> list[str]:
     """Every word the built-in tasks and training turns can use (from a fixed-seed sweep of scenes)."""
-    lines = ["USER: ASSISTANT: Context:", POPE_SUFFIX, MC_SUFFIX, "Yes No yes no A B C D 1 2 3 4 5 6 7",
+    lines = ["USER: ASSISTANT: Context:", SHORT_ANSWER_SUFFIX, MC_SUFFIX, "Yes No yes no A B C D 1 2 3 4 5 6 7",
              "Is there a an object in the image ? . , : There is are objects object and a small large",
              " ".join(CATEGORIES), "Describe the objects in the image.",
              "How many objects are in the image? What colour is the",
