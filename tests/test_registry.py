@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vittle_bench.registry import PluginError, Registry, UnknownNameError
+from vittle_bench.registry import PluginError, Registry, UnknownNameError, unknown_name_message
 
 GROUP = "vittle_bench.things"
 
@@ -148,3 +148,12 @@ def test_plugins_may_import_the_adapter_base_from_vittle_bench_tasks():
     from vittle_bench import adapters, tasks
 
     assert tasks.TaskAdapter is adapters.TaskAdapter and tasks.TASK_ADAPTERS is adapters.TASK_ADAPTERS
+
+
+def test_an_unknown_name_points_to_a_list_command_only_where_one_exists():
+    """`vittle-bench list` covers models, tasks, adapters, shifts and judges; an unknown encoder or metric gets
+    the closest names but no pointer to a command that does not exist."""
+    assert unknown_name_message("shifts", "frots", ["frost"]).endswith("(see `vittle-bench list shifts`)")
+    for kind in ("encoders", "metrics", "row_formats"):
+        message = unknown_name_message(kind, "minilm", ["minilm-l6"])
+        assert "did you mean minilm-l6?" in message and "vittle-bench list" not in message

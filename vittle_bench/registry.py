@@ -223,7 +223,12 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
+LISTED_KINDS = ("models", "tasks", "adapters", "shifts", "judges")  # what `vittle-bench list` accepts
+
+
 def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
+    """The closest valid names, and the command that lists them all where there is one."""
     close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(valid[:12])}"
-    return f"unknown {kind.rstrip('s')} {name!r}; {hint} (see `vittle-bench list {kind}`)"
+    listed = f" (see `vittle-bench list {kind}`)" if kind in LISTED_KINDS else ""
+    return f"unknown {kind.rstrip('s')} {name!r}; {hint}{listed}"
