@@ -19,7 +19,6 @@ from vittle_bench.config import ConfigError, load_task_specs
 from vittle_bench.judges.openai import parse_score_pair
 from vittle_bench.registry import UnknownNameError
 from vittle_bench.shifts import SHIFTS, parse_condition
-from vittle_bench.shifts.base import shift_severities
 
 from test_metrics_and_parsers import official_pope_prediction
 
@@ -56,7 +55,7 @@ def expected_label(text: str) -> str | None:
         if name not in SHIFTS.names() or not (severity.isascii() and severity.isdigit()):
             return None
         shift = SHIFTS.get(name)(1)
-        if int(severity) not in shift_severities(shift):
+        if int(severity) not in shift.severities:
             return None
         singles.append((shift.kind, f"{name}@{int(severity)}"))
     if len(singles) == 1:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from vittle_bench.images import prepare_image
 from vittle_bench.schema import Sample
-from vittle_bench.shifts import ImageShift, ShiftCondition, parse_condition
+from vittle_bench.shifts import ImageShift, Shift, ShiftCondition, parse_condition
 from vittle_bench.shifts.base import JointShift
 from vittle_bench.shifts.engine import ShiftContractError, ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
@@ -33,7 +33,7 @@ class Returns(ImageShift):
 
 
 @dataclass(frozen=True)
-class Rewrites:
+class Rewrites(Shift):
     """A text shift that rewrites one field of the sample."""
 
     field: str
@@ -48,8 +48,9 @@ class Rewrites:
 
 
 @dataclass(frozen=True)
-class WholeSample:
-    """An image shift without the per-image step: `apply` returns the sample with `make(image)` for each image."""
+class WholeSample(Shift):
+    """An image shift that is no ImageShift, so has no per-image step: `apply` returns the sample with
+    `make(image)` for each image."""
 
     make: Any
     name: str = "whole_sample"

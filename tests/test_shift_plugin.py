@@ -46,6 +46,22 @@ BROKEN_SOURCES = {
             raise RuntimeError("the boom shift cannot be built")
     '''),
 }
+# A text shift as a plain class, no Shift subclass: refused where it is built.
+PLAIN_SOURCE = textwrap.dedent('''
+    from dataclasses import dataclass
+
+
+    @dataclass(frozen=True)
+    class Plain:
+        severity: int
+        name: str = "plain"
+        kind: str = "text"
+        version: str = "1"
+
+        def apply(self, sample, rng):
+            return sample.with_changes(question=sample.question.upper())
+''')
+NOT_A_SHIFT = "vb_plain_shift.Plain is not a vittle_bench.shifts.Shift subclass"
 BROKEN = {"kaput": ("vb-kaput-shift", "kaput = vb_kaput_shift:Kaput", "cannot be loaded: ModuleNotFoundError"),
           "boom": ("vb-boom-shift", "boom = vb_boom_shift:make", "cannot be built: RuntimeError")}
 
@@ -121,6 +137,22 @@ def test_a_run_naming_a_broken_plugin_exits_2_with_one_line(name, tmp_path, monk
     assert code == 2 and err.count("\n") == 1 and package in err and entry_point in err and reason in err, err
 
 
+def test_a_plugin_that_builds_no_shift_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """`list shifts` marks it BROKEN naming its class; a run naming it stops in one line, exit 2."""
+    from vittle_bench.cli import main
+
+    site = tmp_path / "site"
+    install_package(site, "vb_plain_shift", PLAIN_SOURCE, "[vittle_bench.shifts]\nplain = vb_plain_shift:Plain\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert main(["list", "shifts"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.split()[0] == "plain"]
+    assert "BROKEN" in line and NOT_A_SHIFT in line, line
+    code = main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc", "--shifts", "plain@2",
+                 "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and NOT_A_SHIFT in err, err
+
+
 def test_plugin_runs_in_vittle_bench_run(tmp_path, monkeypatch, tiny_random_checkpoint, world_cache):
     """Beside two broken plugins, which this run does not use."""
     from vittle_bench.cli import main
@@ -176,7 +208,6 @@ def test_docs_text_shift_example_runs():
 
     from vittle_bench.schema import Sample
     from vittle_bench.shifts import ShiftCondition
-    from vittle_bench.shifts.base import shift_severities
     from vittle_bench.shifts.engine import ShiftEngine
 
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "plugins.md").read_text(), re.S)
@@ -188,5 +219,5 @@ def test_docs_text_shift_example_runs():
     (out,) = ShiftEngine().apply_many(ShiftCondition("shout@3", shout), [sample], seed=0)
     assert isinstance(out, Sample) and out.question != question and out.question.lower() == question.lower()
     assert out.question.endswith("\nOptions: A. a cat B. a dog") and out.answer == "A"
-    assert shift_severities(shout) == (1, 2, 3)
+    assert shout.severities == (1, 2, 3)
     assert shout.apply(sample, np.random.default_rng(1)).question.endswith("Options: A. a cat B. a dog")

@@ -20,7 +20,6 @@ from PIL import Image
 
 from vittle_bench.schema import Sample
 from vittle_bench.shifts import SHIFTS, eda, paraphrase, parse_condition, sample_rng
-from vittle_bench.shifts.base import shift_severities
 from vittle_bench.shifts.protect import protected_spans
 from vittle_bench.shifts.text import CHAR_SHIFTS, WORD_SHIFTS
 
@@ -71,11 +70,11 @@ def test_severities_are_declared_validated_and_listed(capsys):
     from vittle_bench.cli import main
 
     for name in TEXT_SHIFTS:
-        assert shift_severities(SHIFTS.get(name)(1)) == LEVELS
+        assert SHIFTS.get(name)(1).severities == LEVELS
         assert parse_condition(f"{name}@7").severity == 7
         with pytest.raises(ValueError, match=f"one of 1-7 for {name}"):
             parse_condition(f"{name}@8")
-    assert shift_severities(SHIFTS.get("frost")(1)) == (1, 2, 3, 4, 5)
+    assert SHIFTS.get("frost")(1).severities == (1, 2, 3, 4, 5)
     with pytest.raises(ValueError, match="one of 1-5 for frost"):
         parse_condition("frost@6")
     with pytest.raises(ValueError, match="single level"):

@@ -28,7 +28,6 @@ from vittle_bench.judges import judge_class
 from vittle_bench.models.base import validate_model_spec
 from vittle_bench.run_metrics import RUN_METRICS, RunContext, RunMetric
 from vittle_bench.shifts import ShiftCondition
-from vittle_bench.shifts.base import preflight
 
 
 def default_cache_dir() -> Path:
@@ -120,7 +119,7 @@ def plan_run(options: RunOptions) -> RunPlan:
     run_metrics = _run_metrics(options)
     for condition in conditions:  # e.g. a machine-translation shift whose model cannot be loaded offline
         try:
-            preflight(condition.shift)
+            condition.shift.preflight()
         except RuntimeError as exc:
             raise ConfigError(f"{condition.label}: {exc}") from None
     if options.batch_size < 1:

@@ -96,15 +96,15 @@ def main(args: argparse.Namespace) -> int:
     else:
         for name, suite in load_suites(include).items():
             print(f"suite {name:22s} {len(suite['conditions'])} conditions")
-        from vittle_bench.shifts.base import format_severities, shift_severities
+        from vittle_bench.shifts.base import build_shift, format_severities
 
         unbuildable = {}
         for name in SHIFTS.names():
             try:
-                shift = SHIFTS.build(name, 1)
+                shift = build_shift(name, 1)
             except PluginError as exc:
                 unbuildable[name] = str(exc)
                 continue
-            print(f"{name:28s} {shift.kind:6s} severities {format_severities(shift_severities(shift))}")
+            print(f"{name:28s} {shift.kind:6s} severities {format_severities(shift.severities)}")
         _print_broken(SHIFTS, unbuildable)
     return 0

@@ -68,18 +68,19 @@ def _load_sample(args: argparse.Namespace) -> Any:
 
 
 def _offline_shifts() -> list[str]:
-    """Every image and text shift that runs without an outside resource (no `preflight`), a plugin that fails
-    to build left out (`list shifts` names it)."""
+    """Every image and text shift that runs without the hub (`needs_hub` unset), a plugin that fails to build
+    left out (`list shifts` names it)."""
     from vittle_bench.registry import UnknownNameError
     from vittle_bench.shifts import SHIFTS
+    from vittle_bench.shifts.base import build_shift
 
     names = []
     for name in SHIFTS.names():
         try:
-            shift = SHIFTS.build(name, 1)
+            shift = build_shift(name, 1)
         except (UnknownNameError, ValueError):
             continue
-        if shift.kind in ("image", "text") and not hasattr(shift, "preflight"):  # preflight: needs the hub
+        if shift.kind in ("image", "text") and not shift.needs_hub:
             names.append(name)
     return names
 
@@ -90,7 +91,7 @@ def plan_rows(text: str, severities: list[int], include_paths: list[Path]) -> di
     from vittle_bench.config import ConfigError, load_suites
     from vittle_bench.registry import UnknownNameError, unknown_name_message
     from vittle_bench.shifts import SHIFTS, parse_condition
-    from vittle_bench.shifts.base import shift_severities
+    from vittle_bench.shifts.base import build_shift
 
     items = [i.strip() for i in text.split(",") if i.strip()] or _offline_shifts()
     suites = load_suites(include_paths)
@@ -103,7 +104,7 @@ def plan_rows(text: str, severities: list[int], include_paths: list[Path]) -> di
             if "@" not in label and "+" not in label:
                 if label not in SHIFTS:
                     raise UnknownNameError(unknown_name_message("shifts", label, sorted(suites) + SHIFTS.names()))
-                accepted = shift_severities(SHIFTS.build(label, min(severities)))
+                accepted = build_shift(label, min(severities)).severities
                 rows.setdefault(label, {}).update({s: f"{label}@{s}" for s in severities if s in accepted})
                 continue
             try:

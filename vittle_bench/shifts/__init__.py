@@ -1,9 +1,9 @@
 """Shift generators: image, text, joint and domain shifts as one seeded, pluggable axis."""
 
+from vittle_bench.shifts._contract import Shift
 from vittle_bench.shifts._imaging import ImageShift
 from vittle_bench.shifts.base import (
     SHIFTS,
-    Shift,
     ShiftCondition,
     condition_manifest,
     parse_condition,

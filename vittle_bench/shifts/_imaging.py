@@ -1,13 +1,14 @@
 """Shared image plumbing for image shifts: input preparation (`to_rgb`), tiny images, per-image seeding.
 
-Image shifts implement `apply_image(image, seed)`; `ImageShift.apply` draws one seed per image from the
-sample's RNG (in image order) and maps them. Exposing the per-image step is what lets the engine cache
-shifted images by content hash and farm them out to worker processes without changing a single byte.
+Image shifts derive from `ImageShift` and implement `apply_image(image, seed)`; `ImageShift.apply` draws one
+seed per image from the sample's RNG (in image order) and maps them. The per-image step is what lets the engine
+cache shifted images by content hash and farm them out to worker processes without changing a single byte.
 """
 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 
 from vittle_bench.images import prepare_image
 from vittle_bench.schema import Sample
+from vittle_bench.shifts._contract import Shift
 from vittle_bench.shifts._global_rng import draw_seed
 
 # Shifts prepare their input with the loaders' function: a no-op on the prepared images every loader delivers,
@@ -38,19 +40,14 @@ def draw_image_seeds(rng: np.random.Generator, n: int) -> list[int]:
     return [draw_seed(rng) for _ in range(n)]
 
 
-class ImageShift:
-    """Base for image shifts: subclasses are frozen dataclasses with name/severity/version and `apply_image`."""
+class ImageShift(Shift):
+    """Base for image shifts: subclasses are frozen dataclasses with name/severity/version and `apply_image`.
+    Deriving from it is what declares the per-image step to the engine."""
 
     kind = "image"
-    name: str
-    severity: int
-    version: str
 
-    def apply_image(self, image: Image.Image, seed: int) -> Image.Image:
-        raise NotImplementedError
-
-    def params(self) -> dict:
-        return {}
+    @abstractmethod
+    def apply_image(self, image: Image.Image, seed: int) -> Image.Image: ...
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if not sample.images:

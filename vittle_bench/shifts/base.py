@@ -1,17 +1,18 @@
 """The Shift contract and the naming of shift conditions.
 
-A shift is built from a registered factory at one severity (0 = clean) and is pure: its output depends only on
-(sample, name, severity, seed), through the per-sample RNG from `sample_rng`, never on global state.
+A shift is a `Shift` subclass (`_contract.py`: what it declares, with defaults) built from a registered factory
+at one severity (0 = clean), and is pure: its output depends only on (sample, name, severity, seed), through
+the per-sample RNG from `sample_rng`, never on global state.
 Conditions are written `name@severity`; a joint condition joins an image and a text shift with `+`
 (`gaussian_noise@3+keyboard@2`, severity = the larger of the two); a domain condition is `domain:NAME`
 (rows swapped for another split or language, declared in task/suite YAML, see `domain.py`).
 
 Third-party shifts register a factory `factory(severity) -> Shift` in the entry-point group
-`vittle_bench.shifts` (see docs/plugins.md).
+`vittle_bench.shifts` (see docs/plugins.md); `build_shift` refuses anything it builds that is no `Shift`.
 
-Severities: a shift declares the ones it accepts in its `severities` attribute (a class attribute; 1-5 when
-absent), and `parse_condition` rejects any other: ImageNet-C has 5 levels, MM_Robustness's text levels go
-to 7, a translation has one.
+Severities: a shift declares the ones it accepts in its `severities` class attribute (1-5 by default), and
+`parse_condition` rejects any other: ImageNet-C has 5 levels, MM_Robustness's text levels go to 7, a
+translation has one.
 """
 
 from __future__ import annotations
@@ -19,37 +20,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from vittle_bench.registry import Registry
+from vittle_bench.registry import PluginError, Registry
 from vittle_bench.schema import Sample
+from vittle_bench.shifts._contract import Shift
 from vittle_bench.shifts.domain import DomainShift
 
-DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 DOMAIN_PREFIX = "domain:"
-
-
-class Shift(Protocol):
-    """What every shift is. Optional extras the engine and manifest use when present:
-    `params() -> dict` (the parameters a severity maps to, written to manifest.json),
-    `apply_image(image, seed) -> Image` (image shifts: enables the shifted-image cache and worker processes),
-    `preflight() -> None` (raise early, e.g. a hub model that cannot be loaded),
-    `severities: tuple[int, ...]` (the severities it accepts; 1-5 when absent)."""
-
-    # Read-only members, so frozen dataclasses and properties satisfy the protocol.
-    @property
-    def name(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def severity(self) -> int: ...
-    @property
-    def version(self) -> str: ...
-
-    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
-
+# What a Shift subclass sets itself: the base class has no default for them.
+DECLARED_MEMBERS = ("name", "kind", "severity", "version")
 
 ShiftFactory = Callable[[int], Shift]
 SHIFTS: Registry[ShiftFactory] = Registry("shifts", (
@@ -57,25 +39,24 @@ SHIFTS: Registry[ShiftFactory] = Registry("shifts", (
     "vittle_bench.shifts.translation"))
 
 
+def build_shift(name: str, severity: int) -> Shift:
+    """The registered shift `name` at `severity`; what a plugin's factory builds must be a `Shift` that sets
+    the members the base class leaves to it, else a PluginError says so in one line."""
+    shift = SHIFTS.build(name, severity)
+    if not isinstance(shift, Shift):
+        cls = type(shift)
+        raise PluginError(f"shift {name!r}: {cls.__module__}.{cls.__qualname__} is not a vittle_bench.shifts.Shift "
+                          "subclass; derive it from Shift (from ImageShift for an image shift), see docs/plugins.md")
+    missing = [member for member in DECLARED_MEMBERS if not hasattr(shift, member)]
+    if missing:
+        raise PluginError(f"shift {name!r} does not follow the Shift contract (missing {', '.join(missing)})")
+    return shift
+
+
 def sample_rng(seed: int, condition: str, sample_id: str) -> np.random.Generator:
     """Per-sample generator derived from (seed, condition name with severities, sample id) by hashing."""
     digest = hashlib.sha256(f"{seed}\x1f{condition}\x1f{sample_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
-
-
-def shift_severities(shift: object) -> tuple[int, ...]:
-    """The severities a shift accepts: its `severities` attribute, 1-5 when it declares none."""
-    return tuple(int(s) for s in getattr(shift, "severities", DEFAULT_SEVERITIES))
-
-
-def preflight(shift: object) -> None:
-    """Run the shift's `preflight()` (and a joint shift's parts'), which raises when an outside resource it needs
-    (a hub model) cannot be had, so a run stops before any model loads instead of failing every sample."""
-    if isinstance(shift, JointShift):
-        preflight(shift.image)
-        preflight(shift.text)
-    elif callable(check := getattr(shift, "preflight", None)):
-        check()
 
 
 def format_severities(severities: tuple[int, ...]) -> str:
@@ -86,14 +67,8 @@ def format_severities(severities: tuple[int, ...]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def shift_params(shift: Shift) -> dict[str, Any]:
-    """The shift's parameters for the manifest ({} for shifts that do not describe themselves)."""
-    params = getattr(shift, "params", None)
-    return dict(params()) if callable(params) else {}
-
-
 @dataclass(frozen=True)
-class CleanShift:
+class CleanShift(Shift):
     name: str = "clean"
     kind: str = "clean"
     severity: int = 0
@@ -104,7 +79,7 @@ class CleanShift:
 
 
 @dataclass(frozen=True)
-class JointShift:
+class JointShift(Shift):
     """An image shift followed by a text shift; each gets its own child RNG so either alone is reproducible."""
 
     image: Shift
@@ -122,9 +97,13 @@ class JointShift:
 
     def params(self) -> dict[str, Any]:
         return {"image": {"name": self.image.name, "severity": self.image.severity, "version": self.image.version,
-                          **shift_params(self.image)},
+                          **self.image.params()},
                 "text": {"name": self.text.name, "severity": self.text.severity, "version": self.text.version,
-                         **shift_params(self.text)}}
+                         **self.text.params()}}
+
+    def preflight(self) -> None:
+        self.image.preflight()
+        self.text.preflight()
 
     def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
         image_rng, text_rng = rng.spawn(2)
@@ -154,15 +133,12 @@ class ShiftCondition:
 def condition_manifest(condition: ShiftCondition, seed: int) -> dict[str, Any]:
     """What manifest.json records for one condition: name, kind, severity, version, parameters and seed."""
     return {"label": condition.label, "name": condition.name, "kind": condition.kind,
-            "severity": condition.severity, "version": getattr(condition.shift, "version", ""),
-            "params": shift_params(condition.shift), "seed": seed}
+            "severity": condition.severity, "version": condition.shift.version,
+            "params": condition.shift.params(), "seed": seed}
 
 
-def _check_contract(name: str, shift: Any) -> Shift:
-    """`shift` (whatever a registered factory built) if it follows the Shift contract."""
-    missing = [a for a in ("name", "kind", "severity", "version", "apply") if not hasattr(shift, a)]
-    if missing:
-        raise ValueError(f"shift {name!r} does not follow the Shift contract (missing {', '.join(missing)})")
+def _check_kind(name: str, shift: Shift) -> Shift:
+    """`shift` if its kind is one a registered shift may have."""
     if shift.kind not in ("image", "text"):
         raise ValueError(f"shift {name!r} has kind {shift.kind!r}; registered shifts are 'image' or 'text' "
                          "(joint conditions combine them, domain shifts are declared in YAML)")
@@ -173,12 +149,12 @@ def _build_single(text: str) -> Shift:
     name, _, sev = text.partition("@")
     SHIFTS.get(name)  # an unknown or broken name is reported before the severity
     if not (sev.isascii() and sev.isdigit()):
-        valid = format_severities(shift_severities(SHIFTS.build(name, 1)))
+        valid = format_severities(build_shift(name, 1).severities)
         raise ValueError(f"shift {text!r} needs a severity, e.g. {name}@1 (severities {valid})" if not sev else
                          f"shift {text!r}: severity must be an integer ({name}: {valid})")
-    shift = _check_contract(name, SHIFTS.build(name, int(sev)))
-    if int(sev) not in shift_severities(shift):
-        raise ValueError(f"shift {text!r}: severity must be one of {format_severities(shift_severities(shift))} "
+    shift = _check_kind(name, build_shift(name, int(sev)))
+    if int(sev) not in shift.severities:
+        raise ValueError(f"shift {text!r}: severity must be one of {format_severities(shift.severities)} "
                          f"for {name}")
     return shift
 

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from vittle_bench.schema import Sample
+from vittle_bench.shifts._contract import Shift
 
 
 @dataclass(frozen=True)
-class DomainShift:
+class DomainShift(Shift):
     domain: str
     severity: int = 1
     kind: str = "domain"

@@ -7,9 +7,9 @@ included, to the contract (docs/plugins.md): a shifted image must be a PIL image
 mode is made RGB with `prepare_image`, as loaders do), and a shift must leave `answer`, `choices` and `context`
 alone; a sample whose shift breaks it fails with a `ShiftContractError` naming the shift.
 
-For image shifts that expose `apply_image(image, seed)` (every built-in one, and plugins deriving from
-`ImageShift`), each image is looked up in the `ShiftedImageCache` by content key first; misses are computed
-inline or, with `workers > 1`, in a pool of worker processes (forkserver: no inherited threads or model
+For shifts deriving from `ImageShift` (every built-in image shift), whose per-image step is
+`apply_image(image, seed)`, each image is looked up in the `ShiftedImageCache` by content key first; misses are
+computed inline or, with `workers > 1`, in a pool of worker processes (forkserver: no inherited threads or model
 weights), then stored. Each shifted sample carries its provenance in `meta["shift"]`: condition label, seed,
 and the cache keys of its shifted images.
 """
@@ -20,14 +20,14 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from vittle_bench.images import prepare_image
 from vittle_bench.schema import Sample
-from vittle_bench.shifts._imaging import draw_image_seeds
+from vittle_bench.shifts._contract import Shift
+from vittle_bench.shifts._imaging import ImageShift, draw_image_seeds
 from vittle_bench.shifts.base import JointShift, ShiftCondition, sample_rng
 from vittle_bench.shifts.image_cache import ShiftedImageCache, shifted_image_key
 
@@ -80,7 +80,7 @@ def checked_sample(shift_name: str, before: Sample, after: object) -> Sample | E
     return after.with_changes(images=tuple(images)) if converted else after
 
 
-def _shift_image(shift: Any, image: Image.Image, seed: int) -> Image.Image | Exception:
+def _shift_image(shift: ImageShift, image: Image.Image, seed: int) -> Image.Image | Exception:
     try:
         return shift.apply_image(image, seed)
     except Exception as exc:  # noqa: BLE001 - returned, becomes the sample's error
@@ -126,7 +126,7 @@ class ShiftEngine:
         shift = condition.shift
         image_shift = shift.image if isinstance(shift, JointShift) else shift
         text_shift = shift.text if isinstance(shift, JointShift) else None
-        if not hasattr(image_shift, "apply_image"):  # text, clean, domain, or a plugin without the per-image step
+        if not isinstance(image_shift, ImageShift):  # text, clean, domain, or an image shift without the per-image step
             outs = [checked_sample(shift.name, s, self._guarded(shift, s, sample_rng(seed, condition.label,
                                                                                       s.sample_id)))
                     for s in samples]
@@ -180,7 +180,8 @@ class ShiftEngine:
             results.append(out.with_changes(meta={**out.meta, "shift": provenance}))
         return results
 
-    def _compute(self, shift: Any, missing: list[tuple[int, int, Image.Image, int]]) -> list[Image.Image | Exception]:
+    def _compute(self, shift: ImageShift,
+                 missing: list[tuple[int, int, Image.Image, int]]) -> list[Image.Image | Exception]:
         if self.workers == 1 or len(missing) < 2:
             return [_shift_image(shift, image, image_seed) for _, _, image, image_seed in missing]
         chunk = max(1, len(missing) // (4 * self.workers))
@@ -192,7 +193,7 @@ class ShiftEngine:
             return [RuntimeError(f"shift worker process died: {exc}") for _ in missing]
 
     @staticmethod
-    def _guarded(shift: Any, sample: Sample, rng: np.random.Generator) -> Sample | Exception:
+    def _guarded(shift: Shift, sample: Sample, rng: np.random.Generator) -> Sample | Exception:
         try:
             return shift.apply(sample, rng)
         except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the batch

@@ -31,6 +31,7 @@ import numpy as np
 
 from vittle_bench.schema import Sample
 from vittle_bench.shifts import eda, paraphrase
+from vittle_bench.shifts._contract import Shift
 from vittle_bench.shifts._global_rng import seeded_global_rngs
 from vittle_bench.shifts.base import SHIFTS
 from vittle_bench.shifts.protect import Piece, split_pieces
@@ -98,7 +99,7 @@ class _TokenLayout:
 
 
 @dataclass(frozen=True)
-class CharShift:
+class CharShift(Shift):
     """A character-level perturbation of the question's free text by one nlpaug augmenter."""
 
     name: str
@@ -156,7 +157,7 @@ _OPERATIONS: dict[str, Callable[[list[eda.Word], float, np.random.Generator], li
 
 
 @dataclass(frozen=True)
-class EdaShift:
+class EdaShift(Shift):
     """A word-level EDA perturbation of the question's free text, kept only if it still means the same."""
 
     name: str

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vittle_bench.schema import Sample
+from vittle_bench.shifts._contract import Shift
 from vittle_bench.shifts.base import SHIFTS
 from vittle_bench.shifts.protect import PATTERNS, Piece
 from vittle_bench.shifts.text import question_pieces
@@ -64,12 +65,13 @@ def _load(model_id: str) -> tuple[Any, Any]:
 
 
 @dataclass(frozen=True)
-class MachineTranslation:
+class MachineTranslation(Shift):
     language: str
     severity: int = 1
     kind: str = "text"
     version: str = "marianmt-greedy-protected-2"
     severities: ClassVar[tuple[int, ...]] = (1,)
+    needs_hub: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.severity != 1:
