@@ -7,6 +7,7 @@ Conditions are written `name@severity`; a joint condition joins an image and a t
 (`gaussian_noise@3+keyboard@2`, severity = the larger of the two); a domain condition is `domain:NAME`
 (rows swapped for another split or language, declared in task/suite YAML, see `domain.py`).
 
+Each built-in shift module registers its shifts with one table, `register_shifts({name: factory})`.
 Third-party shifts register a factory `factory(severity) -> Shift` in the entry-point group
 `vittle_bench.shifts` (see docs/plugins.md); `build_shift` refuses anything it builds that is no `Shift`.
 
@@ -18,7 +19,7 @@ translation has one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,12 @@ ShiftFactory = Callable[[int], Shift]
 SHIFTS: Registry[ShiftFactory] = Registry("shifts", (
     "vittle_bench.shifts.image", "vittle_bench.shifts.photometric", "vittle_bench.shifts.text",
     "vittle_bench.shifts.translation"))
+
+
+def register_shifts(factories: Mapping[str, ShiftFactory]) -> None:
+    """Register a built-in module's shifts: its table of name -> factory(severity)."""
+    for name, factory in factories.items():
+        SHIFTS.register(name)(factory)
 
 
 def build_shift(name: str, severity: int) -> Shift:

@@ -21,7 +21,7 @@ from PIL import Image
 from vittle_bench.shifts import _fast_corruptions
 from vittle_bench.shifts._global_rng import pinned_global_rngs
 from vittle_bench.shifts._imaging import ImageShift, to_rgb, with_min_side
-from vittle_bench.shifts.base import SHIFTS
+from vittle_bench.shifts.base import ShiftFactory, register_shifts
 
 # In the library's order: 15 "common" corruptions, then the 4 held-out validation ones.
 IMAGENET_C = (
@@ -75,10 +75,9 @@ class Corruption(ImageShift):
         return with_min_side(to_rgb(image), MIN_SIDE, run)
 
 
-def _register(name: str) -> None:
+def _corruption(name: str) -> ShiftFactory:
     version = LIBRARY_VERSION + _OWN.get(name, "")
-    SHIFTS.register(name)(lambda severity: Corruption(name, severity, version=version))
+    return lambda severity: Corruption(name, severity, version=version)
 
 
-for _name in IMAGENET_C:
-    _register(_name)
+register_shifts({name: _corruption(name) for name in IMAGENET_C})

@@ -28,7 +28,7 @@ from PIL import Image, ImageEnhance
 
 from vittle_bench.schema import image_digest
 from vittle_bench.shifts._imaging import ImageShift, to_rgb
-from vittle_bench.shifts.base import SHIFTS
+from vittle_bench.shifts.base import register_shifts
 
 ROTATE_DEGREES = (5, 10, 15, 20, 30)
 CROP_KEEP = (0.9, 0.8, 0.7, 0.6, 0.5)
@@ -112,6 +112,4 @@ class JpegQuality(ImageShift):
             return decoded.convert("RGB")
 
 
-for _name, _cls in (("rotate", Rotate), ("crop_zoom", CropZoom), ("color_jitter", ColorJitter),
-                    ("jpeg_quality", JpegQuality)):
-    SHIFTS.register(_name)(_cls)
+register_shifts({"rotate": Rotate, "crop_zoom": CropZoom, "color_jitter": ColorJitter, "jpeg_quality": JpegQuality})

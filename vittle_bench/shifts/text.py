@@ -33,7 +33,7 @@ from vittle_bench.schema import Sample
 from vittle_bench.shifts import eda, paraphrase
 from vittle_bench.shifts._contract import Shift
 from vittle_bench.shifts._global_rng import seeded_global_rngs
-from vittle_bench.shifts.base import SHIFTS
+from vittle_bench.shifts.base import ShiftFactory, register_shifts
 from vittle_bench.shifts.protect import Piece, split_pieces
 
 LEVELS = (1, 2, 3, 4, 5, 6, 7)
@@ -188,14 +188,15 @@ class EdaShift(Shift):
         return sample.with_changes(question=question)
 
 
-def _register(name: str) -> None:
-    if name in CHAR_SHIFTS:
-        version = f"{NLPAUG_VERSION}-{name}+mmr-levels+protected-2"
-        SHIFTS.register(name)(lambda severity: CharShift(name, severity, version=version))
-    else:
-        version = f"eda-{name}+wordnet-3.0+minilm-filter+protected-2"
-        SHIFTS.register(name)(lambda severity: EdaShift(name, severity, version=version))
+def _char_shift(name: str) -> ShiftFactory:
+    version = f"{NLPAUG_VERSION}-{name}+mmr-levels+protected-2"
+    return lambda severity: CharShift(name, severity, version=version)
 
 
-for _name in CHAR_SHIFTS + WORD_SHIFTS:
-    _register(_name)
+def _eda_shift(name: str) -> ShiftFactory:
+    version = f"eda-{name}+wordnet-3.0+minilm-filter+protected-2"
+    return lambda severity: EdaShift(name, severity, version=version)
+
+
+register_shifts({**{name: _char_shift(name) for name in CHAR_SHIFTS},
+                 **{name: _eda_shift(name) for name in WORD_SHIFTS}})

@@ -25,7 +25,7 @@ import numpy as np
 
 from vittle_bench.schema import Sample
 from vittle_bench.shifts._contract import Shift
-from vittle_bench.shifts.base import SHIFTS
+from vittle_bench.shifts.base import ShiftFactory, register_shifts
 from vittle_bench.shifts.protect import PATTERNS, Piece
 from vittle_bench.shifts.text import question_pieces
 
@@ -149,9 +149,8 @@ def _has_words(piece: Piece) -> bool:
     return not piece.protected and any(c.isalpha() for c in piece.text)
 
 
-def _register(language: str) -> None:
-    SHIFTS.register(f"mt_{language}")(lambda severity: MachineTranslation(language, severity))
+def _translation(language: str) -> ShiftFactory:
+    return lambda severity: MachineTranslation(language, severity)
 
 
-for _language in MT_MODELS:
-    _register(_language)
+register_shifts({f"mt_{language}": _translation(language) for language in MT_MODELS})
