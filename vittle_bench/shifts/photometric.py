@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -39,35 +39,51 @@ VERSION = "vittle-photometric-1"
 
 
 @dataclass(frozen=True)
-class Rotate(ImageShift):
+class PhotometricShift(ImageShift):
+    """A PIL shift whose magnitudes at severity s are entry s - 1 of its per-severity tables (`levels`); its
+    manifest parameters are those magnitudes followed by its fixed settings (`settings`)."""
+
     severity: int
-    name: str = "rotate"
     version: str = VERSION
+    name: ClassVar[str]
+    levels: ClassVar[dict[str, tuple[Any, ...]]]
+    settings: ClassVar[dict[str, Any]]
+
+    def level(self, parameter: str) -> Any:
+        return self.levels[parameter][self.severity - 1]
 
     def params(self) -> dict[str, Any]:
-        return {"degrees": ROTATE_DEGREES[self.severity - 1], "direction": "random", "fill": "black"}
+        return {**{parameter: self.level(parameter) for parameter in self.levels}, **self.settings}
+
+
+@dataclass(frozen=True)
+class Rotate(PhotometricShift):
+    name = "rotate"
+    levels = {"degrees": ROTATE_DEGREES}
+    settings = {"direction": "random", "fill": "black"}
 
     def apply_image(self, image: Image.Image, seed: int) -> Image.Image:
         sign = 1 if np.random.default_rng(seed).random() < 0.5 else -1
-        return to_rgb(image).rotate(sign * ROTATE_DEGREES[self.severity - 1], resample=Image.Resampling.BILINEAR,
+        return to_rgb(image).rotate(sign * self.level("degrees"), resample=Image.Resampling.BILINEAR,
                                     expand=False, fillcolor=(0, 0, 0))
 
 
 @dataclass(frozen=True)
-class CropZoom(ImageShift):
-    severity: int
-    name: str = "crop_zoom"
-    version: str = VERSION
-
-    def params(self) -> dict[str, Any]:
-        return {"keep_fraction": CROP_KEEP[self.severity - 1], "position": "centre", "resample": "bicubic"}
+class CropZoom(PhotometricShift):
+    name = "crop_zoom"
+    levels = {"keep_fraction": CROP_KEEP}
+    settings = {"position": "centre", "resample": "bicubic"}
 
     def apply_image(self, image: Image.Image, seed: int) -> Image.Image:
         rgb = to_rgb(image)
-        keep = CROP_KEEP[self.severity - 1]
+        keep = self.level("keep_fraction")
         width, height = max(1, round(rgb.width * keep)), max(1, round(rgb.height * keep))
         left, top = (rgb.width - width) // 2, (rgb.height - height) // 2
         return rgb.crop((left, top, left + width, top + height)).resize(rgb.size, Image.Resampling.BICUBIC)
+
+
+_ENHANCERS = (("brightness", ImageEnhance.Brightness), ("contrast", ImageEnhance.Contrast),
+              ("saturation", ImageEnhance.Color))
 
 
 def _shift_hue(image: Image.Image, turn: float) -> Image.Image:
@@ -77,39 +93,30 @@ def _shift_hue(image: Image.Image, turn: float) -> Image.Image:
 
 
 @dataclass(frozen=True)
-class ColorJitter(ImageShift):
-    severity: int
-    name: str = "color_jitter"
-    version: str = VERSION
-
-    def params(self) -> dict[str, Any]:
-        a = JITTER[self.severity - 1]
-        return {"brightness": a, "contrast": a, "saturation": a, "hue_turn": HUE_TURN[self.severity - 1],
-                "signs": "from the image digest", "order": "brightness, contrast, saturation, hue"}
+class ColorJitter(PhotometricShift):
+    name = "color_jitter"
+    levels = {"brightness": JITTER, "contrast": JITTER, "saturation": JITTER, "hue_turn": HUE_TURN}
+    settings = {"signs": "from the image digest", "order": "brightness, contrast, saturation, hue"}
 
     def apply_image(self, image: Image.Image, seed: int) -> Image.Image:
         out = to_rgb(image)
         signs = np.where(np.random.default_rng(int(image_digest(out)[:16], 16)).random(4) < 0.5, -1.0, 1.0)
-        a = JITTER[self.severity - 1]
-        for sign, enhancer in zip(signs[:3], (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)):
-            out = enhancer(out).enhance(1.0 + sign * a)
-        return _shift_hue(out, signs[3] * HUE_TURN[self.severity - 1])
+        for sign, (parameter, enhancer) in zip(signs[:3], _ENHANCERS):
+            out = enhancer(out).enhance(1.0 + sign * self.level(parameter))
+        return _shift_hue(out, signs[3] * self.level("hue_turn"))
 
 
 @dataclass(frozen=True)
-class JpegQuality(ImageShift):
-    severity: int
-    name: str = "jpeg_quality"
-    version: str = VERSION
-
-    def params(self) -> dict[str, Any]:
-        return {"quality": JPEG_QUALITY[self.severity - 1], "encoder": "PIL/libjpeg"}
+class JpegQuality(PhotometricShift):
+    name = "jpeg_quality"
+    levels = {"quality": JPEG_QUALITY}
+    settings = {"encoder": "PIL/libjpeg"}
 
     def apply_image(self, image: Image.Image, seed: int) -> Image.Image:
         buffer = io.BytesIO()
-        to_rgb(image).save(buffer, format="JPEG", quality=JPEG_QUALITY[self.severity - 1])
+        to_rgb(image).save(buffer, format="JPEG", quality=self.level("quality"))
         with Image.open(buffer) as decoded:
             return decoded.convert("RGB")
 
 
-register_shifts({"rotate": Rotate, "crop_zoom": CropZoom, "color_jitter": ColorJitter, "jpeg_quality": JpegQuality})
+register_shifts({shift.name: shift for shift in (Rotate, CropZoom, ColorJitter, JpegQuality)})
