@@ -137,6 +137,23 @@ def test_a_mistake_is_one_line_and_exit_2(argv, phrase, places, capsys):
     assert line.startswith("vittle-bench: error: ") and phrase.format(**places) in line
 
 
+def test_a_model_backend_that_is_no_model_subclass_is_one_line(places, capsys, monkeypatch):
+    """Backends declare load / validate_name through the Model base class; an entry that is not one is the
+    plugin's problem, said in one line, before anything loads."""
+    from vittle_bench.models.base import MODELS
+
+    class Plain:
+        @classmethod
+        def load(cls, name, **kwargs):
+            raise AssertionError("never reached")
+
+    monkeypatch.setitem(MODELS._registered, "plain", Plain)
+    code = main(["run", "--model", "plain:x", "--output", str(Path(places["tmp"]) / "plain")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "model backend 'plain'" in _one_line(code, captured.out, captured.err) and "Model subclass" in captured.err
+
+
 def test_a_model_that_cannot_be_had_leaves_no_run_directory(places, capsys):
     out = Path(places["tmp"]) / "never"
     assert main(["run", "--model", "hf:/a/missing/dir", "--cache-dir", places["world"], "--output", str(out)]) == 2
