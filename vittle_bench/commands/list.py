@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from vittle_bench.registry import PluginError, Registry
+from vittle_bench.registry import LISTED_KINDS, PluginError, Registry
 
 if TYPE_CHECKING:
     from vittle_bench.adapters.base import TaskAdapter
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="list models, tasks, task adapters, shifts or judges")
-    lst.add_argument("what", choices=("models", "tasks", "adapters", "shifts", "judges"))
+    lst.add_argument("what", choices=LISTED_KINDS)
     lst.add_argument("--include-path", action="append", default=[])
     lst.set_defaults(func=main)
 
