@@ -99,14 +99,19 @@ class _TokenLayout:
 
 
 @dataclass(frozen=True)
-class CharShift(Shift):
-    """A character-level perturbation of the question's free text by one nlpaug augmenter."""
+class TextShift(Shift):
+    """A perturbation of the question's free text at one of MM_Robustness's levels."""
 
     name: str
     severity: int
     kind: str = "text"
     version: str = ""
     severities: ClassVar[tuple[int, ...]] = LEVELS
+
+
+@dataclass(frozen=True)
+class CharShift(TextShift):
+    """A character-level perturbation of the question's free text by one nlpaug augmenter."""
 
     def params(self) -> dict[str, Any]:
         return {"library": NLPAUG_VERSION, "augmenter": AUGMENTER[self.name],
@@ -157,14 +162,8 @@ _OPERATIONS: dict[str, Callable[[list[eda.Word], float, np.random.Generator], li
 
 
 @dataclass(frozen=True)
-class EdaShift(Shift):
+class EdaShift(TextShift):
     """A word-level EDA perturbation of the question's free text, kept only if it still means the same."""
-
-    name: str
-    severity: int
-    kind: str = "text"
-    version: str = ""
-    severities: ClassVar[tuple[int, ...]] = LEVELS
 
     def params(self) -> dict[str, Any]:
         return {"method": f"EDA {EDA_OPERATION[self.name]}", "word_fraction": round(eda.level_alpha(self.severity), 2),
