@@ -112,7 +112,7 @@ def _rows(questions: tuple[Any, ...], images: str, bar: Any) -> Iterator[dict[st
 
 
 def main(args: argparse.Namespace) -> int:
-    from vittle_bench.cli import library_bars_off
+    from vittle_bench.commands.common import library_bars_off
 
     strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
     with library_bars_off():

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from vittle_bench.cli import INTERRUPTED
+from vittle_bench.commands.common import INTERRUPTED
 from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError
 
 

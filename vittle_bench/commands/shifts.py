@@ -210,7 +210,7 @@ def _markdown(sample: Any, records: list[dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from vittle_bench.cli import library_bars_off
+    from vittle_bench.commands.common import library_bars_off
     from vittle_bench.config import ConfigError
 
     try:
