@@ -84,8 +84,7 @@ def test_intervals_are_seeded_and_do_not_depend_on_other_merged_runs(runs):
 
 def test_kind_interval_recomputed_by_hand_from_samples(runs):
     """The image-kind interval of base on syn_pope equals a paired bootstrap written out by hand."""
-    from vittle_bench.metrics.stats import resample_weights
-    from vittle_bench.results_io import cell_seed
+    from vittle_bench.metrics.stats import cell_seed, resample_weights
 
     row = build_table(list(runs)).set_index(["task", "model"]).loc[("syn_pope", "base")]
     records = [json.loads(line) for line in (runs[0] / "samples.jsonl").open()]

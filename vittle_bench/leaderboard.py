@@ -26,7 +26,6 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import Metric, split_name
 from vittle_bench.metrics.grid import SampleGrid
-from vittle_bench.results_io import cell_seed
 from vittle_bench.schema import KINDS, RESULT_COLUMNS
 
 KIND_ORDER = KINDS  # the leaderboard's column groups, in the order shifts declare their kinds
@@ -170,7 +169,7 @@ def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric
         errors = cells[cells["metric"] == "n_errors"].set_index("condition")["value"]
         records = None if samples is None else samples[(samples["task"] == task) & (samples["model"] == model)]
         rows += _model_rows(str(task), str(model), chosen, cells[cells["metric"] == chosen], errors, records,
-                            declared_metric(chosen), group_by, cell_seed(seed, str(task), str(model)), n_boot,
+                            declared_metric(chosen), group_by, stats.cell_seed(seed, str(task), str(model)), n_boot,
                             confidence)
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 

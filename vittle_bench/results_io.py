@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import platform
 from pathlib import Path
@@ -12,12 +11,6 @@ from vittle_bench import __version__
 from vittle_bench.metrics.base import Metric, lookup
 from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.schema import RESULT_COLUMNS, CellResult, SampleResult
-
-
-def cell_seed(seed: int, *parts: str) -> int:
-    """Bootstrap seed of one cell, row or comparison: fixed by the run seed and its identity (task, model, ...),
-    not by processing order, so merging more runs never changes another row's interval."""
-    return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
 
 
 def _number(value: float | None) -> str:

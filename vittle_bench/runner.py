@@ -39,10 +39,10 @@ from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.errors import ConfigError
-from vittle_bench.metrics.stats import MetricValue
+from vittle_bench.metrics.stats import MetricValue, cell_seed
 from vittle_bench.models.base import Model, load_model
 from vittle_bench.openai_client import redact_model_args
-from vittle_bench.results_io import cell_result, cell_seed, write_results
+from vittle_bench.results_io import cell_result, write_results
 from vittle_bench.run_lock import RunDirectoryLock, describe_holder
 from vittle_bench.run_manifest import manifest
 from vittle_bench.run_plan import RunOptions, RunPlan, plan_run

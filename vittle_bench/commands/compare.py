@@ -25,7 +25,7 @@ from vittle_bench.leaderboard import choose_metric, column_order_key
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import PERCENT, WILCOXON, Metric
 from vittle_bench.metrics.grid import SampleGrid
-from vittle_bench.results_io import cell_seed
+from vittle_bench.metrics.stats import cell_seed
 
 COLUMNS = ["task", "metric", "unit", "model_a", "model_b", "scope", "condition", "shift_kind", "severity", "n", "a",
            "b", "diff", "ci_low", "ci_high", "p_value", "test"]

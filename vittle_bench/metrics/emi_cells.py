@@ -29,7 +29,7 @@ from vittle_bench.metrics.club import ClubEstimator
 from vittle_bench.metrics.club_net import REFERENCE, ClubConfig
 from vittle_bench.metrics.emi import N_BOOT, emi_estimate, emid_estimate, fit_pooled
 from vittle_bench.metrics.emid_bound import emid_bound
-from vittle_bench.results_io import cell_seed
+from vittle_bench.metrics.stats import cell_seed
 from vittle_bench.schema import CellResult, Sample
 from vittle_bench.shifts import ShiftCondition, sample_rng
 

@@ -21,6 +21,7 @@ p-value. Robustness summaries: clean->shift flip rate, relative robustness, area
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ from scipy import integrate, stats
 
 N_BOOTSTRAP = 1000
 CONFIDENCE = 0.95
+
+
+def cell_seed(seed: int, *parts: str) -> int:
+    """Bootstrap seed of one cell, row or comparison: fixed by the run seed and its identity (task, model, ...),
+    not by processing order, so merging more runs never changes another row's interval."""
+    return int.from_bytes(hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).digest()[:4], "little")
 
 
 def percentile_interval(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float | None, float | None]:
