@@ -79,8 +79,8 @@ def main() -> None:
     device = torch.device(args.device)
 
     from vittle_bench.builtin.tiny_llava import build_model, build_processor
+    from vittle_bench.tuning.data import ConversationCollator
     from vittle_bench.vittle import VittleConfig, attach_bottleneck, count_bottleneck_parameters
-    from vittle_bench.vittle.data import ConversationCollator
 
     torch.manual_seed(0)
     processor = build_processor()

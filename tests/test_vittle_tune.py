@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.tuning.data import ConversationCollator, LlavaInstructionDataset, load_rows, to_messages
+from vittle_bench.tuning.train import TuneConfig, resolve_model_source, train
 from vittle_bench.vittle import LearnableGaussianPrior, get_vittle_handle
-from vittle_bench.vittle.data import ConversationCollator, LlavaInstructionDataset, load_rows, to_messages
-from vittle_bench.vittle.train import TuneConfig, resolve_model_source, train
 
 torch.set_num_threads(1)
 

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spin-waiting threads slow CPU training under load
-    from vittle_bench.vittle.train import TuneConfig, train
+    from vittle_bench.tuning.train import TuneConfig, train
 
     for name in ("epochs", "batch_size", "grad_accum"):
         if getattr(args, name) < 1:

@@ -37,8 +37,8 @@ from vittle_bench.builtin.model import BuiltinModel, weights_dir
 from vittle_bench.errors import ConfigError
 from vittle_bench.models.base import split_spec
 from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
+from vittle_bench.tuning.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
 from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, VittleHandle, attach_bottleneck, save_vittle
-from vittle_bench.vittle.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
