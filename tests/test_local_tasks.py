@@ -126,3 +126,19 @@ def test_a_duplicate_id_stops_a_run_with_exit_2(tmp_path, capsys):
                  "--no-cache", "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "'q' is on lines 1 and 2" in err[0], err
+
+
+def test_a_source_scheme_is_a_registered_sample_source(tmp_path, capsys):
+    """Sources are served by registered schemes; an unknown one is one line naming every form that works."""
+    from vittle_bench.cli import main
+    from vittle_bench.config import load_task_specs
+    from vittle_bench.data.sources import SAMPLE_SOURCES, task_size
+
+    assert {"builtin", "hf", "disk", "local"} <= set(SAMPLE_SOURCES)
+    assert task_size(load_task_specs()["shapes_mc"]) == "200"
+    (tmp_path / "ftp_task.yaml").write_text("task: ftp_task\nsource: ftp:example.org/q.jsonl\nadapter: closed_form\n")
+    assert main(["run", "--model", "builtin:tiny-llava", "--tasks", "ftp_task", "--include-path", str(tmp_path),
+                 "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["vittle-bench: error: task ftp_task: source 'ftp:example.org/q.jsonl' is not supported "
+                   "(supported: builtin:shapes, hf:ORG/NAME or disk:PATH, local:FILE.jsonl)"]

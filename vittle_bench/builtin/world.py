@@ -14,8 +14,11 @@ from pathlib import Path
 
 from vittle_bench.builtin.questions import multiple_choice_question, open_question
 from vittle_bench.builtin.scenes import SceneObject, write_world_images
+from vittle_bench.config import TaskSpec
 from vittle_bench.data.coco_pope import STRATEGIES, build_pope, write_pope_jsonl
 from vittle_bench.data.lazy import LazySamples
+from vittle_bench.data.sources import SAMPLE_SOURCES, SampleSource
+from vittle_bench.errors import ConfigError
 from vittle_bench.images import downscale_meta, load_image
 from vittle_bench.schema import Sample
 
@@ -82,6 +85,21 @@ def _row_to_sample(task: str, directory: Path, row: dict) -> Sample:
                   answer=row["answer"], choices=tuple(row.get("choices", ())),
                   category=row.get("category") or row.get("strategy"),
                   meta={"file_name": row["file_name"], **downscale_meta((image,))})
+
+
+@SAMPLE_SOURCES.register("builtin")
+class BuiltinSource(SampleSource):
+    """`builtin:shapes`: the embedded world, generated into the cache directory on first use."""
+
+    form = "builtin:shapes"
+
+    def load(self, spec: TaskSpec, cache_dir: Path, data_dir: Path | None, limit: int | None) -> LazySamples:
+        if spec.source != self.form:
+            raise ConfigError(f"task {spec.task}: source {spec.source!r}: the built-in world is {self.form}")
+        return load_builtin_subset(spec.task, spec.subset or "", cache_dir)
+
+    def size(self, spec: TaskSpec) -> str:
+        return str({"mc": WORLD_IMAGES, "open": OPEN_QUESTIONS}.get(spec.subset or "", POPE_IMAGES * 3 * 2))
 
 
 def load_builtin_subset(task: str, subset: str, cache_dir: Path) -> LazySamples:

@@ -26,6 +26,7 @@ from typing import Any, overload
 
 from vittle_bench.config import TaskSpec
 from vittle_bench.data.rows import ColumnMap, decode_image
+from vittle_bench.data.sources import SAMPLE_SOURCES, SampleSource
 from vittle_bench.errors import ConfigError
 from vittle_bench.schema import Sample
 
@@ -242,6 +243,20 @@ class HubSamples(Sequence):
             return Sample(task=self.task, sample_id=str(index if raw_id is None else raw_id),
                           question=str(question or ""), load_error=f"{type(exc).__name__}: {exc}",
                           meta={"row_index": index})
+
+
+@SAMPLE_SOURCES.register("hf")
+@SAMPLE_SOURCES.register("disk")
+class HubSource(SampleSource):
+    """`hf:ORG/NAME` (with an offline mirror under `--data-dir`) and `disk:PATH` (a `save_to_disk` copy)."""
+
+    form = "hf:ORG/NAME or disk:PATH"
+
+    def load(self, spec: TaskSpec, cache_dir: Path, data_dir: Path | None, limit: int | None) -> HubSamples:
+        return load_hub_samples(spec, cache_dir, data_dir, limit)
+
+    def size(self, spec: TaskSpec) -> str:
+        return known_size(spec)
 
 
 def load_hub_samples(spec: TaskSpec, cache_dir: Path, data_dir: Path | None = None,

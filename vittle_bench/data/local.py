@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vittle_bench.config import TaskSpec
 from vittle_bench.data.lazy import LazySamples
+from vittle_bench.data.sources import SAMPLE_SOURCES, SampleSource
 from vittle_bench.errors import ConfigError
 from vittle_bench.images import downscale_meta, load_image
 from vittle_bench.schema import Sample
@@ -84,6 +86,16 @@ def _row_to_sample(task: str, root: Path, row: dict[str, Any]) -> Sample:
     return Sample(task=task, sample_id=str(row["question_id"]), question=str(_text(row, "question")), images=images,
                   answer=answer, choices=choices, category=_text(row, "category"),
                   context="\n".join(_strings(row, "context")) or None, meta=downscale_meta(images))
+
+
+@SAMPLE_SOURCES.register("local")
+class LocalSource(SampleSource):
+    """`local:FILE.jsonl`: a user's own questions with image paths, relative to the task's YAML file."""
+
+    form = "local:FILE.jsonl"
+
+    def load(self, spec: TaskSpec, cache_dir: Path, data_dir: Path | None, limit: int | None) -> LazySamples:
+        return load_local_jsonl(spec.task, spec.path.parent / spec.source.removeprefix("local:"))
 
 
 def load_local_jsonl(task: str, path: Path) -> LazySamples:

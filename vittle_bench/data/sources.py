@@ -6,13 +6,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from vittle_bench.config import TaskSpec
 from vittle_bench.errors import ConfigError
 from vittle_bench.images import max_image_pixels
+from vittle_bench.registry import Registry
 from vittle_bench.schema import Sample
 
-SOURCES = ("builtin:shapes", "hf:ORG/NAME", "disk:PATH", "local:FILE.jsonl")
+
+class SampleSource:
+    """A task `source:` scheme: how its rows become Samples. Registered under the scheme (`hf`, `local`, ...);
+    third-party schemes register in the entry-point group `vittle_bench.sources`."""
+
+    form: ClassVar[str] = ""  # how a source of this scheme is written, for messages (e.g. "hf:ORG/NAME")
+
+    def load(self, spec: TaskSpec, cache_dir: Path, data_dir: Path | None, limit: int | None) -> Sequence[Sample]:
+        raise NotImplementedError
+
+    def size(self, spec: TaskSpec) -> str:
+        """Number of samples, known without loading anything ('?' when it is not)."""
+        return "?"
+
+
+SAMPLE_SOURCES: Registry[type[SampleSource]] = Registry(
+    "sources", ("vittle_bench.builtin.world", "vittle_bench.data.hf", "vittle_bench.data.local"))
+
+
+def sample_source(spec: TaskSpec) -> SampleSource:
+    scheme = spec.source.partition(":")[0]
+    if scheme not in SAMPLE_SOURCES:
+        forms = ", ".join(dict.fromkeys(SAMPLE_SOURCES.get(name).form for name in SAMPLE_SOURCES))
+        raise ConfigError(f"task {spec.task}: source {spec.source!r} is not supported (supported: {forms})")
+    return SAMPLE_SOURCES.get(scheme)()
 
 
 def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
@@ -23,37 +49,10 @@ def load_samples(spec: TaskSpec, cache_dir: Path, limit: int | None = None,
         max_image_pixels()  # a bad setting stops the run here, not as one error per image
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    scheme = spec.source.partition(":")[0]
-    samples: Sequence[Sample]
-    # Each source's loader is imported when a task uses it: `datasets` (hub sources) and pycocotools (the
-    # built-in world) cost seconds to import, and most runs need one of them.
-    if spec.source == "builtin:shapes":
-        from vittle_bench.builtin.world import load_builtin_subset
-
-        samples = load_builtin_subset(spec.task, spec.subset or "", cache_dir)
-    elif scheme in ("hf", "disk"):
-        from vittle_bench.data.hf import load_hub_samples
-
-        samples = load_hub_samples(spec, cache_dir, data_dir, limit)
-    elif scheme == "local":
-        from vittle_bench.data.local import load_local_jsonl
-
-        samples = load_local_jsonl(spec.task, spec.path.parent / spec.source.removeprefix("local:"))
-    else:
-        raise ConfigError(f"task {spec.task}: source {spec.source!r} is not supported "
-                          f"(supported: {', '.join(SOURCES)})")
+    samples = sample_source(spec).load(spec, cache_dir, data_dir, limit)
     return samples[:limit] if limit else samples
 
 
 def task_size(spec: TaskSpec) -> str:
     """Number of samples, known without loading anything ('?' when it is not)."""
-    if spec.source == "builtin:shapes":
-        from vittle_bench.builtin.world import OPEN_QUESTIONS, POPE_IMAGES, WORLD_IMAGES
-
-        sizes = {"mc": WORLD_IMAGES, "open": OPEN_QUESTIONS}
-        return str(sizes.get(spec.subset or "", POPE_IMAGES * 3 * 2))
-    if spec.source.partition(":")[0] in ("hf", "disk"):
-        from vittle_bench.data.hf import known_size
-
-        return known_size(spec)
-    return "?"
+    return sample_source(spec).size(spec)
