@@ -45,6 +45,19 @@ def test_the_package_imports_without_cycles():
     assert order.index("vittle_bench.schema") < order.index("vittle_bench.runner")
 
 
+def test_the_packages_import_each_other_without_cycles():
+    """One level up as well: no sub-package (or top-level module) imports one that imports it back, so each
+    stands on a floor of its own."""
+    rooms: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        room = ".".join(module.split(".")[:2])
+        rooms.setdefault(room, set()).update(".".join(t.split(".")[:2]) for t in targets)
+    try:
+        TopologicalSorter({room: targets - {room} for room, targets in rooms.items()}).prepare()
+    except CycleError as exc:
+        raise AssertionError(f"package cycle: {' -> '.join(exc.args[1])}") from None
+
+
 def test_layers_point_one_way():
     """Models know nothing about task adapters or judges, judges nothing about model backends, shifts nothing
     about task adapters or models (docs/architecture.md)."""
