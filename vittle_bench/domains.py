@@ -45,10 +45,11 @@ from typing import Any
 
 import yaml
 
-from vittle_bench.config import config_files, load_task_specs
+from vittle_bench.config import TaskSpec, config_files, load_task_specs
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.schema import Sample
+from vittle_bench.shifts import ShiftCondition
 from vittle_bench.shifts.domain import DomainShift
 
 SPEC_KEYS = ("source", "subset", "split", "columns", "revision", "adapter", "adapter_args")
@@ -122,8 +123,14 @@ def _suite_files(include_paths: Sequence[Path]) -> list[Path]:
     return [path for path, _ in config_files("shifts", [Path(p) for p in include_paths])]
 
 
-def _identities(spec: Any) -> set[str]:
-    source = str(getattr(spec, "source", ""))
+def _domain(condition: ShiftCondition) -> str:
+    """The domain a `domain:NAME` condition names (callers pass domain conditions only)."""
+    assert isinstance(condition.shift, DomainShift), condition.label
+    return condition.shift.domain
+
+
+def _identities(spec: TaskSpec) -> set[str]:
+    source = spec.source
     return {spec.task, source, source.split(":", 1)[1] if ":" in source else source}
 
 
@@ -133,7 +140,7 @@ class DomainResolver:
 
     def __init__(self, include_paths: Sequence[Path] = ()) -> None:
         self.include_paths = list(include_paths)
-        self._task_specs: dict[str, Any] | None = None
+        self._task_specs: dict[str, TaskSpec] | None = None
         self._own: dict[Path, dict[str, DomainDeclaration]] = {}
         self._items: dict[tuple[str, Path, Path | None], dict[str, Sample]] = {}
         self.suite_declarations: list[DomainDeclaration] = []
@@ -148,7 +155,7 @@ class DomainResolver:
                                if path.is_file() else {})
         return self._own[path]
 
-    def declaration(self, spec: Any, domain: str) -> DomainDeclaration | None:
+    def declaration(self, spec: TaskSpec, domain: str) -> DomainDeclaration | None:
         """The task YAML's own declaration first, then a suite's whose `applies_to` names the task or its source."""
         own = self._own_declarations(spec.path)
         if domain in own:
@@ -159,7 +166,7 @@ class DomainResolver:
                 return declaration
         return None
 
-    def _named(self, name: str, declaration: DomainDeclaration) -> Any:
+    def _named(self, name: str, declaration: DomainDeclaration) -> TaskSpec:
         """The TaskSpec of a task a declaration names (`task:` or `judged_as:`)."""
         if self._task_specs is None:
             self._task_specs = load_task_specs(self.include_paths)
@@ -168,23 +175,23 @@ class DomainResolver:
             raise DomainError(f"{declaration.origin}: domain {declaration.name!r} refers to unknown task {name!r}")
         return named
 
-    def _derive(self, spec: Any, declaration: DomainDeclaration) -> Any:
+    def _derive(self, spec: TaskSpec, declaration: DomainDeclaration) -> TaskSpec:
         if declaration.task is None:
             return replace(spec, **declaration.overrides, path=declaration.origin)
         base = self._named(declaration.task, declaration)
         return replace(spec, **{k: getattr(base, k) for k in SOURCE_KEYS}, **declaration.overrides, path=base.path)
 
-    def task_spec(self, spec: Any, condition: Any) -> Any | None:
+    def task_spec(self, spec: TaskSpec, condition: ShiftCondition) -> TaskSpec | None:
         """The derived TaskSpec (same task name, overridden source fields; `path` = the declaring YAML so that
         relative `local:` sources resolve against it), or None when the domain is not declared for this task."""
-        declaration = self.declaration(spec, condition.shift.domain)
+        declaration = self.declaration(spec, _domain(condition))
         return None if declaration is None else self._derive(spec, declaration)
 
-    def scoring_spec(self, spec: Any, condition: Any) -> Any | None:
+    def scoring_spec(self, spec: TaskSpec, condition: ShiftCondition) -> TaskSpec | None:
         """The TaskSpec (under the task's own name) whose adapter scores the task's cell under a domain
         condition: the `judged_as` task's, else the `task:` domain's own, else the task's with the declared
         overrides; None when the domain is not declared for this task."""
-        declaration = self.declaration(spec, condition.shift.domain)
+        declaration = self.declaration(spec, _domain(condition))
         if declaration is None:
             return None
         scorer = declaration.judged_as or declaration.task
@@ -194,15 +201,15 @@ class DomainResolver:
         adapter = {k: declaration.overrides.get(k, getattr(named, k)) for k in ("adapter", "adapter_args")}
         return replace(spec, **adapter)
 
-    def undeclared(self, specs: Sequence[Any], conditions: Sequence[Any]) -> list[Any]:
+    def undeclared(self, specs: Sequence[TaskSpec], conditions: Sequence[ShiftCondition]) -> list[ShiftCondition]:
         """The domain conditions that no selected task declares (they would have no cell)."""
         return [c for c in conditions if c.kind == "domain" and not any(self.task_spec(s, c) for s in specs)]
 
-    def check(self, specs: Sequence[Any], conditions: Sequence[Any]) -> None:
+    def check(self, specs: Sequence[TaskSpec], conditions: Sequence[ShiftCondition]) -> None:
         """Every domain condition must be declared for at least one selected task (else: a typo)."""
         for condition in self.undeclared(specs, conditions):
             known = sorted({d.name for d in self.suite_declarations})
-            raise DomainError(f"{condition.label}: no selected task declares domain {condition.shift.domain!r} "
+            raise DomainError(f"{condition.label}: no selected task declares domain {_domain(condition)!r} "
                               f"(declare it under `domains:` in the task or suite YAML; suites declare: "
                               f"{', '.join(known[:12]) or 'none'})")
 
@@ -217,11 +224,11 @@ class DomainResolver:
             self._items[key] = {s.sample_id: s.with_changes(images=()) for s in items}
         return self._items[key]
 
-    def samples(self, spec: Any, condition: Any, cache_dir: Path, limit: int | None = None,
+    def samples(self, spec: TaskSpec, condition: ShiftCondition, cache_dir: Path, limit: int | None = None,
                 data_dir: Path | None = None) -> Sequence[Sample] | None:
         """The rows of a task under a domain condition (None when not declared for this task), each tagged
         with `meta["domain"]` as it is built."""
-        declaration = self.declaration(spec, condition.shift.domain)
+        declaration = self.declaration(spec, _domain(condition))
         if declaration is None:
             return None
         rows = load_samples(self._derive(spec, declaration), cache_dir, None if declaration.where else limit,
@@ -234,7 +241,7 @@ class DomainResolver:
                                                  self._judged_items(declaration, cache_dir, data_dir)))
         if declaration.question_suffix:
             rows = MappedSamples(rows, _QuestionSuffix(declaration.question_suffix))
-        return MappedSamples(rows, _Tag(condition.shift.domain))
+        return MappedSamples(rows, _Tag(_domain(condition)))
 
 
 @dataclass(frozen=True)
