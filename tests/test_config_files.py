@@ -154,3 +154,17 @@ def test_a_task_name_is_declared_once(tmp_path):
         load_task_specs([root])
     write(root, "other.yaml", f"{MC}variants: [{{task: shapes_mc, override: true}}]\n")
     assert load_task_specs([root])["shapes_mc"].path == root / "other.yaml"
+
+
+def test_a_user_suite_replaces_a_built_in_only_when_it_says_so(tmp_path):
+    """As for tasks: a user suite named `quick` is refused unless it declares `override: true`; two user files
+    never define one suite."""
+    shadow = write(tmp_path / "shadow", "quick.yaml", "suite: quick\nconditions: [frost@1]\n")
+    with pytest.raises(ConfigError, match=r"quick.yaml: suite 'quick' is the built-in suite of .*quick.yaml; add "
+                                          r"`override: true`"):
+        load_suites([shadow])
+    own = write(tmp_path / "own", "quick.yaml", "suite: quick\noverride: true\nconditions: [frost@1]\n")
+    assert load_suites([own])["quick"]["conditions"] == ["frost@1"]
+    write(tmp_path / "own", "again.yaml", "suite: quick\noverride: true\nconditions: [frost@2]\n")
+    with pytest.raises(ConfigError, match=r"suite 'quick' is also defined in"):
+        load_suites([own])

@@ -1,7 +1,8 @@
 """Declarative task configs and shift suites (YAML, shipped as package data; more via --include-path).
 
 Everything here is checked before any model loads, so a typo costs a second, not a model load. Task and suite
-files end in `.yaml` or `.yml`; a user task named like a built-in replaces it only with `override: true`.
+files end in `.yaml` or `.yml`; a user task or suite named like a built-in replaces it only with
+`override: true`.
 
 A task file declares one task (`task: NAME` and its keys) or, with `variants:`, several tasks that share every
 key but a few: its top-level keys are the base, and each entry of the `variants` list (a mapping holding at
@@ -249,16 +250,29 @@ def resolve_tasks(text: str, include_paths: list[Path] | None = None) -> list[Ta
 
 
 def load_suites(include_paths: list[Path] | None = None) -> dict[str, dict[str, Any]]:
-    suites = {}
+    """Every shift suite, the package's and each include path's; as for tasks, a user suite named like a
+    built-in replaces it only with `override: true`, and two user files never define one suite."""
+    suites: dict[str, dict[str, Any]] = {}
+    origins: dict[str, tuple[Path, bool]] = {}
     for path, is_builtin in config_files("shifts", include_paths or []):
         data = _read(path, is_builtin)
-        if "suite" in data:
-            if not isinstance(data["suite"], str) or not data["suite"].strip():
-                raise ConfigError(f"{path}: suite must be a non-empty string, got {_describe(data['suite'])}")
-            conditions = data.get("conditions")
-            if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
-                raise ConfigError(f"{path}: a suite needs a list of conditions (strings such as frost@3)")
-            suites[data["suite"]] = data
+        if "suite" not in data:
+            continue
+        name = data["suite"]
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{path}: suite must be a non-empty string, got {_describe(name)}")
+        conditions = data.get("conditions")
+        if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
+            raise ConfigError(f"{path}: a suite needs a list of conditions (strings such as frost@3)")
+        if not isinstance(data.get("override", False), bool):
+            raise ConfigError(f"{path}: override must be true or false, got {_describe(data['override'])}")
+        if name in origins:
+            previous, previous_builtin = origins[name]
+            if not (previous_builtin and data.get("override") is True):
+                raise ConfigError(f"{path}: suite {name!r} is the built-in suite of {previous}; add `override: true` "
+                                  "to use this one instead" if previous_builtin else
+                                  f"{path}: suite {name!r} is also defined in {previous}")
+        suites[name], origins[name] = data, (path, is_builtin)
     return suites
 
 
