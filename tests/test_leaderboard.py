@@ -457,3 +457,155 @@ def test_small_values_keep_three_significant_digits():
     lines = render(widen(long), "markdown").splitlines()[2:4]
     assert "0.0123 ± 0.0040" in next(line for line in lines if "emi[x]" in line)
     assert "94.7 ± 2.8" in next(line for line in lines if "accuracy" in line)
+
+
+# --- published reference rows (--reference) ---------------------------------------------------------------------
+
+PAPER = {  # leaderboards/paper/vittle2025.csv, LLaVA-Bench-COCO relative score: clean, image, text, joint
+    "LLaVA-1.5-7B": (77.8, 73.4, 72.2, 62.3), "LLaVA-1.5-7B+Vittle(F)": (76.1, 74.2, 74.1, 64.4),
+    "LLaVA-1.5-7B+Vittle(L)": (76.7, 73.9, 73.0, 62.7)}
+REFERENCE_HEADER = "model,task,column,metric,value,source,note\n"
+
+
+def _as_llava_bench_coco(run: Path) -> Path:
+    """A synthetic open-ended run relabelled as LLaVA-Bench-COCO scored by an LLM judge (`relative_score`)."""
+    results = pd.read_csv(run / "results.csv", dtype=str, keep_default_na=False)
+    results["task"] = results["task"].replace("syn_open", "llava_bench_coco")
+    results["metric"] = results["metric"].str.replace("relative_score_overlap", "relative_score", regex=False)
+    results.to_csv(run / "results.csv", index=False)
+    records = [json.loads(line) for line in (run / "samples.jsonl").open()]
+    (run / "samples.jsonl").write_text("".join(json.dumps({**r, "task": "llava_bench_coco"}) + "\n" for r in records))
+    return run
+
+
+@pytest.fixture(scope="module")
+def coco_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco")
+    return tuple(_as_llava_bench_coco(write_run(root / name, name, skill=skill, n=30, seed=seed, tasks=("syn_open",)))
+                 for name, skill, seed in (("base", 0.62, 1), ("vittle", 0.75, 2)))
+
+
+def _board(runs, capsys, *options: str) -> str:
+    assert main(["leaderboard", *map(str, runs), "--n-boot", "200", "--reference", "paper", *options]) == 0
+    return capsys.readouterr().out
+
+
+def test_the_paper_reference_holds_the_published_numbers():
+    from vittle_bench.reference import load_reference
+
+    reference = load_reference("paper")
+    scores = reference[reference.metric == "relative_score"]
+    assert set(scores.task) == {"llava_bench_coco"} and set(scores.source) == {
+        "Vittle paper, LLaVA-Bench-COCO, relative score"}
+    for model, values in PAPER.items():
+        rows = scores[scores.model == model].set_index("column")["value"]
+        assert tuple(rows[c] for c in ("clean", "image", "text", "joint")) == values
+    emi = reference[reference.metric != "relative_score"].set_index(["model", "metric"])["value"]
+    assert emi.to_dict() == {("LLaVA", "emid_bound"): 0.068, ("LLaVA", "emid"): 0.026,
+                             ("LLaVA+Vittle(F)", "emid_bound"): 0.047, ("LLaVA+Vittle(F)", "emid"): 0.025}
+
+
+def test_reference_rows_appear_labelled_without_intervals_and_never_bold(coco_runs, capsys):
+    lines = [line for line in _board(coco_runs, capsys).splitlines() if line.startswith("|")]
+    rows = {r[1]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert list(rows) == ["base", "vittle", *(f"published:{m}" for m in PAPER)]  # measured first, then published
+    for model, values in PAPER.items():
+        assert rows[f"published:{model}"][3:7] == [f"{v:.1f}" for v in values]  # no ±, no bold
+    # the published numbers are above both synthetic models, yet bold stays on the better measured row
+    measured = build_table(list(coco_runs), n_boot=200).set_index("model")
+    for i, column in enumerate(("clean", "image", "text", "joint"), start=3):
+        best = measured[column].round(1).idxmax()
+        assert rows[best][i].startswith("**") and not any("**" in r[i] for m, r in rows.items() if m != best)
+    note = _board(coco_runs, capsys).split("\n\n")[-1]
+    assert "not measured here" in note and "Vittle paper, LLaVA-Bench-COCO, relative score" in note
+    csv = pd.read_csv(StringIO(_board(coco_runs, capsys, "--format", "csv")))
+    published = csv[csv.row == "published"]
+    assert list(published.model) == [f"published:{m}" for m in PAPER] and published["clean ci_low"].isna().all()
+    assert set(published.source) == {"Vittle paper, LLaVA-Bench-COCO, relative score"}
+    latex = _board(coco_runs, capsys, "--format", "latex")
+    tab = _Tabular(latex)
+    assert len(tab.rows) == 1 + 5 and all(len(row) == len(tab.spec) for row in tab.rows)
+    assert "published:LLaVA-1.5-7B+Vittle(F) & 76.1 & 74.2 & 74.1 & 64.4" in latex
+    page = _board(coco_runs, capsys, "--format", "html")
+    assert "<td>published:LLaVA-1.5-7B</td>" in page and "not measured here" in page
+
+
+def test_reference_difference_is_measured_minus_published(coco_runs, capsys):
+    csv = pd.read_csv(StringIO(_board(coco_runs, capsys, "--format", "csv", "--reference-model",
+                                      "vittle=LLaVA-1.5-7B+Vittle(F)", "--reference-model", "base=LLaVA-1.5-7B")))
+    measured = build_table(list(coco_runs), n_boot=200).set_index("model")
+    differences = csv[csv.row == "difference"].set_index("model")
+    assert list(differences.index) == ["Δ vittle vs published:LLaVA-1.5-7B+Vittle(F)",
+                                       "Δ base vs published:LLaVA-1.5-7B"]
+    for model, published in (("vittle", "LLaVA-1.5-7B+Vittle(F)"), ("base", "LLaVA-1.5-7B")):
+        label = f"Δ {model} vs published:{published}"
+        for column, value in zip(("clean", "image", "text", "joint"), PAPER[published]):
+            assert differences.loc[label, column] == pytest.approx(measured.loc[model, column] - value, abs=1e-4)
+    lines = _board(coco_runs, capsys, "--reference-model", "base=published:LLaVA-1.5-7B").splitlines()
+    row = [c.strip() for c in next(line for line in lines if "Δ base" in line).strip("|").split("|")]
+    shown = measured.loc["base", "clean"] - 77.8
+    assert row[3] == f"{shown:+.1f}" and "**" not in "".join(row) and "±" not in "".join(row)
+
+
+def test_a_hand_made_cell_differs_from_its_published_value_exactly(tmp_path):
+    from vittle_bench.reference import add_reference, read_reference
+
+    long = pd.DataFrame([{"task": "llava_bench_coco", "model": "m", "metric": "relative_score",
+                          "unit": "relative score", "higher_is_better": True, "group": g, "shift_kind": g,
+                          "value": v, "ci_low": v - 1, "ci_high": v + 1, "n_errors": 0}
+                         for g, v in (("clean", 80.0), ("image", 70.5), ("text", 60.0))])
+    path = tmp_path / "ref.csv"
+    path.write_text(REFERENCE_HEADER + "P,llava_bench_coco,clean,relative_score,77.8,Paper T1,\n"
+                    "P,llava_bench_coco,image,relative_score,73.4,Paper T1,\n"
+                    "P,llava_bench_coco,joint,relative_score,62.3,Paper T1,\n")
+    table = add_reference(widen(long), read_reference(path), [("m", "P")])
+    delta = table[table.row == "difference"].iloc[0]
+    assert delta["model"] == "Δ m vs published:P"
+    assert delta["clean"] == pytest.approx(2.2) and delta["image"] == pytest.approx(-2.9)
+    assert pd.isna(delta["text"]) and pd.isna(delta["joint"])  # only where both measured and published
+    assert "joint" in table.columns and pd.isna(table.loc[table.model == "m", "joint"]).all()
+
+
+@pytest.mark.parametrize("content,phrase", [
+    ("", "not a readable reference CSV"),
+    (REFERENCE_HEADER, "no rows"),
+    ("model,task,metric,value,source\nP,t,relative_score,1,S\n", "no column column"),
+    (REFERENCE_HEADER + "P,llava_bench_coco,clean,relative_score,n/a,S,\n", "ref.csv:2: value 'n/a' is not a number"),
+    (REFERENCE_HEADER + "P,llava_bench_coco,visual,relative_score,70,S,\n", "ref.csv:2: column 'visual'"),
+    (REFERENCE_HEADER + "P,llava_bench_coco,clean,gpt_score,70,S,\n", "not a declared metric"),
+    (REFERENCE_HEADER + "P,llava_bench_coco,clean,relative_score,70,,\n", "ref.csv:2: empty source"),
+    (REFERENCE_HEADER + "P,llava_bench_coco,clean,relative_score,70,S,\n" * 2, "ref.csv:3: a second value"),
+    (REFERENCE_HEADER + "P,llava_bench_coco,clean,relative_score,7", "the last line is cut off"),
+])
+def test_a_malformed_reference_csv_is_refused_in_one_line(coco_runs, tmp_path, capsys, content, phrase):
+    path = tmp_path / "ref.csv"
+    path.write_text(content)
+    assert main(["leaderboard", str(coco_runs[0]), "--reference", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vittle-bench: error:") and phrase in err, err
+    assert str(path) in err
+
+
+@pytest.mark.parametrize("options,phrase", [
+    (["--reference", "no/such.csv"], "no such file or folder"),
+    (["--reference-model", "base=LLaVA-1.5-7B"], "needs --reference"),
+    (["--reference", "paper", "--layout", "long"], "wide table"),
+    (["--reference", "paper", "--group-by", "shift"], "wide table"),
+    (["--reference", "paper", "--reference-model", "base"], "MEASURED=PUBLISHED"),
+    (["--reference", "paper", "--reference-model", "nobody=LLaVA-1.5-7B"], "no measured model 'nobody'"),
+    (["--reference", "paper", "--reference-model", "base=GPT-9"], "no published model 'GPT-9'"),
+    (["--reference", "paper", "--reference-model", "base=LLaVA"], "no task and metric in common"),  # EMI rows only
+])
+def test_reference_options_misused_exit_2_with_one_line(coco_runs, capsys, options, phrase):
+    assert main(["leaderboard", str(coco_runs[0]), *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and phrase in err, err
+
+
+def test_a_reference_for_other_tasks_or_scorers_adds_no_row_and_says_so(runs, capsys):
+    """The stand-in scorer's relative_score_overlap is not the paper's relative_score: no published row, one line
+    on stderr, the measured table as without --reference."""
+    assert main(["leaderboard", *map(str, runs), "--n-boot", "200", "--reference", "paper"]) == 0
+    out, err = capsys.readouterr()
+    assert "published:" not in out.split("\n\n")[0] and "no published row" in err
+    assert sum(line.startswith("|") for line in out.splitlines()) == 2 + 6

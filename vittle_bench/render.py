@@ -17,6 +17,7 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.leaderboard import KIND_ORDER
 from vittle_bench.metrics import stats
 from vittle_bench.metrics.base import PERCENT
+from vittle_bench.reference import PUBLISHED, ROW
 
 FORMATS = ("csv", "markdown", "latex", "html")
 CI_STYLES = ("pm", "subscript", "none")
@@ -35,12 +36,31 @@ def _note(ci: str, confidence: float) -> str:
             interval + "Bold: best model per task and column. n_errors: samples that failed and were not scored.")
 
 
+def _reference_note(table: pd.DataFrame) -> str:
+    """What the published and difference rows of a table with reference rows are, and where each comes from."""
+    published = table[table[ROW] == "published"]
+    if published.empty:
+        return ""
+    sources = "; ".join(f"{source} ({', '.join(dict.fromkeys(rows['model']))})"
+                        for source, rows in published.groupby("source", sort=False))
+    note = (f" {PUBLISHED}… rows are numbers the cited papers publish, not measured here: no intervals, never bold "
+            f"(bold compares measured rows only). Sources: {sources}.")
+    if (table[ROW] == "difference").any():
+        note += (f" Δ A vs {PUBLISHED}B rows: measured A − published B, where task, metric and column are the same "
+                 "(pairs named by --reference-model).")
+    return note
+
+
+def _measured(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table[ROW] == "measured"] if ROW in table.columns else table
+
+
 def _best(table: pd.DataFrame, columns: list[str], decimals: dict[tuple[str, str], int]) -> set[tuple[int, str]]:
     """(row, column) cells holding the best value of their task and metric as shown (`decimals` per task and
     metric), by the metric's declared direction (ties included; only where models differ; none for a metric
-    without a better direction)."""
+    without a better direction). Measured rows only: published and difference rows are never bold."""
     best: set[tuple[int, str]] = set()
-    for key, rows in table.groupby(["task", "metric"], sort=False):
+    for key, rows in _measured(table).groupby(["task", "metric"], sort=False):
         higher = rows["higher_is_better"].iloc[0]
         if higher is None or pd.isna(higher):
             continue
@@ -55,7 +75,8 @@ def _best(table: pd.DataFrame, columns: list[str], decimals: dict[tuple[str, str
 
 def _latex_escape(text: str) -> str:
     specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "Δ": r"$\Delta$",
+                "…": r"\ldots{}"}
     return "".join(specials.get(ch, ch) for ch in str(text))
 
 
@@ -66,11 +87,14 @@ def _decimals(values: pd.DataFrame) -> int:
     return 1 if largest == 0 else int(np.clip(2 - np.floor(np.log10(largest)), 1, 4))
 
 
-def _cell(value: float, low: float, high: float, bold: bool, fmt: str, ci: str, decimals: int = 1) -> tuple[str, str]:
-    """(shown text, sort value) of one table cell."""
+def _cell(value: float, low: float, high: float, bold: bool, fmt: str, ci: str, decimals: int = 1,
+          signed: bool = False) -> tuple[str, str]:
+    """(shown text, sort value) of one table cell; `signed` (a difference) always shows its sign."""
     if pd.isna(value):
         return ("--" if fmt == "latex" else "—"), ""
-    number = f"{value:.{decimals}f}"
+    number = f"{value:{'+' if signed else ''}.{decimals}f}"
+    if signed and fmt == "latex":
+        number = f"${number}$"
     if bold:
         number = {"latex": rf"\textbf{{{number}}}", "markdown": f"**{number}**", "html": f"<b>{number}</b>"}[fmt]
     if ci != "none" and pd.notna(low) and pd.notna(high):
@@ -102,15 +126,20 @@ def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = st
         line: list[tuple[str, str | None]] = [(_text(row["task"], fmt), None), (_text(row["model"], fmt), None),
                                               (_text(row["metric"], fmt), None)]
         shown = decimals[row["task"], row["metric"]]
-        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci, shown)
+        signed = ROW in table.columns and row[ROW] == "difference"
+        line += [_cell(row[c], row[f"{c} ci_low"], row[f"{c} ci_high"], (i, c) in best, fmt, ci, shown, signed)
                  for c in columns]
         if errors:
-            line.append((str(int(row["n_errors"])) if row["n_errors"] else "", str(int(row["n_errors"]))))
+            count = 0 if pd.isna(row["n_errors"]) else int(row["n_errors"])
+            line.append((str(count) if count else "", str(count)))
         body.append(line)
     note = _note(ci, confidence)
-    if ci != "none" and any((table[c].notna() & table[f"{c} ci_low"].isna()).any() for c in columns):
+    measured = _measured(table)
+    if ci != "none" and any((measured[c].notna() & measured[f"{c} ci_low"].isna()).any() for c in columns):
         note += (" A value without an interval averages several conditions of a metric that is not a ratio of "
                  "per-sample sums (EMI), or comes from a run without samples.jsonl.")
+    if ROW in table.columns:
+        note += _reference_note(table)
     if fmt == "markdown":
         return _markdown(header, [[text for text, _ in line] for line in body]) + "\n\n" + note
     if fmt == "html":
@@ -129,7 +158,7 @@ def _text(value: object, fmt: str) -> str:
 
 def _latex(table: pd.DataFrame, columns: list[str], errors: bool, body: list[list[tuple[str, str | None]]],
            note: str) -> str:
-    titles = [g.capitalize() if g in KIND_ORDER else _latex_escape(g) for g in columns]
+    titles = [g.capitalize() if g in (*KIND_ORDER, "shifted") else _latex_escape(g) for g in columns]
     lines = [f"% {note}", r"\begin{tabular}{ll" + "r" * (len(columns) + errors) + "}", r"\toprule",
              " & ".join(["Task", "Model", *titles, *(["Errors"] if errors else [])]) + r" \\", r"\midrule"]
     previous = None

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EPILOG = """\
 Columns are clean and the mean over the shift conditions of each group. ± (or the subscript) is half the width
 of the 95% percentile bootstrap interval over samples, seeded by --seed; a column that averages several
 conditions is resampled in pairs from samples.jsonl (one draw of sample ids serves every condition).
 --layout long writes the tidy table: both interval ends, relative robustness (group / clean), clean->shift
-flip rate (binary-scored tasks) and, with --group-by shift, the area under the severity curve."""
+flip rate (binary-scored tasks) and, with --group-by shift, the area under the severity curve.
+--reference paper adds the numbers the Vittle paper publishes (leaderboards/paper/) as rows labelled
+published:MODEL, without intervals and never bold; --reference-model MEASURED=PUBLISHED adds a row
+"Δ MEASURED vs published:PUBLISHED" (measured − published) where task, metric and column are the same."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="how LaTeX/Markdown/HTML show the interval (default: pm)")
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     board.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws (default: 1000)")
+    board.add_argument("--reference", metavar="paper|CSV",
+                       help="add published reference rows: `paper` (leaderboards/paper/), a reference CSV or a "
+                       "folder of them; wide layout, --group-by shift_kind")
+    board.add_argument("--reference-model", action="append", metavar="MEASURED=PUBLISHED",
+                       help="show measured − published for this pair of models (repeatable; needs --reference)")
     board.add_argument("--output", help="write to this file instead of stdout")
     board.add_argument("--plots", type=Path, metavar="DIR",
                        help="also write severity curves and a clean-vs-shift scatter (PNG + PDF) here; needs [plots]")
@@ -38,22 +50,46 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.config import ConfigError
     from vittle_bench.leaderboard import aggregate, load_results, load_samples, widen
+    from vittle_bench.reference import parse_pairs
     from vittle_bench.render import render
 
     if args.n_boot < 100:
         raise ConfigError("--n-boot must be at least 100")
+    pairs = parse_pairs(args.reference_model)
+    if args.reference is None and pairs:
+        raise ConfigError("--reference-model needs --reference (e.g. --reference paper)")
+    if args.reference is not None and (args.layout == "long" or args.group_by != "shift_kind"):
+        raise ConfigError("--reference adds rows to the wide table grouped by shift kind (the paper's columns): "
+                          "drop --layout long and --group-by")
     run_dirs = [Path(p) for p in args.run_dirs]
     results, samples = load_results(run_dirs), load_samples(run_dirs)
     long = aggregate(results, samples, args.metric, args.group_by, args.seed, args.n_boot)
     if long.empty:
         raise ConfigError(f"no task in these runs has the metric {args.metric!r}" if args.metric else "no results")
-    write_text(render(long if args.layout == "long" else widen(long), args.format, args.ci), args.output)
+    table = long if args.layout == "long" else widen(long)
+    if args.reference is not None:
+        table = with_reference(table, args.reference, pairs)
+    write_text(render(table, args.format, args.ci), args.output)
     if args.plots:
         from vittle_bench import plots
 
         written = plots.leaderboard_plots(results, args.plots, args.metric, samples, args.seed)
         print(f"plots: {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
+
+
+def with_reference(table: pd.DataFrame, spec: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """The wide table with the published rows `spec` names; a reference that matches nothing on the table is
+    said on stderr (the table is still written)."""
+    from vittle_bench.reference import ROW, add_reference, load_reference
+
+    reference = load_reference(spec)
+    table = add_reference(table, reference, pairs)
+    if not (table[ROW] == "published").any():
+        held = sorted({f"{task} {metric}" for task, metric in zip(reference["task"], reference["metric"])})
+        print(f"--reference {spec}: no published row is for a task and metric of these runs (it holds "
+              f"{', '.join(held)})", file=sys.stderr)
+    return table
 
 
 def write_text(text: str, output: str | None) -> None:
