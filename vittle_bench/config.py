@@ -292,12 +292,22 @@ def named_conditions(text: str, include_paths: list[Path] | None = None) -> set[
 
 def resolve_shifts(text: str, include_paths: list[Path] | None = None) -> list[ShiftCondition]:
     """Suites and/or conditions (`name@sev`, `image@sev+text@sev`); clean always comes first, once."""
+    return expand_conditions(["clean", *(n.strip() for n in text.split(","))], include_paths)
+
+
+def is_condition(item: str) -> bool:
+    """Written as a condition (`name@sev`, a joint, `domain:NAME`, clean), not as a suite's name."""
+    return "@" in item or item == "clean" or item.startswith("domain:")
+
+
+def expand_conditions(items: list[str], include_paths: list[Path] | None = None) -> list[ShiftCondition]:
+    """Suites and conditions, in order, each condition once; nothing is added."""
     suites = load_suites(include_paths)
-    labels: list[str] = ["clean"]
-    for item in filter(None, (n.strip() for n in text.split(","))):
+    labels: list[str] = []
+    for item in filter(None, (i.strip() for i in items)):
         if item in suites:
             labels += [str(c) for c in suites[item]["conditions"]]
-        elif "@" in item or item == "clean" or item.startswith("domain:"):
+        elif is_condition(item):
             labels.append(item)
         else:
             raise UnknownNameError(unknown_name_message("shifts", item, sorted(suites) + SHIFTS.names()))

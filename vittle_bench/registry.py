@@ -223,7 +223,7 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-LISTED_KINDS = ("models", "tasks", "adapters", "shifts", "judges")  # what `vittle-bench list` accepts
+LISTED_KINDS = ("models", "tasks", "adapters", "shifts", "judges", "plans")  # what `vittle-bench list` accepts
 
 
 def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:

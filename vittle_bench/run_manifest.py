@@ -27,6 +27,7 @@ def manifest(options: RunOptions, plan: RunPlan, models: list[dict], started: st
         "judge": options.judge, "judge_args": redact_model_args(options.judge_args),
         "shifts": [condition_manifest(c, options.seed) for c in plan.conditions],
         "domains": domain_manifest(plan),
+        **_plan_manifest(plan),
         "skipped_conditions": [{"label": c.label, "reason": "no selected task declares this domain"}
                                for c in plan.skipped],
         "limit": options.limit, "batch_size": options.batch_size,
@@ -39,7 +40,7 @@ def domain_manifest(plan: RunPlan) -> list[dict[str, Any]]:
     """Per task and domain condition: where the rows come from and how they are scored."""
     out = []
     for spec in plan.tasks:
-        for condition in plan.conditions:
+        for condition in filter(lambda c: plan.has_cell(spec.task, c), plan.conditions):
             shift = condition.shift
             declaration = plan.domains.declaration(spec, shift.domain) if isinstance(shift, DomainShift) else None
             if declaration is not None:
@@ -47,6 +48,13 @@ def domain_manifest(plan: RunPlan) -> list[dict[str, Any]]:
                 out.append({"task": spec.task, "condition": condition.label, **declaration.describe(),
                             "scored_by": adapter.name, "judge_protocol": adapter.judge_protocol()})
     return out
+
+
+def _plan_manifest(plan: RunPlan) -> dict[str, Any]:
+    """With `--plan`: the plan as written and every cell it ran (task, condition)."""
+    if plan.evaluation_plan is None or plan.cells is None:
+        return {}
+    return {"plan": plan.evaluation_plan.record(), "cells": sorted([task, label] for task, label in plan.cells)}
 
 
 def _redacted_adapter_args(args: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from vittle_bench.domains import DomainError, DomainResolver
 from vittle_bench.errors import ConfigError
 from vittle_bench.judges import judge_class
 from vittle_bench.models.base import validate_model_spec
+from vittle_bench.plans import Plan, PlanCell, expand_plan, resolve_plan
 from vittle_bench.run_metrics import RUN_METRICS, RunContext, RunMetric
 from vittle_bench.shifts import ShiftCondition
 
@@ -40,6 +41,7 @@ class RunOptions:
     output: Path
     tasks: str = DEFAULT_TASKS
     shifts: str = DEFAULT_SHIFTS
+    plan: str | None = None  # a plan name or file: its cells instead of the tasks x shifts product
     limit: int | None = None
     batch_size: int = 32
     seed: int = 0
@@ -68,6 +70,12 @@ class RunPlan:
     domain_adapters: dict[tuple[str, str], TaskAdapter]  # (task, domain condition) -> the adapter scoring that cell
     skipped: list[ShiftCondition]  # suite conditions that no selected task declares (domains of other tasks)
     run_metrics: list[RunMetric] = field(default_factory=list)  # `--metrics`, collected as the runner merges cells
+    cells: frozenset[tuple[str, str]] | None = None  # (task, condition label) of a plan; None: the full product
+    evaluation_plan: Plan | None = None  # `--plan`
+    plan_cells: list[PlanCell] | None = None
+
+    def has_cell(self, task: str, condition: ShiftCondition) -> bool:
+        return self.cells is None or (task, condition.label) in self.cells
 
     def adapter(self, task: str, condition: ShiftCondition) -> TaskAdapter:
         return self.domain_adapters.get((task, condition.label)) or self.adapters[task]
@@ -103,8 +111,14 @@ def plan_run(options: RunOptions) -> RunPlan:
         raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
     for model in options.models:
         validate_model_spec(model, options.model_args)
-    tasks = resolve_tasks(options.tasks, options.include_paths)
-    conditions = resolve_shifts(options.shifts, options.include_paths)
+    evaluation_plan = resolve_plan(options.plan, options.include_paths) if options.plan else None
+    plan_cells = expand_plan(evaluation_plan, options.include_paths) if evaluation_plan else None
+    if plan_cells is None:
+        tasks = resolve_tasks(options.tasks, options.include_paths)
+        conditions = resolve_shifts(options.shifts, options.include_paths)
+    else:
+        tasks = list({c.task.task: c.task for c in plan_cells}.values())
+        conditions = _plan_conditions(plan_cells)
     if not tasks:
         raise ConfigError("no tasks selected")
     if options.judge and judge_class(options.judge).pairwise:  # an unknown judge fails here, before any model loads
@@ -126,10 +140,17 @@ def plan_run(options: RunOptions) -> RunPlan:
         raise ConfigError("--batch-size must be at least 1")
     domains = DomainResolver(options.include_paths)
     try:
-        named = named_conditions(options.shifts, options.include_paths)
-        undeclared = domains.undeclared(tasks, conditions)
-        domains.check(tasks, [c for c in undeclared if c.label in named])
-        skipped = [c for c in undeclared if c.label not in named]
+        if plan_cells is None:
+            named = named_conditions(options.shifts, options.include_paths)
+            undeclared = domains.undeclared(tasks, conditions)
+            domains.check(tasks, [c for c in undeclared if c.label in named])
+            skipped = [c for c in undeclared if c.label not in named]
+            cells = None
+        else:
+            assert evaluation_plan is not None  # plan_cells come from it
+            plan_cells = _declared_plan_cells(plan_cells, domains, evaluation_plan.path)
+            cells = frozenset((c.task.task, c.condition.label) for c in plan_cells)
+            skipped = [c for c in conditions if not any(label == c.label for _, label in cells)]
         conditions = [c for c in conditions if c not in skipped]
         domain_adapters = _domain_adapters(tasks, conditions, domains, adapters, options)
     except DomainError as exc:
@@ -139,7 +160,28 @@ def plan_run(options: RunOptions) -> RunPlan:
     if options.use_cache or not options.cache_dir.is_dir():  # answers are written there; built-in data too
         _check_writable(options.cache_dir, "cache directory (--cache-dir)")
     _check_writable(options.output, "output directory")
-    return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped, run_metrics)
+    return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped, run_metrics, cells,
+                   evaluation_plan, plan_cells)
+
+
+def _plan_conditions(cells: list[PlanCell]) -> list[ShiftCondition]:
+    """The plan's conditions, each once, clean first when the plan has it."""
+    conditions = list({c.condition.label: c.condition for c in cells}.values())
+    return sorted(conditions, key=lambda c: c.label != "clean")
+
+
+def _declared_plan_cells(cells: list[PlanCell], domains: DomainResolver, path: Path) -> list[PlanCell]:
+    """A plan's cells without the domain cells a suite brought in for a task that does not declare the domain;
+    a domain the block names itself must be declared for each of its tasks."""
+    kept = []
+    for cell in cells:
+        if cell.condition.kind == "domain" and domains.task_spec(cell.task, cell.condition) is None:
+            if cell.named:
+                raise DomainError(f"{path}: cells[{cell.block + 1}]: task {cell.task.task} does not declare "
+                                  f"{cell.condition.label} (declare it under `domains:` in the task or suite YAML)")
+            continue
+        kept.append(cell)
+    return kept
 
 
 def _run_metrics(options: RunOptions) -> list[RunMetric]:

@@ -222,6 +222,8 @@ def _grid_cells(options: RunOptions, plan: RunPlan, task_samples: dict[str, Sequ
     cells = []
     for t, spec in enumerate(plan.tasks):
         for c, condition in enumerate(plan.conditions):
+            if not plan.has_cell(spec.task, condition):
+                continue
             adapter = plan.adapter(spec.task, condition)
             if condition.kind != "domain":
                 cells.append(_Cell(t, c, spec.task, condition, adapter, task_samples[spec.task]))

@@ -1,8 +1,9 @@
-"""`vittle-bench list models|tasks|adapters|shifts|judges`."""
+"""`vittle-bench list models|tasks|adapters|shifts|judges|plans`."""
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    lst = sub.add_parser("list", help="list models, tasks, task adapters, shifts or judges")
+    lst = sub.add_parser("list", help="list models, tasks, task adapters, shifts, judges or evaluation plans")
     lst.add_argument("what", choices=LISTED_KINDS)
     lst.add_argument("--include-path", action="append", default=[])
     lst.set_defaults(func=main)
@@ -78,6 +79,13 @@ def main(args: argparse.Namespace) -> int:
         _print_broken(TASK_ADAPTERS)
     elif args.what == "adapters":
         _list_adapters()
+    elif args.what == "plans":
+        from vittle_bench.plans import expand_plan, load_plans
+
+        for name, plan in load_plans(include).items():
+            cells = expand_plan(plan, include)
+            print(f"plan {name:22s} {len(cells):4d} cells {len({c.dataset for c in cells}):4d} datasets  "
+                  f"{textwrap.shorten(plan.description, 90)}")
     elif args.what == "judges":
         import sys
 

@@ -20,9 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="evaluate models on tasks x shifts")
     run.add_argument("--model", required=True, help="comma-separated: builtin:tiny-llava, hf:ORG/NAME or hf:PATH")
     run.add_argument("--model-args", default="", help="key=value,... passed to the model loader (e.g. dtype=bfloat16)")
-    run.add_argument("--tasks", default=DEFAULT_TASKS, help=f"task names or groups (default: {DEFAULT_TASKS})")
-    run.add_argument("--shifts", default=DEFAULT_SHIFTS,
+    run.add_argument("--tasks", help=f"task names or groups (default: {DEFAULT_TASKS})")
+    run.add_argument("--shifts",
                      help=f"suites or conditions like frost@3, frost@3+keyboard@2 (default: {DEFAULT_SHIFTS})")
+    run.add_argument("--plan", help="an evaluation plan (name or YAML file): its cells instead of the --tasks x "
+                     "--shifts product (`vittle-bench list plans`; docs/reproduce.md)")
     run.add_argument("--limit", type=int, help="first N samples of each task")
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--seed", type=int, default=0)
@@ -84,12 +86,15 @@ def main(args: argparse.Namespace) -> int:
     from vittle_bench.run_plan import RunOptions, default_cache_dir
     from vittle_bench.runner import RunInterrupted, SampleError, run
 
+    if args.plan and (args.tasks or args.shifts):
+        raise ConfigError("--plan names its own tasks and shifts; leave out --tasks and --shifts")
     models = _models(args.model)
     output = args.output or Path("vittle-runs") / "_".join(m.replace(":", "-").replace("/", "-") for m in models)
     model_args = parse_model_args(args.model_args, "--model-args")
     judge_args = parse_model_args(args.judge_args, "--judge-args")
     options = RunOptions(
-        models=models, output=output, tasks=args.tasks, shifts=args.shifts, limit=args.limit,
+        models=models, output=output, tasks=args.tasks or DEFAULT_TASKS, shifts=args.shifts or DEFAULT_SHIFTS,
+        plan=args.plan, limit=args.limit,
         batch_size=args.batch_size, seed=args.seed, model_args=model_args,
         include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
         use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast, judge=args.judge,

@@ -1,0 +1,82 @@
+"""Evaluation plans: only the cells a plan lists are evaluated, the shipped plans hold what they say, and a
+plan's mistakes are one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from vittle_bench.cli import main
+from vittle_bench.plans import expand_plan, load_plans
+
+PLAN = """plan: small
+description: two blocks of the built-in tasks
+cells:
+  - tasks: [shapes_mc]
+    shifts: [clean, gaussian_noise@1]
+  - tasks: [shapes_pope_random, shapes_pope_popular]
+    dataset: POPE
+    shifts: [defocus_blur@1, keyboard@1]
+"""
+
+
+def test_paper45_holds_the_45_datasets_of_docs_datasets_md():
+    cells = expand_plan(load_plans()["paper45"])
+    datasets = {c.dataset for c in cells}
+    assert len(datasets) == 45 and len(cells) == 31 + 4 + 3 * 10
+    coco = [c.condition.label for c in cells if c.task.task == "llava_bench_coco"]
+    assert len(coco) == 31 and coco[0] == "clean" and "domain:wildvision" in coco
+    pope = {c.condition.label for c in cells if c.task.task.startswith("pope_")}
+    assert pope == {"clean", "gaussian_noise@3", "impulse_noise@3", "defocus_blur@3", "glass_blur@3", "zoom_blur@3",
+                    "snow@3", "frost@3", "fog@3", "jpeg_compression@3"}
+    closed = {c.task.task for c in cells if c.condition.label == "clean"} - {"llava_bench_coco"}
+    assert closed == {"scienceqa_img", "mmmu_val", "mme", "mmstar", "pope_random", "pope_popular",
+                      "pope_adversarial"}
+    assert {len(expand_plan(load_plans()[n])) for n in ("emi_synthetic", "emi_natural")} == {35, 28}
+
+
+def test_a_plan_run_evaluates_exactly_its_cells(tiny_random_checkpoint, world_cache, tmp_path):
+    (tmp_path / "small.yaml").write_text(PLAN)
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--plan", "small", "--include-path",
+                 str(tmp_path), "--limit", "3", "--output", str(out), "--cache-dir", str(world_cache)]) == 0
+    results = pd.read_csv(out / "results.csv")
+    cells = set(zip(results.task, results.condition))
+    assert cells == {("shapes_mc", "clean"), ("shapes_mc", "gaussian_noise@1"),
+                     ("shapes_pope_random", "defocus_blur@1"), ("shapes_pope_random", "keyboard@1"),
+                     ("shapes_pope_popular", "defocus_blur@1"), ("shapes_pope_popular", "keyboard@1")}
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 6 * 3 and {(r["task"], r["condition"]) for r in records} == cells
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plan"]["plan"] == "small" and len(manifest["cells"]) == 6
+    assert [s["label"] for s in manifest["shifts"]] == ["clean", "gaussian_noise@1", "defocus_blur@1", "keyboard@1"]
+
+
+@pytest.mark.parametrize("text, message", [
+    (PLAN.replace("shapes_mc]", "shapes_mcq]"), "cells[1]: unknown task 'shapes_mcq'; did you mean shapes_mc,"),
+    (PLAN.replace("gaussian_noise@1", "gausian_noise@1"), "cells[1]: unknown shift 'gausian_noise'"),
+    (PLAN.replace("keyboard@1]", "keyboard@1]\n  - tasks: [shapes_mc]\n    shifts: [gaussian_noise@1]"),
+     "cells[3]: cell shapes_mc × gaussian_noise@1 is already in cells[1]; each cell is listed once"),
+    (PLAN.replace("    dataset: POPE\n", "    datasets: POPE\n"), "cells[2]: unknown keys ['datasets']"),
+    (PLAN.replace("  - tasks: [shapes_mc]\n", "  - tasks: [shapes_mc]\n    shifts: [domain:nowhere]\n"
+                                           "  - tasks: [shapes_mc]\n"),
+     "bad.yaml: cells[1]: task shapes_mc does not declare domain:nowhere"),
+    ("plan: empty\ncells: []\n", "`cells` must be a non-empty list"),
+])
+def test_a_plan_mistake_is_one_line_and_exit_2(text, message, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["run", "--model", "builtin:tiny-llava", "--plan", str(path), "--output", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("vittle-bench: error: ") and message in err, err
+
+
+def test_plan_and_tasks_together_and_an_unknown_plan_are_usage_errors(tmp_path, capsys):
+    assert main(["run", "--model", "builtin:tiny-llava", "--plan", "paper45", "--tasks", "shapes_mc",
+                 "--output", str(tmp_path)]) == 2
+    assert "leave out --tasks and --shifts" in capsys.readouterr().err
+    assert main(["run", "--model", "builtin:tiny-llava", "--plan", "paper46", "--output", str(tmp_path)]) == 2
+    assert "unknown plan 'paper46'; did you mean paper45? (see `vittle-bench list plans`)" in capsys.readouterr().err
