@@ -246,6 +246,79 @@ def test_cli_tune_and_its_errors(tiny_random_checkpoint, llava_data, tmp_path, c
     assert resolve_model_source("builtin:tiny-llava") == str(weights_dir("tiny-llava"))
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """A run whose mixed precision differs from earlier runs in this process needs Accelerate's state anew."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_recipe_defaults_match_tune_config():
+    from dataclasses import fields
+
+    from vittle_bench.tuning.recipes import DEFAULTS, resolve
+
+    defaults = {f.name: f.default for f in fields(TuneConfig)}
+    assert DEFAULTS == {name: defaults[name] for name in DEFAULTS}
+    plain = resolve(None, {})
+    assert plain.values == DEFAULTS and set(plain.sources.values()) == {"default"}
+
+
+def test_recipe_global_batch_is_split_over_processes():
+    from vittle_bench.config import ConfigError
+    from vittle_bench.tuning.recipes import resolve
+
+    assert resolve("paper", {}, num_processes=8).values["grad_accum"] == 1  # the authors' 8 GPUs x 16
+    assert resolve("paper", {"batch_size": 4}, num_processes=2).values["grad_accum"] == 16
+    with pytest.raises(ConfigError, match="not a multiple of 16 x 3 process"):
+        resolve("paper", {}, num_processes=3)
+    explicit = resolve("paper", {"grad_accum": 3}, num_processes=3)  # flags win, whatever global batch they make
+    assert explicit.global_batch == 144 and explicit.sources["grad_accum"] == "flag"
+
+
+def test_cli_recipe_paper(tiny_random_checkpoint, llava_data, tmp_path, capsys, fresh_accelerate_state):
+    """--recipe paper fills the options not given, prints them with their sources and records them in the
+    checkpoint (tune_config.json); a flag overrides the preset; a global batch that does not divide is refused."""
+    from vittle_bench.cli import main
+    from vittle_bench.tuning.recipes import PAPER
+
+    def argv(out: Path, *extra: str) -> list[str]:
+        return ["tune", "--model", f"hf:{tiny_random_checkpoint}", "--data", str(llava_data / "data.json"),
+                "--image-folder", str(llava_data / "images"), "--output", str(out), "--max-steps", "1",
+                "--recipe", "paper", *extra]
+
+    out = tmp_path / "paper"
+    assert main(argv(out)) == 0
+    printed = capsys.readouterr().out
+    table = printed.splitlines()
+    assert table[0].startswith("recipe paper")
+    assert table[17].split() == "global batch 128 = 16 x 8 x 1 process(es)".split()
+    assert all(line.split()[-1] == "preset" for line in table[1:14]), printed
+    saved = json.loads((out / "tune_config.json").read_text())
+    assert {k: saved[k] for k in PAPER.values} == PAPER.values and saved["grad_accum"] == 8
+    assert saved["recipe_name"] == "paper" and set(saved["sources"].values()) == {"preset"}
+    assert (saved["global_batch"], saved["num_processes"], saved["mixed_precision"]) == (128, 1, "bf16")
+    assert json.loads((out / "vittle_config.json").read_text())["config"]["beta_text"] == 0.1
+
+    base = tmp_path / "baseline"  # explicit flags win; the baseline records its recipe too
+    assert main(argv(base, "--baseline", "--lr", "1e-3", "--batch-size", "2", "--layer", "0")) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines()[1:14]}
+    assert rows["lr"] == ["0.001", "flag"] and rows["grad_accum"] == ["64", "preset"] and rows["beta"][1] == "preset"
+    saved = json.loads((base / "tune_config.json").read_text())
+    assert (saved["lr"], saved["batch_size"], saved["grad_accum"], saved["visual_layer"]) == (1e-3, 2, 64, 0)
+    assert saved["sources"]["lr"] == "flag" and saved["sources"]["beta"] == "preset"
+    assert saved["recipe_name"] == "paper" and not (base / "vittle_config.json").exists()
+
+    assert main(argv(tmp_path / "odd", "--batch-size", "3")) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "global batch of 128" in err
+    assert not (tmp_path / "odd").exists()
+
+
 @pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
 def test_tune_other_families(family, llava_data, tmp_path):
     """The same loop on other architectures (their own chat templates, image expansion and tower names)."""

@@ -8,7 +8,8 @@ projector and language model fully trained, AdamW, cosine schedule with linear w
 cross-entropy + beta_v KL_v + beta_t KL_t with the alpha ramp driven by the share of optimiser steps done.
 
 Output directory: ``save_pretrained`` model + processor, the bottleneck files of ``save_vittle`` (so
-``--model hf:DIR`` restores it), ``tune_config.json`` and ``train_log.jsonl`` (one record per optimiser
+``--model hf:DIR`` restores it), ``tune_config.json`` (every TuneConfig value, the ``--recipe`` name and
+each option's source, the process count and global batch) and ``train_log.jsonl`` (one record per optimiser
 step: CE, each KL, alpha, lr). Checkpoints for ``--resume`` live in ``DIR/checkpoints`` while training and
 are removed after the final save unless ``keep_checkpoints``.
 
@@ -25,7 +26,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,9 +83,11 @@ class TuneConfig:
     save_every: int = 500
     keep_checkpoints: bool = False
     resume: bool = False
+    recipe_name: str | None = None  # the `--recipe` preset the values were resolved from, if any
+    sources: dict[str, str] = field(default_factory=dict)  # option -> "flag", "preset" or "default"
 
-    # may differ between a run and its resumption; everything else must match
-    OPERATIONAL = ("output", "resume", "num_workers", "save_every", "keep_checkpoints")
+    # may differ between a run and its resumption (the values must match, not where they came from)
+    OPERATIONAL = ("output", "resume", "num_workers", "save_every", "keep_checkpoints", "recipe_name", "sources")
 
     def vittle_config(self) -> VittleConfig | None:
         if self.baseline:
@@ -161,7 +164,9 @@ def _prepare_output(cfg: TuneConfig, output: Path, accelerator: Any) -> Path | N
     accelerator.wait_for_everyone()  # every process has checked before the main one writes
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(cfg.to_dict(), indent=1))
+        saved.write_text(json.dumps({**cfg.to_dict(), "num_processes": accelerator.num_processes,
+                                     "global_batch": cfg.batch_size * cfg.grad_accum * accelerator.num_processes},
+                                    indent=1))
     accelerator.wait_for_everyone()
     return checkpoint
 
