@@ -80,3 +80,49 @@ def test_plan_and_tasks_together_and_an_unknown_plan_are_usage_errors(tmp_path, 
     assert "leave out --tasks and --shifts" in capsys.readouterr().err
     assert main(["run", "--model", "builtin:tiny-llava", "--plan", "paper46", "--output", str(tmp_path)]) == 2
     assert "unknown plan 'paper46'; did you mean paper45? (see `vittle-bench list plans`)" in capsys.readouterr().err
+
+
+def _table_rows(out: str) -> list[list[str]]:
+    lines = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| dataset")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_dry_run_of_paper45_counts_45_datasets_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--model", "builtin:tiny-llava", "--plan", "paper45", "--dry-run", "--throughput", "50",
+                 "--judge", "openai:gpt-4o-2024-08-06", "--output", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    rows = {row[0]: row for row in _table_rows(printed)}
+    assert len(rows) == 45 and not out.exists() and not (tmp_path / "cache").exists()
+    # POPE: three splits of 3,000 under one condition are one dataset; an image condition shifts every image
+    assert rows["POPE × frost@3"][1:4] == ["3", "9,000", "9,000"] and rows["POPE × frost@3"][7] == "9,000"
+    assert rows["POPE × clean"][7] == "0" and rows["POPE × clean"][5] == "0"
+    # LLaVA-Bench-COCO is judged: 90 answers x 3 reviews (the task's protocol), with the judge context
+    coco = rows["llava_bench_coco × keyboard@3"]
+    assert coco[2] == "90" and coco[5] == "270" and int(coco[6].replace(",", "")) > 270 * 300
+    assert "45 datasets, 65 cells" in printed and "at 50.00 samples/s (given" in printed
+
+
+def test_dry_run_counts_what_the_run_directory_already_answered(tiny_random_checkpoint, world_cache, tmp_path,
+                                                                 capsys):
+    (tmp_path / "small.yaml").write_text(PLAN)
+    out = tmp_path / "run"
+    common = ["run", "--model", f"hf:{tiny_random_checkpoint}", "--plan", "small", "--include-path", str(tmp_path),
+              "--limit", "3", "--output", str(out), "--cache-dir", str(world_cache)]
+    assert main([*common, "--dry-run"]) == 0  # the throughput probe of the model
+    before = capsys.readouterr().out
+    assert "18 generations" in before and "18 still to compute (0 answered" in before and "measured on 8" in before
+    assert main(common) == 0
+    capsys.readouterr()
+    assert main([*common, "--dry-run", "--throughput", "5"]) == 0
+    after = capsys.readouterr().out
+    rows = {row[0]: row for row in _table_rows(after)}
+    assert rows["POPE × keyboard@1"][1:5] == ["2", "6", "6", "6"] and rows["shapes_mc × clean"][4] == "3"
+    assert "0 still to compute (18 answered in the run directory)" in after
+
+
+def test_dry_run_refuses_a_throughput_that_is_no_rate(tmp_path, capsys):
+    assert main(["run", "--model", "builtin:tiny-llava", "--dry-run", "--throughput", "0",
+                 "--output", str(tmp_path)]) == 2
+    assert "--throughput must be a positive number" in capsys.readouterr().err

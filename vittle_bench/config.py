@@ -95,6 +95,20 @@ def yaml_error_message(path: Path, text: str, exc: Exception) -> str:
     return f"{where}: malformed YAML: {' '.join(message.split())}"
 
 
+# libyaml's loader where PyYAML was built with it: the same safe subset, parsed about ten times faster (every
+# command reads the ~80 task and suite files).
+_SAFE_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, through libyaml when it is there; a malformed file is parsed again by PyYAML's own
+    parser, whose error messages are the ones its users know (and the tests pin)."""
+    try:
+        return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return yaml.safe_load(text)
+
+
 def _parse(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -103,7 +117,7 @@ def _parse(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a scalar its tag cannot hold (`2001-13-45`)
         raise ConfigError(yaml_error_message(path, text, exc)) from None
 

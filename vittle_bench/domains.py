@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from vittle_bench.config import TaskSpec, config_files, load_task_specs
+from vittle_bench.config import TaskSpec, config_files, load_task_specs, load_yaml
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.schema import Sample
@@ -112,7 +112,7 @@ def parse_declarations(data: Any, origin: Path, in_task: bool) -> dict[str, Doma
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise DomainError(f"{path}: cannot read domain declarations ({str(exc).splitlines()[0]})") from None
     return data if isinstance(data, dict) else {}

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from vittle_bench.config import TaskSpec, config_files, expand_conditions, is_condition, resolve_tasks
+from vittle_bench.config import TaskSpec, config_files, expand_conditions, is_condition, load_yaml, resolve_tasks
 from vittle_bench.errors import ConfigError
 from vittle_bench.registry import UnknownNameError, unknown_name_message
 from vittle_bench.shifts import ShiftCondition
@@ -106,7 +106,7 @@ def parse_plan(path: Path, data: Any) -> Plan:
 
 def _read(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the plan ({str(exc).splitlines()[0]})") from None
 

@@ -105,8 +105,9 @@ def _check_writable(path: Path, what: str) -> None:
         raise ConfigError(f"{what} {path} is not writable ({exc.strerror})") from None
 
 
-def plan_run(options: RunOptions) -> RunPlan:
-    """Validate every name and the output directory before anything heavy loads."""
+def plan_run(options: RunOptions, writes: bool = True) -> RunPlan:
+    """Validate every name and (for a run that `writes`; not `--dry-run`) the output and cache directories
+    before anything heavy loads."""
     if options.limit is not None and options.limit < 1:
         raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
     for model in options.models:
@@ -157,9 +158,10 @@ def plan_run(options: RunOptions) -> RunPlan:
         raise ConfigError(str(exc)) from None
     if options.data_dir is not None and not options.data_dir.is_dir():  # else the hub would be tried instead
         raise ConfigError(f"--data-dir {options.data_dir} is not a directory")
-    if options.use_cache or not options.cache_dir.is_dir():  # answers are written there; built-in data too
+    if writes and (options.use_cache or not options.cache_dir.is_dir()):  # answers go there; built-in data too
         _check_writable(options.cache_dir, "cache directory (--cache-dir)")
-    _check_writable(options.output, "output directory")
+    if writes:
+        _check_writable(options.output, "output directory")
     return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped, run_metrics, cells,
                    evaluation_plan, plan_cells)
 

@@ -41,6 +41,11 @@ class TaskAdapter:
         """What a judge is asked to do for this task (rubric, temperature, repeats); None for rule-based tasks."""
         return None
 
+    def judge_calls_per_answer(self) -> int:
+        """LLM judge requests per answered sample (what `run --dry-run` counts); 0 for rule-based tasks and
+        offline judges."""
+        return 0
+
     def normalise_answer(self, answer: str) -> str:
         """A gold answer as the task compares it; applied once, when samples are loaded."""
         return answer.strip()

@@ -75,6 +75,9 @@ class OpenEndedAdapter(TaskAdapter):
         """What an LLM judge is asked to do for this task (recorded in manifest.json with the adapter args)."""
         return {"rubric": self.judge_rubric, "temperature": self.judge_temperature, "repeats": self.judge_repeats}
 
+    def judge_calls_per_answer(self) -> int:
+        return self.judge_repeats if judge_class(self.judge).follows_rubric else 0
+
     def get_judge(self) -> Judge:
         """The judge, built on first use (a network client or an encoder is only made when scoring)."""
         if self._judge is None:

@@ -11,9 +11,13 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vittle_bench.commands.common import INTERRUPTED
+from vittle_bench.commands.common import INTERRUPTED, library_bars_off
 from vittle_bench.config import DEFAULT_SHIFTS, DEFAULT_TASKS, ConfigError
+
+if TYPE_CHECKING:
+    from vittle_bench.run_plan import RunOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--plan", help="an evaluation plan (name or YAML file): its cells instead of the --tasks x "
                      "--shifts product (`vittle-bench list plans`; docs/reproduce.md)")
     run.add_argument("--limit", type=int, help="first N samples of each task")
+    run.add_argument("--dry-run", action="store_true", help="print the cells, generations, judge calls, shifted "
+                     "images and estimated time, then exit without evaluating")
+    run.add_argument("--throughput", type=float, help="samples per second for --dry-run's time estimate (default: "
+                     "measured by a short probe of the first model)")
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--output", type=Path, help="run directory (default: vittle-runs/<model>)")
@@ -78,6 +86,24 @@ def _encoder_pair(text: str) -> tuple[str | None, str | None]:
     return parts[0], parts[1]
 
 
+def _dry_run(options: RunOptions, throughput: float | None) -> int:
+    from vittle_bench.dry_run import estimate, probe_throughput, report
+    from vittle_bench.models.base import split_spec
+    from vittle_bench.run_plan import plan_run
+
+    if throughput is not None and throughput <= 0:
+        raise ConfigError("--throughput must be a positive number of samples per second")
+    plan = plan_run(options, writes=False)
+    measured = throughput is None
+    rate = throughput
+    if rate is None:
+        with library_bars_off(with_datasets=False):  # the probe loads a model, no dataset
+            rate = probe_throughput(options)
+    names = [f"{scheme}:{name}" for scheme, name in map(split_spec, options.models)]
+    print(report(estimate(plan, options, names), rate, measured))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.leaderboard import build_table
     from vittle_bench.models import parse_model_args
@@ -103,6 +129,8 @@ def main(args: argparse.Namespace) -> int:
         emi_encoders=_encoder_pair(args.emi_encoders), emi_estimator=args.emi_estimator,
         judge_args=judge_args, command_line=redact_text(redact_text(shlex.join(["vittle-bench", *sys.argv[1:]]),
                                                                      model_args), judge_args))
+    if args.dry_run:
+        return _dry_run(options, args.throughput)
     try:
         summary = run(options)
     except SampleError as exc:

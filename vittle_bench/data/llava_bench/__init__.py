@@ -22,7 +22,7 @@ TABLE = "caps_boxes_coco2014_val_80.jsonl"
 
 
 @lru_cache(maxsize=1)
-def _contexts() -> dict[int, str]:
+def llava_visual_contexts() -> dict[int, str]:
     """COCO image id -> the judge context LLaVA's script writes for it."""
     table = files("vittle_bench.data.llava_bench").joinpath(TABLE).read_text()
     contexts = {}
@@ -46,7 +46,7 @@ def coco_image_id(value: Any) -> int:
 def llava_visual_context_row(fields: dict[str, Any], row: dict[str, Any], index: int) -> dict[str, Any]:
     """The judge context of LLaVA-Bench-COCO: captions and boxes of the row's image (`meta: image_id`)."""
     image_id = coco_image_id(fields["meta"].get("image_id"))
-    context = _contexts().get(image_id)
+    context = llava_visual_contexts().get(image_id)
     if context is None:
         raise ValueError(f"COCO image {image_id} is not in LLaVA's caption-and-box table ({TABLE})")
     fields["context"] = context
