@@ -20,6 +20,10 @@ cells:
     dataset: POPE
     shifts: [defocus_blur@1, keyboard@1]
 """
+COLUMNS = """columns:
+  - tasks: [shapes_pope_random, shapes_pope_popular]
+    visual: ["kind:image"]
+"""
 
 
 def test_paper45_holds_the_45_datasets_of_docs_datasets_md():
@@ -52,6 +56,17 @@ def test_a_plan_run_evaluates_exactly_its_cells(tiny_random_checkpoint, world_ca
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["plan"]["plan"] == "small" and len(manifest["cells"]) == 6
     assert [s["label"] for s in manifest["shifts"]] == ["clean", "gaussian_noise@1", "defocus_blur@1", "keyboard@1"]
+    # the plan's columns: POPE's image condition under `visual`, its text condition in no column; shapes_mc by kind
+    (tmp_path / "small.yaml").write_text(PLAN + COLUMNS)
+    board = tmp_path / "board.csv"
+    assert main(["leaderboard", str(out), "--plan", "small", "--include-path", str(tmp_path), "--format", "csv",
+                 "--output", str(board)]) == 0
+    table = pd.read_csv(board).set_index("task")
+    assert [c for c in table.columns if " ci_" not in c][2:5] == ["visual", "clean", "image"]
+    pope = results[(results.task == "shapes_pope_random") & (results.metric == "accuracy")].set_index("condition")
+    assert table.loc["shapes_pope_random", "visual"] == pytest.approx(pope.loc["defocus_blur@1", "value"])
+    assert pd.isna(table.loc["shapes_mc", "visual"]) and pd.isna(table.loc["shapes_pope_random", "clean"])
+    assert "text" not in table.columns
 
 
 @pytest.mark.parametrize("text, message", [
@@ -126,3 +141,21 @@ def test_dry_run_refuses_a_throughput_that_is_no_rate(tmp_path, capsys):
     assert main(["run", "--model", "builtin:tiny-llava", "--dry-run", "--throughput", "0",
                  "--output", str(tmp_path)]) == 2
     assert "--throughput must be a positive number" in capsys.readouterr().err
+
+
+def test_paper45_columns_are_the_papers_table_layout():
+    """LLaVA-Bench-COCO: clean, 9 visual, 9 text (6 char/word + 3 translations), 9 joint, 3 long-tail; POPE:
+    clean and 9 shifted; the closed-form sets: clean. Every cell of the plan lands in one column."""
+    plan = load_plans()["paper45"]
+    placed: dict[tuple[str, str], int] = {}
+    for cell in expand_plan(plan):
+        column = plan.column_of(cell.task.task, cell.condition.label, cell.condition.kind)
+        assert column is not None, cell
+        family = "pope" if cell.task.task.startswith("pope_") else cell.task.task
+        placed[family, column] = placed.get((family, column), 0) + 1
+    assert placed == {("llava_bench_coco", "clean"): 1, ("llava_bench_coco", "visual"): 9,
+                      ("llava_bench_coco", "text"): 9, ("llava_bench_coco", "joint"): 9,
+                      ("llava_bench_coco", "long-tail"): 3, ("pope", "clean"): 3, ("pope", "shifted"): 27,
+                      ("scienceqa_img", "clean"): 1, ("mmmu_val", "clean"): 1, ("mme", "clean"): 1,
+                      ("mmstar", "clean"): 1}
+    assert plan.column_order() == ["clean", "visual", "text", "joint", "long-tail", "shifted"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -153,10 +154,14 @@ def column_order_key(group: str, kind: str) -> tuple:
     return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), natural)
 
 
+ColumnOf = Callable[[str, str, str], "str | None"]  # (task, condition, shift kind) -> column, None: left out
+
+
 def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric: str | None = None,
               group_by: str = "shift_kind", seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
-              confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
-    """The long, tidy leaderboard: one row per (task, model, metric, column group), in results.csv's units."""
+              confidence: float = stats.CONFIDENCE, columns: ColumnOf | None = None) -> pd.DataFrame:
+    """The long, tidy leaderboard: one row per (task, model, metric, column group), in results.csv's units.
+    `columns` (an evaluation plan's layout) replaces `group_by`: it names each cell's column."""
     if group_by not in GROUP_BYS:
         raise ConfigError(f"unknown --group-by {group_by!r}; choose from {', '.join(GROUP_BYS)}")
     rows: list[dict] = []
@@ -168,7 +173,12 @@ def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric
             continue
         errors = cells[cells["metric"] == "n_errors"].set_index("condition")["value"]
         records = None if samples is None else samples[(samples["task"] == task) & (samples["model"] == model)]
-        rows += _model_rows(str(task), str(model), chosen, cells[cells["metric"] == chosen], errors, records,
+        chosen_cells = cells[cells["metric"] == chosen]
+        if columns is not None:
+            chosen_cells = chosen_cells.assign(group=[columns(str(task), c, k) for c, k in
+                                                      zip(chosen_cells["condition"], chosen_cells["shift_kind"])])
+            chosen_cells = chosen_cells[chosen_cells["group"].notna()]
+        rows += _model_rows(str(task), str(model), chosen, chosen_cells, errors, records,
                             declared_metric(chosen), group_by, stats.cell_seed(seed, str(task), str(model)), n_boot,
                             confidence)
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
@@ -177,10 +187,10 @@ def aggregate(results: pd.DataFrame, samples: pd.DataFrame | None = None, metric
 def _model_rows(task: str, model: str, metric: str, cells: pd.DataFrame, errors: pd.Series,
                 records: pd.DataFrame | None, spec: Metric | None, group_by: str, seed: int, n_boot: int,
                 confidence: float) -> list[dict]:
-    cells = cells.assign(
-        group=[_group_of(c, s, k, v, group_by) for c, s, k, v in
-               zip(cells["condition"], cells["shift"], cells["shift_kind"], cells["severity"])],
-        n_err=[errors.get(c, 0.0) for c in cells["condition"]])
+    if "group" not in cells:  # else named by an evaluation plan's columns
+        cells = cells.assign(group=[_group_of(c, s, k, v, group_by) for c, s, k, v in
+                                    zip(cells["condition"], cells["shift"], cells["shift_kind"], cells["severity"])])
+    cells = cells.assign(n_err=[errors.get(c, 0.0) for c in cells["condition"]])
     grid, weights = None, None
     if spec is not None and spec.parts is not None and records is not None and not records.empty:
         ids = sorted(set(records["sample_id"]))
@@ -222,13 +232,16 @@ def _model_rows(task: str, model: str, metric: str, cells: pd.DataFrame, errors:
     return sorted(out, key=lambda r: column_order_key(r["group"], r["shift_kind"]))
 
 
-def widen(long: pd.DataFrame) -> pd.DataFrame:
+def widen(long: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
     """Paper-style table: task, model, metric, then per group `g`, `g ci_low`, `g ci_high`; `n_errors` (total
-    over the row's cells) only when some cell failed; last the metric's unit and direction."""
+    over the row's cells) only when some cell failed; last the metric's unit and direction. Groups come in
+    `order` (an evaluation plan's columns), else clean, then by shift kind."""
     if long.empty:
         return pd.DataFrame(columns=["task", "model", "metric"])
     kinds = long.groupby("group")["shift_kind"].first()
-    groups = sorted(kinds.index, key=lambda g: column_order_key(g, kinds[g]))
+    first = order or []
+    groups = sorted(kinds.index, key=lambda g: (first.index(g) if g in first else len(first),
+                                                column_order_key(g, kinds[g])))
     index = ["task", "model", "metric"]
     described = long[index + ["unit", "higher_is_better"]].drop_duplicates(index).reset_index(drop=True)
     table = described[index].copy()

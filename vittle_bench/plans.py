@@ -31,7 +31,7 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.registry import UnknownNameError, unknown_name_message
 from vittle_bench.shifts import ShiftCondition
 
-PLAN_KEYS = {"plan", "description", "cells", "override"}
+PLAN_KEYS = {"plan", "description", "cells", "columns", "override"}
 BLOCK_KEYS = {"tasks", "shifts", "dataset"}
 
 
@@ -43,11 +43,36 @@ class PlanBlock:
 
 
 @dataclass(frozen=True)
+class ColumnBlock:
+    """How `leaderboard --plan` groups these tasks' conditions into columns: (column, selectors) in order; a
+    selector is a condition label or `kind:KIND` (every condition of that shift kind)."""
+
+    tasks: tuple[str, ...]
+    columns: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def column_of(self, condition: str, kind: str) -> str | None:
+        for column, selectors in self.columns:
+            if condition in selectors or f"kind:{kind}" in selectors:
+                return column
+        return None
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     path: Path
     description: str
     blocks: tuple[PlanBlock, ...]
+    columns: tuple[ColumnBlock, ...] = ()
+
+    def column_of(self, task: str, condition: str, kind: str) -> str | None:
+        """The leaderboard column of a cell: as the plan's `columns` declare for the task (None: in no column),
+        else the shift kind (clean, image, text, joint, domain)."""
+        block = next((b for b in self.columns if task in b.tasks), None)
+        return block.column_of(condition, kind) if block else kind
+
+    def column_order(self) -> list[str]:
+        return list(dict.fromkeys(column for block in self.columns for column, _ in block.columns))
 
     def record(self) -> dict[str, Any]:
         """What manifest.json keeps of the plan."""
@@ -101,7 +126,24 @@ def parse_plan(path: Path, data: Any) -> Plan:
             raise ConfigError(f"{where}: `dataset` must be a name")
         tasks, shifts = _names(block.get("tasks"), where, "tasks"), _names(block.get("shifts"), where, "shifts")
         blocks.append(PlanBlock(tasks, shifts, dataset))
-    return Plan(data["plan"].strip(), path, str(data.get("description") or "").strip(), tuple(blocks))
+    return Plan(data["plan"].strip(), path, str(data.get("description") or "").strip(), tuple(blocks),
+                _columns(path, data.get("columns")))
+
+
+def _columns(path: Path, data: Any) -> tuple[ColumnBlock, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: `columns` must be a list of blocks (tasks: [...], then COLUMN: [conditions])")
+    blocks = []
+    for i, block in enumerate(data, start=1):
+        where = f"{path}: columns[{i}]"
+        if not isinstance(block, dict) or "tasks" not in block or len(block) < 2:
+            raise ConfigError(f"{where} must map `tasks` and at least one column to its conditions")
+        columns = tuple((str(column), _names(selectors, where, str(column)))
+                        for column, selectors in block.items() if column != "tasks")
+        blocks.append(ColumnBlock(_names(block["tasks"], where, "tasks"), columns))
+    return tuple(blocks)
 
 
 def _read(path: Path) -> Any:

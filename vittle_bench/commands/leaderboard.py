@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "folder of them; wide layout, --group-by shift_kind")
     board.add_argument("--reference-model", action="append", metavar="MEASURED=PUBLISHED",
                        help="show measured − published for this pair of models (repeatable; needs --reference)")
+    board.add_argument("--plan", metavar="NAME|FILE",
+                       help="group columns as the evaluation plan's `columns` declare (e.g. paper45: the paper's "
+                       "clean / visual / text / joint / long-tail for LLaVA-Bench, clean / shifted for POPE)")
+    board.add_argument("--include-path", action="append", default=[], help="extra directory of plan YAML files")
     board.add_argument("--output", help="write to this file instead of stdout")
     board.add_argument("--plots", type=Path, metavar="DIR",
                        help="also write severity curves and a clean-vs-shift scatter (PNG + PDF) here; needs [plots]")
@@ -50,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from vittle_bench.config import ConfigError
     from vittle_bench.leaderboard import aggregate, load_results, load_samples, widen
+    from vittle_bench.plans import resolve_plan
     from vittle_bench.reference import parse_pairs
     from vittle_bench.render import render
 
@@ -61,12 +66,18 @@ def main(args: argparse.Namespace) -> int:
     if args.reference is not None and (args.layout == "long" or args.group_by != "shift_kind"):
         raise ConfigError("--reference adds rows to the wide table grouped by shift kind (the paper's columns): "
                           "drop --layout long and --group-by")
+    plan = None
+    if args.plan is not None:
+        if args.group_by != "shift_kind" or args.reference is not None:
+            raise ConfigError("--plan sets the columns: drop --group-by and --reference")
+        plan = resolve_plan(args.plan, [Path(p) for p in args.include_path])
     run_dirs = [Path(p) for p in args.run_dirs]
     results, samples = load_results(run_dirs), load_samples(run_dirs)
-    long = aggregate(results, samples, args.metric, args.group_by, args.seed, args.n_boot)
+    long = aggregate(results, samples, args.metric, args.group_by, args.seed, args.n_boot,
+                     columns=plan.column_of if plan else None)
     if long.empty:
         raise ConfigError(f"no task in these runs has the metric {args.metric!r}" if args.metric else "no results")
-    table = long if args.layout == "long" else widen(long)
+    table = long if args.layout == "long" else widen(long, plan.column_order() if plan else None)
     if args.reference is not None:
         table = with_reference(table, args.reference, pairs)
     write_text(render(table, args.format, args.ci), args.output)
