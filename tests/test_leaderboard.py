@@ -461,7 +461,7 @@ def test_small_values_keep_three_significant_digits():
 
 # --- published reference rows (--reference) ---------------------------------------------------------------------
 
-PAPER = {  # leaderboards/paper/vittle2025.csv, LLaVA-Bench-COCO relative score: clean, image, text, joint
+PAPER = {  # leaderboards/paper/vittle2025.csv, LLaVA-Bench-COCO relative score: clean, visual, text, joint
     "LLaVA-1.5-7B": (77.8, 73.4, 72.2, 62.3), "LLaVA-1.5-7B+Vittle(F)": (76.1, 74.2, 74.1, 64.4),
     "LLaVA-1.5-7B+Vittle(L)": (76.7, 73.9, 73.0, 62.7)}
 REFERENCE_HEADER = "model,task,column,metric,value,source,note\n"
@@ -485,22 +485,32 @@ def coco_runs(tmp_path_factory):
                  for name, skill, seed in (("base", 0.62, 1), ("vittle", 0.75, 2)))
 
 
+def _paper45_table(runs) -> pd.DataFrame:
+    """The measured rows as `leaderboard --plan paper45` lays them out (the published rows' layout)."""
+    from vittle_bench.plans import load_plans
+
+    plan = load_plans()["paper45"]
+    return build_table(list(runs), n_boot=200, columns=plan.column_of, order=plan.column_order()).set_index("model")
+
+
 def _board(runs, capsys, *options: str) -> str:
-    assert main(["leaderboard", *map(str, runs), "--n-boot", "200", "--reference", "paper", *options]) == 0
+    assert main(["leaderboard", *map(str, runs), "--n-boot", "200", "--reference", "paper", "--plan", "paper45",
+                 *options]) == 0
     return capsys.readouterr().out
 
 
 def test_the_paper_reference_holds_the_published_numbers():
     from vittle_bench.reference import load_reference
 
-    reference = load_reference("paper")
+    reference = load_reference("paper", "paper45")
     scores = reference[reference.metric == "relative_score"]
     assert set(scores.task) == {"llava_bench_coco"} and set(scores.source) == {
         "Vittle paper, LLaVA-Bench-COCO, relative score"}
     for model, values in PAPER.items():
         rows = scores[scores.model == model].set_index("column")["value"]
-        assert tuple(rows[c] for c in ("clean", "image", "text", "joint")) == values
-    emi = reference[reference.metric != "relative_score"].set_index(["model", "metric"])["value"]
+        assert tuple(rows[c] for c in ("clean", "visual", "text", "joint")) == values
+    assert set(reference.metric) == {"relative_score"}  # the EMID rows belong in the shift-kind layout
+    emi = load_reference("paper").set_index(["model", "metric"])["value"]
     assert emi.to_dict() == {("LLaVA", "emid_bound"): 0.068, ("LLaVA", "emid"): 0.026,
                              ("LLaVA+Vittle(F)", "emid_bound"): 0.047, ("LLaVA+Vittle(F)", "emid"): 0.025}
 
@@ -512,8 +522,8 @@ def test_reference_rows_appear_labelled_without_intervals_and_never_bold(coco_ru
     for model, values in PAPER.items():
         assert rows[f"published:{model}"][3:7] == [f"{v:.1f}" for v in values]  # no ±, no bold
     # the published numbers are above both synthetic models, yet bold stays on the better measured row
-    measured = build_table(list(coco_runs), n_boot=200).set_index("model")
-    for i, column in enumerate(("clean", "image", "text", "joint"), start=3):
+    measured = _paper45_table(coco_runs)
+    for i, column in enumerate(("clean", "visual", "text", "joint"), start=3):
         best = measured[column].round(1).idxmax()
         assert rows[best][i].startswith("**") and not any("**" in r[i] for m, r in rows.items() if m != best)
     note = _board(coco_runs, capsys).split("\n\n")[-1]
@@ -533,13 +543,13 @@ def test_reference_rows_appear_labelled_without_intervals_and_never_bold(coco_ru
 def test_reference_difference_is_measured_minus_published(coco_runs, capsys):
     csv = pd.read_csv(StringIO(_board(coco_runs, capsys, "--format", "csv", "--reference-model",
                                       "vittle=LLaVA-1.5-7B+Vittle(F)", "--reference-model", "base=LLaVA-1.5-7B")))
-    measured = build_table(list(coco_runs), n_boot=200).set_index("model")
+    measured = _paper45_table(coco_runs)
     differences = csv[csv.row == "difference"].set_index("model")
     assert list(differences.index) == ["Δ vittle vs published:LLaVA-1.5-7B+Vittle(F)",
                                        "Δ base vs published:LLaVA-1.5-7B"]
     for model, published in (("vittle", "LLaVA-1.5-7B+Vittle(F)"), ("base", "LLaVA-1.5-7B")):
         label = f"Δ {model} vs published:{published}"
-        for column, value in zip(("clean", "image", "text", "joint"), PAPER[published]):
+        for column, value in zip(("clean", "visual", "text", "joint"), PAPER[published]):
             assert differences.loc[label, column] == pytest.approx(measured.loc[model, column] - value, abs=1e-4)
     lines = _board(coco_runs, capsys, "--reference-model", "base=published:LLaVA-1.5-7B").splitlines()
     row = [c.strip() for c in next(line for line in lines if "Δ base" in line).strip("|").split("|")]
@@ -609,3 +619,12 @@ def test_a_reference_for_other_tasks_or_scorers_adds_no_row_and_says_so(runs, ca
     out, err = capsys.readouterr()
     assert "published:" not in out.split("\n\n")[0] and "no published row" in err
     assert sum(line.startswith("|") for line in out.splitlines()) == 2 + 6
+
+
+def test_published_averages_appear_only_in_the_layout_they_were_published_in(coco_runs, capsys):
+    """The paper's Text average counts three translations, which the shift-kind table files under domain: the
+    paper's LLaVA-Bench-COCO rows are set beside `--plan paper45`'s columns only, never the shift kinds."""
+    assert main(["leaderboard", *map(str, coco_runs), "--n-boot", "200", "--reference", "paper"]) == 0
+    captured = capsys.readouterr()
+    assert "published:" not in captured.out and "no published row" in captured.err
+    assert "published:LLaVA-1.5-7B" in _board(coco_runs, capsys)

@@ -259,9 +259,12 @@ def widen(long: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
 
 def build_table(run_dirs: list[Path], metric: str | None = None, group_by: str = "shift_kind",
                 layout: str = "wide", seed: int = 0, n_boot: int = stats.N_BOOTSTRAP,
-                confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
-    """Everything `vittle-bench leaderboard` computes, from run directories."""
-    long = aggregate(load_results(run_dirs), load_samples(run_dirs), metric, group_by, seed, n_boot, confidence)
+                confidence: float = stats.CONFIDENCE, columns: ColumnOf | None = None,
+                order: list[str] | None = None) -> pd.DataFrame:
+    """Everything `vittle-bench leaderboard` computes, from run directories (`columns` and `order`: an
+    evaluation plan's layout)."""
+    long = aggregate(load_results(run_dirs), load_samples(run_dirs), metric, group_by, seed, n_boot, confidence,
+                     columns)
     if long.empty:
         raise ConfigError(f"no task in these runs has the metric {metric!r}" if metric else "no results to show")
-    return long if layout == "long" else widen(long)
+    return long if layout == "long" else widen(long, order)

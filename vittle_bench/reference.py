@@ -1,9 +1,13 @@
 """Published reference rows: numbers a paper reports, kept as data with their citations (`leaderboards/paper/`),
 placed in a wide leaderboard beside the measured rows.
 
-A reference CSV holds one published number per row: `model` (the paper's label), `task`, `column` (a shift kind,
-or `shifted` for an average over every shift), `metric` (a declared metric name: its unit and direction come from
-the declaration), `value` (in that unit), `source` (paper and table) and `note`.
+A reference CSV holds one published number per row: `model` (the paper's label), `task`, `layout` (the table the
+number belongs in: `shift_kind`, the default, or an evaluation plan's name, whose `columns` are the paper's), `column`
+(in the `shift_kind` layout a shift kind, or `shifted` for an average over every shift; in a plan's layout one of
+its columns), `metric` (a declared metric name: its unit and direction come from the declaration), `value` (in
+that unit), `source` (paper and table) and `note`. A table shows the rows of its own layout only, so a published
+average is never set beside a measured one over other conditions (the paper's Text average includes three
+translations, which the shift-kind layout counts as domain shifts).
 
 Rules the table follows:
 - A published row is shown under the label `published:<model>`, without an interval, for a task on the table
@@ -28,7 +32,8 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.base import split_name
 from vittle_bench.schema import KINDS
 
-REFERENCE_COLUMNS = ("model", "task", "column", "metric", "value", "source", "note")
+REFERENCE_COLUMNS = ("model", "task", "layout", "column", "metric", "value", "source", "note")
+KIND_LAYOUT = "shift_kind"
 REQUIRED = ("model", "task", "column", "metric", "value", "source")
 COLUMNS = (*KINDS, "shifted")  # what a published number may average: one shift kind, or every shift
 PAPER_DIR = Path(__file__).resolve().parent.parent / "leaderboards" / "paper"
@@ -66,15 +71,18 @@ def read_reference(path: Path) -> pd.DataFrame:
                           f"CSV has the columns {', '.join(REFERENCE_COLUMNS)} (leaderboards/paper/README.md)")
     if frame.empty or not text.endswith("\n"):
         raise ConfigError(f"{path}: {'no rows' if frame.empty else 'the last line is cut off'}")
-    frame = frame.assign(note=frame["note"] if "note" in frame.columns else "")[list(REFERENCE_COLUMNS)]
+    frame = frame.assign(note=frame["note"] if "note" in frame.columns else "",
+                         layout=frame["layout"].replace("", KIND_LAYOUT) if "layout" in frame.columns
+                         else KIND_LAYOUT)[list(REFERENCE_COLUMNS)]
     values, seen = [], set()
     for line, row in enumerate(frame.itertuples(index=False), start=2):
         where = f"{path}:{line}"
         empty = [c for c in REQUIRED if not str(getattr(row, c)).strip()]
         if empty:
             raise ConfigError(f"{where}: empty {empty[0]}")
-        if row.column not in COLUMNS:
-            raise ConfigError(f"{where}: column {row.column!r} is not one of {', '.join(COLUMNS)}")
+        if row.layout == KIND_LAYOUT and row.column not in COLUMNS:
+            raise ConfigError(f"{where}: column {row.column!r} is not one of {', '.join(COLUMNS)} (the shift-kind "
+                              "layout; a plan's columns need `layout: PLAN`)")
         if declared_metric(row.metric) is None:
             raise ConfigError(f"{where}: metric {row.metric!r} is not a declared metric")
         try:
@@ -83,7 +91,7 @@ def read_reference(path: Path) -> pd.DataFrame:
             value = math.nan
         if not math.isfinite(value):
             raise ConfigError(f"{where}: value {row.value!r} is not a number")
-        key = (row.model, row.task, row.column, row.metric)
+        key = (row.model, row.task, row.layout, row.column, row.metric)
         if key in seen:
             raise ConfigError(f"{where}: a second value for {' / '.join(key)}")
         seen.add(key)
@@ -91,17 +99,18 @@ def read_reference(path: Path) -> pd.DataFrame:
     return frame.assign(value=values)
 
 
-def load_reference(spec: str) -> pd.DataFrame:
-    """Every published row `--reference` names; one number given twice across files is refused."""
+def load_reference(spec: str, layout: str = KIND_LAYOUT) -> pd.DataFrame:
+    """The published rows `--reference` names for a table in `layout` (`shift_kind`, or a plan's name); one
+    number given twice across files is refused."""
     frames = [read_reference(path).assign(file=str(path)) for path in reference_files(spec)]
     reference = pd.concat(frames, ignore_index=True)
-    twice = reference.duplicated(subset=["model", "task", "column", "metric"], keep=False)
+    twice = reference.duplicated(subset=["model", "task", "layout", "column", "metric"], keep=False)
     if twice.any():
         row = reference[twice].iloc[0]
         files = ", ".join(dict.fromkeys(reference.loc[twice, "file"]))
         raise ConfigError(f"--reference {spec}: {row['model']} / {row['task']} / {row['column']} / {row['metric']} "
                           f"is given twice ({files})")
-    return reference.drop(columns="file")
+    return reference[reference["layout"] == layout].drop(columns=["file", "layout"]).reset_index(drop=True)
 
 
 def parse_pairs(specs: list[str] | None) -> list[tuple[str, str]]:
@@ -177,7 +186,7 @@ def add_reference(table: pd.DataFrame, reference: pd.DataFrame,
     shown = shown_rows(table, reference)
     published = _published_table(shown)
     groups = _value_columns(table)
-    groups += [c for c in COLUMNS if c in set(shown["column"]) and c not in groups]
+    groups += [c for c in dict.fromkeys(shown["column"]) if c not in groups]
     differences = _differences(table, published, reference, pairs or [], groups)
     measured = table.assign(**{ROW: "measured", SOURCE: ""})
     merged = pd.concat([measured, pd.DataFrame(published), pd.DataFrame(differences)], ignore_index=True)

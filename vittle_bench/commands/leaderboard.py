@@ -17,8 +17,10 @@ conditions is resampled in pairs from samples.jsonl (one draw of sample ids serv
 --layout long writes the tidy table: both interval ends, relative robustness (group / clean), clean->shift
 flip rate (binary-scored tasks) and, with --group-by shift, the area under the severity curve.
 --reference paper adds the numbers the Vittle paper publishes (leaderboards/paper/) as rows labelled
-published:MODEL, without intervals and never bold; --reference-model MEASURED=PUBLISHED adds a row
-"Δ MEASURED vs published:PUBLISHED" (measured − published) where task, metric and column are the same."""
+published:MODEL, without intervals and never bold, in the layout they were published in (the paper's
+LLaVA-Bench-COCO averages with --plan paper45, EMID in the default layout); --reference-model
+MEASURED=PUBLISHED adds a row "Δ MEASURED vs published:PUBLISHED" (measured − published) where task, metric and
+column are the same."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,8 +70,8 @@ def main(args: argparse.Namespace) -> int:
                           "drop --layout long and --group-by")
     plan = None
     if args.plan is not None:
-        if args.group_by != "shift_kind" or args.reference is not None:
-            raise ConfigError("--plan sets the columns: drop --group-by and --reference")
+        if args.group_by != "shift_kind":
+            raise ConfigError("--plan sets the columns: drop --group-by")
         plan = resolve_plan(args.plan, [Path(p) for p in args.include_path])
     run_dirs = [Path(p) for p in args.run_dirs]
     results, samples = load_results(run_dirs), load_samples(run_dirs)
@@ -79,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"no task in these runs has the metric {args.metric!r}" if args.metric else "no results")
     table = long if args.layout == "long" else widen(long, plan.column_order() if plan else None)
     if args.reference is not None:
-        table = with_reference(table, args.reference, pairs)
+        table = with_reference(table, args.reference, pairs, plan.name if plan else "shift_kind")
     write_text(render(table, args.format, args.ci), args.output)
     if args.plots:
         from vittle_bench import plots
@@ -89,12 +91,12 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_reference(table: pd.DataFrame, spec: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """The wide table with the published rows `spec` names; a reference that matches nothing on the table is
-    said on stderr (the table is still written)."""
+def with_reference(table: pd.DataFrame, spec: str, pairs: list[tuple[str, str]], layout: str) -> pd.DataFrame:
+    """The wide table with the published rows `spec` names for its layout; a reference that matches nothing on
+    the table is said on stderr (the table is still written)."""
     from vittle_bench.reference import ROW, add_reference, load_reference
 
-    reference = load_reference(spec)
+    reference = load_reference(spec, layout)
     table = add_reference(table, reference, pairs)
     if not (table[ROW] == "published").any():
         held = sorted({f"{task} {metric}" for task, metric in zip(reference["task"], reference["metric"])})
