@@ -159,3 +159,19 @@ def test_paper45_columns_are_the_papers_table_layout():
                       ("scienceqa_img", "clean"): 1, ("mmmu_val", "clean"): 1, ("mme", "clean"): 1,
                       ("mmstar", "clean"): 1}
     assert plan.column_order() == ["clean", "visual", "text", "joint", "long-tail", "shifted"]
+
+
+@pytest.mark.slow
+def test_paper45_on_offline_fixtures_evaluates_exactly_its_cells(tiny_random_checkpoint, tmp_path):
+    """The plan end to end on the hub fixtures (tests/fixtures_hub.py, the hub schemas): the cells in results.csv
+    are the plan's 65, none outside it."""
+    from fixtures_hub import build_hub_fixtures
+
+    hub = build_hub_fixtures(tmp_path / "hub")
+    out = tmp_path / "run"
+    assert main(["run", "--model", f"hf:{tiny_random_checkpoint}", "--plan", "paper45", "--limit", "2",
+                 "--data-dir", str(hub), "--output", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    planned = {(c.task.task, c.condition.label) for c in expand_plan(load_plans()["paper45"])}
+    results = pd.read_csv(out / "results.csv")
+    measured = set(zip(results.task, results.condition))
+    assert measured == planned and len(planned) == 65
