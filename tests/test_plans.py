@@ -135,6 +135,13 @@ def test_dry_run_counts_what_the_run_directory_already_answered(tiny_random_chec
     rows = {row[0]: row for row in _table_rows(after)}
     assert rows["POPE × keyboard@1"][1:5] == ["2", "6", "6", "6"] and rows["shapes_mc × clean"][4] == "3"
     assert "0 still to compute (18 answered in the run directory)" in after
+    # another run directory holds none of them, yet the answer cache holds every one (same inputs, same model)
+    elsewhere = [*common[:-4], "--output", str(tmp_path / "other"), "--cache-dir", str(world_cache)]
+    assert main([*elsewhere, "--dry-run", "--throughput", "5"]) == 0
+    assert "18 still to compute (0 answered in the run directory)" in capsys.readouterr().out
+    assert main([*elsewhere, "--dry-run", "--throughput", "5", "--check-cache"]) == 0
+    assert "0 still to compute (18 answered in the answer cache)" in capsys.readouterr().out
+    assert not (tmp_path / "other").exists()
 
 
 def test_dry_run_refuses_a_throughput_that_is_no_rate(tmp_path, capsys):

@@ -2,29 +2,38 @@
 
 Counted per dataset row (a plan block's `dataset` joins its tasks, e.g. POPE's three splits; otherwise one row
 per task x condition) from the tasks' declared sizes, without loading any data: samples, generations (samples x
-models), samples already answered in the run directory (a rerun reuses them from the answer cache), LLM judge
-calls and their prompt tokens, and shifted images to compute. The wall time follows from a throughput given
-with `--throughput` or measured by a short probe of the first model.
+models), answers already there, LLM judge calls and their prompt tokens, and shifted images to compute. The
+wall time follows from a throughput given with `--throughput` or measured by a short probe of the first model.
+
+"Already there" is cheap by default: the answers in the run directory (a resumed or extended run). The answer
+cache is keyed by the content of the shifted inputs and the model's fingerprint, so counting its hits exactly
+(`--check-cache`) loads every cell's rows, shifts them and loads each model: exact, and slower.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
+from tqdm import tqdm
 
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
+from vittle_bench.cache import AnswerCache, cache_key
 from vittle_bench.data.llava_bench import llava_visual_contexts
 from vittle_bench.data.sources import task_size
 from vittle_bench.judges.rubrics import SYSTEM_PROMPT, judge_prompt
 from vittle_bench.models.base import load_model
 from vittle_bench.run_plan import RunOptions, RunPlan
+from vittle_bench.runner import CellRunner, grid_cells
 from vittle_bench.schema import Request
+from vittle_bench.shifts.engine import ShiftEngine
 
 CHARS_PER_TOKEN = 4  # the usual English average for GPT tokenisers
 ASSUMED_ITEM_TOKENS = 300  # question + reference answer + model answer of one judged item, not known before a run
@@ -83,11 +92,34 @@ def answered_in(output: Path) -> Counter[tuple[str, str, str]]:
     return counts
 
 
-def estimate(plan: RunPlan, options: RunOptions, model_names: list[str]) -> list[DatasetCost]:
+def cached_answers(plan: RunPlan, options: RunOptions) -> Counter[tuple[str, str, str]]:
+    """(model, task, condition) -> answers the answer cache holds for the cell's inputs, found as a run finds
+    them (same preparation, shift and key); nothing is written, so shifts are computed, not read from disk."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    path = options.cache_dir / "answers.sqlite"
+    if not options.use_cache or options.fresh or not path.is_file():
+        return counts
+    cells = grid_cells(options, plan)
+    with closing(AnswerCache(path)) as cache, closing(ShiftEngine(None)) as engine:
+        for spec in options.models:
+            model = load_model(spec, **options.model_args)
+            runner = CellRunner(model, cache, engine, options, {"generated": 0, "cached": 0})
+            for cell in tqdm(cells, desc=f"checking the answer cache for {model.name}", unit="cell", file=sys.stderr,
+                             disable=not options.progress):
+                for start in range(0, len(cell.samples), options.batch_size):
+                    batch = list(cell.samples[start:start + options.batch_size])
+                    keys = [cache_key(model.fingerprint, p.request)
+                            for p in runner.prepare(cell.adapter, batch, cell.condition) if p.request is not None]
+                    counts[(model.name, cell.task, cell.condition.label)] += len(cache.get_many(keys))
+    return counts
+
+
+def estimate(plan: RunPlan, options: RunOptions, model_names: list[str],
+             answered: Counter[tuple[str, str, str]]) -> list[DatasetCost]:
+    """The cost of each dataset row; `answered` counts what is already there per (model, task, condition)."""
     rows: dict[str, DatasetCost] = {}
     specs = {spec.task: spec for spec in plan.tasks}
     conditions = {c.label: c for c in plan.conditions}
-    answered = answered_in(options.output)
     context_tokens = _context_tokens()
     for dataset, task, label in _cells(plan):
         row = rows.setdefault(dataset, DatasetCost(dataset))
@@ -128,7 +160,7 @@ def probe_throughput(options: RunOptions) -> float:
     return len(requests) / max(time.perf_counter() - start, 1e-9)
 
 
-def report(costs: list[DatasetCost], throughput: float | None, measured: bool) -> str:
+def report(costs: list[DatasetCost], throughput: float | None, measured: bool, answered_where: str) -> str:
     """The table and the totals as printed."""
     def number(value: int, unknown: bool) -> str:
         return f"{value:,}+?" if unknown else f"{value:,}"
@@ -144,7 +176,7 @@ def report(costs: list[DatasetCost], throughput: float | None, measured: bool) -
              "",
              f"{len(costs)} datasets, {sum(c.cells for c in costs)} cells: {generations:,} generations"
              f"{' (+ tasks of unknown size)' if unknown else ''}, {remaining:,} still to compute "
-             f"({generations - remaining:,} answered in the run directory); "
+             f"({generations - remaining:,} answered in {answered_where}); "
              f"{sum(c.judge_calls for c in costs):,} LLM judge calls, about {sum(c.judge_tokens for c in costs):,} "
              f"judge prompt tokens (characters / {CHARS_PER_TOKEN}, with {ASSUMED_ITEM_TOKENS} tokens assumed per "
              f"question + reference + answer); {sum(c.shifted_images for c in costs):,} shifted images"]

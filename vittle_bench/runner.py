@@ -94,7 +94,7 @@ class _Prepared:
 
 
 @dataclass(frozen=True)
-class _Cell:
+class Cell:
     """One (task, condition) cell of the grid: its place in the grid order, the adapter that prepares and scores
     it and the rows it is evaluated on (the task's own, or a domain's swapped-in rows)."""
 
@@ -106,7 +106,7 @@ class _Cell:
     samples: Sequence[Sample]
 
 
-class _CellRunner:
+class CellRunner:
     """Runs one model over its share of one task's samples under one shift condition, batch by batch."""
 
     def __init__(self, model: Model, cache: AnswerCache, engine: ShiftEngine, options: RunOptions,
@@ -137,13 +137,13 @@ class _CellRunner:
         except Exception as exc:  # noqa: BLE001 - recorded per sample, the run goes on
             return exc
 
-    def _prepare(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[_Prepared]:
+    def prepare(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[_Prepared]:
         loadable = [s for s in samples if not s.load_error]
         shifted_of = dict(zip(map(id, loadable), self.engine.apply_many(condition, loadable, self.options.seed)))
         return [_prepare_one(adapter, sample, shifted_of.get(id(sample))) for sample in samples]
 
     def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
-        prepared = self._prepare(adapter, samples, condition)
+        prepared = self.prepare(adapter, samples, condition)
         ready = [i for i, p in enumerate(prepared) if p.request is not None]
         requests = [cast(Request, prepared[i].request) for i in ready]
         keys = [cache_key(self.model.fingerprint, request) for request in requests]
@@ -215,10 +215,14 @@ def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tupl
         yield index, samples[index]
 
 
-def _grid_cells(options: RunOptions, plan: RunPlan, task_samples: dict[str, Sequence[Sample]]) -> list[_Cell]:
+def grid_cells(options: RunOptions, plan: RunPlan) -> list[Cell]:
     """The grid's cells in grid order: each task under each condition with the task's own rows, or under a
     domain condition the rows its declaration swaps in (prepared by the task's adapter like its own); a domain
     not declared for a task gives no cell."""
+    # Gold answers are normalised once, here, by each task's adapter (e.g. "Yes " -> "yes" for POPE).
+    task_samples: dict[str, Sequence[Sample]] = {
+        spec.task: MappedSamples(load_samples(spec, options.cache_dir, options.limit, options.data_dir),
+                                 plan.adapters[spec.task].prepare) for spec in plan.tasks}
     cells = []
     for t, spec in enumerate(plan.tasks):
         for c, condition in enumerate(plan.conditions):
@@ -226,15 +230,15 @@ def _grid_cells(options: RunOptions, plan: RunPlan, task_samples: dict[str, Sequ
                 continue
             adapter = plan.adapter(spec.task, condition)
             if condition.kind != "domain":
-                cells.append(_Cell(t, c, spec.task, condition, adapter, task_samples[spec.task]))
+                cells.append(Cell(t, c, spec.task, condition, adapter, task_samples[spec.task]))
                 continue
             rows = plan.domains.samples(spec, condition, options.cache_dir, options.limit, options.data_dir)
             if rows is not None:
-                cells.append(_Cell(t, c, spec.task, condition, adapter, MappedSamples(rows, adapter.prepare)))
+                cells.append(Cell(t, c, spec.task, condition, adapter, MappedSamples(rows, adapter.prepare)))
     return cells
 
 
-def _evaluate(options: RunOptions, cells: list[_Cell], group: WorkerGroup, shard_path: Path,
+def _evaluate(options: RunOptions, cells: list[Cell], group: WorkerGroup, shard_path: Path,
               counters: dict[str, int]) -> list[dict]:
     """This process's share of the grid, model by model, appended durably to its shard file. Shifted images
     are cached on disk by content hash (size-bounded), so other models and reruns reuse them."""
@@ -243,12 +247,12 @@ def _evaluate(options: RunOptions, cells: list[_Cell], group: WorkerGroup, shard
             closing(ShiftEngine(ShiftedImageCache(cache_dir / "shifted-images") if cache_dir else None)) as engine, \
             shard_path.open("w") as out:
         return [_evaluate_model(m, model_spec, options, cells, group, out,
-                                lambda model: _CellRunner(model, cache, engine, options, counters))
+                                lambda model: CellRunner(model, cache, engine, options, counters))
                 for m, model_spec in enumerate(options.models)]
 
 
-def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[_Cell], group: WorkerGroup,
-                    out: TextIO, runner_for: Callable[[Model], _CellRunner]) -> dict[str, Any]:
+def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Cell], group: WorkerGroup,
+                    out: TextIO, runner_for: Callable[[Model], CellRunner]) -> dict[str, Any]:
     """One model over this process's share of every cell (the model is released when this returns)."""
     model = load_model(model_spec, **group.model_args(options.model_args))
     runner = runner_for(model)
@@ -263,7 +267,7 @@ def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[_C
             "model_args": redact_model_args(options.model_args)}
 
 
-def _evaluate_cell(runner: _CellRunner, cell: _Cell, m: int, group: WorkerGroup, batch_size: int, out: TextIO,
+def _evaluate_cell(runner: CellRunner, cell: Cell, m: int, group: WorkerGroup, batch_size: int, out: TextIO,
                    progress: Callable[[int], Any]) -> None:
     """This process's share of one cell, batch by batch; each batch is flushed and fsynced before the next, so
     a killed run keeps every finished batch. A record's `order` is its place in the grid, for the merge."""
@@ -285,7 +289,7 @@ def _merged_records(shards: list[Path]) -> Iterator[dict]:
 
 
 def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
-              grid: list[_Cell]) -> tuple[int, Counter[str], list[CellResult], dict[str, Any]]:
+              grid: list[Cell]) -> tuple[int, Counter[str], list[CellResult], dict[str, Any]]:
     """Merge shards into samples.jsonl and aggregate cell by cell (one cell in memory at a time); each
     run-level metric collects the cells it reads and adds its rows at the end. Returns the number of records,
     how often each error occurred, the rows and the run-level metrics' manifest entries."""
@@ -369,12 +373,8 @@ def _run_owned(options: RunOptions, plan: RunPlan, group: WorkerGroup, shard_dir
         shutil.rmtree(shard_dir, ignore_errors=True)  # a killed run's shards: their answers are in the cache
         shard_dir.mkdir(exist_ok=True)
     group.wait()
-    # Gold answers are normalised once, here, by each task's adapter (e.g. "Yes " -> "yes" for POPE).
-    task_samples: dict[str, Sequence[Sample]] = {
-        spec.task: MappedSamples(load_samples(spec, options.cache_dir, options.limit, options.data_dir),
-                                 plan.adapters[spec.task].prepare) for spec in plan.tasks}
     counters = {"generated": 0, "cached": 0}
-    grid = _grid_cells(options, plan, task_samples)
+    grid = grid_cells(options, plan)
     model_info = _evaluate(options, grid, group, shard_dir / f"rank{group.rank}.jsonl", counters)
     (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps(counters))
     group.wait()

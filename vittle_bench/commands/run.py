@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=int, help="first N samples of each task")
     run.add_argument("--dry-run", action="store_true", help="print the cells, generations, judge calls, shifted "
                      "images and estimated time, then exit without evaluating")
+    run.add_argument("--check-cache", action="store_true", help="--dry-run: count the answers the answer cache "
+                     "already holds, exactly (loads and shifts every cell's inputs and each model; slower)")
     run.add_argument("--throughput", type=float, help="samples per second for --dry-run's time estimate (default: "
                      "measured by a short probe of the first model)")
     run.add_argument("--batch-size", type=int, default=32)
@@ -86,8 +88,8 @@ def _encoder_pair(text: str) -> tuple[str | None, str | None]:
     return parts[0], parts[1]
 
 
-def _dry_run(options: RunOptions, throughput: float | None) -> int:
-    from vittle_bench.dry_run import estimate, probe_throughput, report
+def _dry_run(options: RunOptions, throughput: float | None, check_cache: bool) -> int:
+    from vittle_bench.dry_run import answered_in, cached_answers, estimate, probe_throughput, report
     from vittle_bench.models.base import split_spec
     from vittle_bench.run_plan import plan_run
 
@@ -100,7 +102,11 @@ def _dry_run(options: RunOptions, throughput: float | None) -> int:
         with library_bars_off(with_datasets=False):  # the probe loads a model, no dataset
             rate = probe_throughput(options)
     names = [f"{scheme}:{name}" for scheme, name in map(split_spec, options.models)]
-    print(report(estimate(plan, options, names), rate, measured))
+    answered, where = answered_in(options.output), "the run directory"
+    if check_cache:
+        with library_bars_off(with_datasets=False):
+            answered, where = cached_answers(plan, options), "the answer cache"
+    print(report(estimate(plan, options, names, answered), rate, measured, where))
     return 0
 
 
@@ -130,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         judge_args=judge_args, command_line=redact_text(redact_text(shlex.join(["vittle-bench", *sys.argv[1:]]),
                                                                      model_args), judge_args))
     if args.dry_run:
-        return _dry_run(options, args.throughput)
+        return _dry_run(options, args.throughput, args.check_cache)
     try:
         summary = run(options)
     except SampleError as exc:
