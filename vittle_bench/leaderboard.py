@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +88,8 @@ def load_results(run_dirs: list[Path]) -> pd.DataFrame:
     return results.drop_duplicates(subset=CELL_KEY, keep="last").reset_index(drop=True)
 
 
-def load_samples(run_dirs: list[Path]) -> pd.DataFrame:
-    """The scoring fields of samples.jsonl of every run that has one (prompts and raw outputs are dropped)."""
+def load_samples(run_dirs: list[Path], fields: Sequence[str] = SAMPLE_FIELDS) -> pd.DataFrame:
+    """The scoring fields (or `fields`) of samples.jsonl of every run that has one."""
     records = []
     for run_dir in run_dirs:
         path = _file(Path(run_dir), "samples.jsonl")
@@ -103,8 +103,8 @@ def load_samples(run_dirs: list[Path]) -> pd.DataFrame:
                     except json.JSONDecodeError:
                         raise ConfigError(f"{path}:{number}: not a JSON record (cut off?); rerun the run that "
                                           "wrote it") from None
-                    records.append({k: record.get(k) for k in SAMPLE_FIELDS})
-    frame = pd.DataFrame.from_records(records, columns=list(SAMPLE_FIELDS))
+                    records.append({k: record.get(k) for k in fields})
+    frame = pd.DataFrame.from_records(records, columns=list(fields))
     frame["sample_id"] = frame["sample_id"].astype(str)
     return frame.drop_duplicates(subset=["model", "task", "condition", "sample_id"], keep="last")
 

@@ -117,6 +117,19 @@ def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = st
     columns = value_columns(table)
     if not columns:
         return _render_plain(table, fmt)
+    header, body, note = wide_cells(table, fmt, ci, confidence)
+    if fmt == "markdown":
+        return _markdown(header, [[text for text, _ in line] for line in body]) + "\n\n" + note
+    if fmt == "html":
+        return _html(header, body, note)
+    return _latex(table, columns, "n_errors" in table.columns, body, note)
+
+
+def wide_cells(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = stats.CONFIDENCE
+               ) -> tuple[list[str], list[list[tuple[str, str | None]]], str]:
+    """A wide table's header, its rows as (text in `fmt`, escaped for html, numeric sort key or None for a text
+    cell) and the note saying what the numbers are (the web report shows the same cells)."""
+    columns = value_columns(table)
     decimals = {key: _decimals(rows[columns]) for key, rows in table.groupby(["task", "metric"], sort=False)}
     best = _best(table, columns, decimals)
     errors = "n_errors" in table.columns
@@ -140,11 +153,7 @@ def render(table: pd.DataFrame, fmt: str, ci: str = "pm", confidence: float = st
                  "per-sample sums (EMI), or comes from a run without samples.jsonl.")
     if ROW in table.columns:
         note += _reference_note(table)
-    if fmt == "markdown":
-        return _markdown(header, [[text for text, _ in line] for line in body]) + "\n\n" + note
-    if fmt == "html":
-        return _html(header, body, note)
-    return _latex(table, columns, errors, body, note)
+    return header, body, note
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:

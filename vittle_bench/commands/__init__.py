@@ -9,6 +9,7 @@ COMMAND_MODULES = (
     "vittle_bench.commands.shifts",
     "vittle_bench.commands.leaderboard",
     "vittle_bench.commands.compare",
+    "vittle_bench.commands.report",
     "vittle_bench.commands.train_builtin",
     "vittle_bench.commands.tune",
     "vittle_bench.commands.emi",

@@ -150,7 +150,7 @@ def render_sheet(sample: Any, rows: dict[str, dict[int, str]], severities: list[
     from PIL import Image, ImageDraw
     from tqdm import tqdm
 
-    from vittle_bench.shifts import parse_condition, sample_rng
+    from vittle_bench.shifts import parse_condition
 
     label_w, head_h, pad = 170, 24, 4
     columns = ["clean", *[f"severity {s}" for s in severities]]
@@ -181,7 +181,7 @@ def render_sheet(sample: Any, rows: dict[str, dict[int, str]], severities: list[
                 bar.set_postfix_str(label, refresh=False)
                 try:
                     condition = parse_condition(label)
-                    shifted = condition.shift.apply(sample, sample_rng(seed, condition.label, sample.sample_id))
+                    shifted = condition.apply(sample, seed)
                     tile = tile_of(shifted, show_question=condition.kind in ("text", "joint"))
                     records.append({"row": row, "severity": severity, "label": label, "question": shifted.question,
                                     "input_hash": shifted.content_hash()})

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vittle_bench.shifts import _fast_corruptions
 from vittle_bench.shifts._global_rng import pinned_global_rngs
-from vittle_bench.shifts._imaging import ImageShift, to_rgb, with_min_side
+from vittle_bench.shifts._imaging import SEEDED_BY_IMAGE, ImageShift, to_rgb, with_min_side
 from vittle_bench.shifts.base import ShiftFactory, register_shifts
 
 # In the library's order: 15 "common" corruptions, then the 4 held-out validation ones.
@@ -38,6 +38,9 @@ FAMILIES = {
 LIBRARY_VERSION = "imagecorruptions-imaug-1.1.5"
 MIN_SIDE = 32  # the library refuses smaller images
 _OWN = {"glass_blur": "+vittle-exact-1", "zoom_blur": "+vittle-fast-1"}
+# The corruptions whose output depends on the seed (tested): their versions carry SEEDED_BY_IMAGE.
+RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost", "fog",
+          "elastic_transform", "speckle_noise", "spatter")
 
 
 def _corrupt(array: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
@@ -76,7 +79,7 @@ class Corruption(ImageShift):
 
 
 def _corruption(name: str) -> ShiftFactory:
-    version = LIBRARY_VERSION + _OWN.get(name, "")
+    version = LIBRARY_VERSION + _OWN.get(name, "") + (SEEDED_BY_IMAGE if name in RANDOM else "")
     return lambda severity: Corruption(name, severity, version=version)
 
 

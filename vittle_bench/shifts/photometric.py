@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from vittle_bench.schema import image_digest
-from vittle_bench.shifts._imaging import ImageShift, to_rgb
+from vittle_bench.shifts._imaging import SEEDED_BY_IMAGE, ImageShift, to_rgb
 from vittle_bench.shifts.base import register_shifts
 
 ROTATE_DEGREES = (5, 10, 15, 20, 30)
@@ -58,6 +58,7 @@ class PhotometricShift(ImageShift):
 
 @dataclass(frozen=True)
 class Rotate(PhotometricShift):
+    version: str = VERSION + SEEDED_BY_IMAGE  # the only one of these four whose pixels depend on the seed
     name = "rotate"
     levels = {"degrees": ROTATE_DEGREES}
     settings = {"direction": "random", "fill": "black"}
