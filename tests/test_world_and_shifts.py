@@ -75,11 +75,11 @@ _HASH_SCRIPT = """
 import sys
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
 from vittle_bench.schema import Sample
-from vittle_bench.shifts import parse_condition, sample_rng
+from vittle_bench.shifts import parse_condition
 for label in sys.argv[1:]:
     c = parse_condition(label)
     s = Sample("t", "id-3", "Is there a red circle in the image?", images=(draw_scene(scene_rng(0, 3)).image,))
-    print(c.shift.apply(s, sample_rng(0, c.label, s.sample_id)).content_hash())
+    print(c.apply(s, 0).content_hash())
 """
 
 

@@ -31,7 +31,7 @@ from vittle_bench.metrics.emi import N_BOOT, emi_estimate, emid_estimate, fit_po
 from vittle_bench.metrics.emid_bound import emid_bound
 from vittle_bench.metrics.stats import cell_seed
 from vittle_bench.schema import CellResult, Sample
-from vittle_bench.shifts import ShiftCondition, sample_rng
+from vittle_bench.shifts import ShiftCondition
 
 CellKey = tuple[str, str, str]  # (model name, task, condition label), e.g. ("tiny", "shapes_open", "clean")
 RowsKey = tuple[str, str]  # (task, condition label)
@@ -112,7 +112,7 @@ def _usable(record: Any) -> bool:
 def input_embeddings(samples: Sequence[Sample], condition: ShiftCondition, seed: int, encoders: tuple[Encoder, Encoder],
                      cache: EmbeddingCache) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """sample_id -> (image, question) embeddings of the shifted sample; a sample without image gets zeros."""
-    shifted = [condition.shift.apply(s, sample_rng(seed, condition.label, s.sample_id)) for s in samples]
+    shifted = [condition.apply(s, seed) for s in samples]  # the pixels and text the run's model saw
     with_image = [s for s in shifted if s.images]
     images = cache.encode(encoders[0], [s.images[0] for s in with_image])
     image_of = {s.sample_id: v for s, v in zip(with_image, images)}

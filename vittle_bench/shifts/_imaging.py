@@ -1,8 +1,10 @@
 """Shared image plumbing for image shifts: input preparation (`to_rgb`), tiny images, per-image seeding.
 
-Image shifts derive from `ImageShift` and implement `apply_image(image, seed)`; `ImageShift.apply` draws one
-seed per image from the sample's RNG (in image order) and maps them. The per-image step is what lets the engine
-cache shifted images by content hash and farm them out to worker processes without changing a single byte.
+Image shifts derive from `ImageShift` and implement `apply_image(image, seed)`. In a run each image's seed
+comes from its content and the condition (`ShiftCondition.apply`, base.py), so an image is shifted once per
+condition however many questions show it; `ImageShift.apply(sample, rng)`, the contract's call for a caller
+that holds only a generator, draws one seed per image from it instead. The per-image step is what lets the
+engine cache shifted images by content hash and farm them out to worker processes without changing a byte.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from vittle_bench.shifts._global_rng import draw_seed
 # Shifts prepare their input with the loaders' function: a no-op on the prepared images every loader delivers,
 # and the same pixels a loader would deliver when a shift is called directly on an image of another mode.
 to_rgb = prepare_image
+
+
+# Appended to the version of every image shift whose pixels depend on its seed: the seed rule changed from one
+# seed per question to one per image content (base.py), so the same (name, version, seed) no longer meant the
+# same pixels.
+SEEDED_BY_IMAGE = "+seed-by-image"
 
 
 def with_min_side(image: Image.Image, min_side: int,

@@ -1,8 +1,17 @@
 """The Shift contract and the naming of shift conditions.
 
 A shift is a `Shift` subclass (`_contract.py`: what it declares, with defaults) built from a registered factory
-at one severity (0 = clean), and is pure: its output depends only on (sample, name, severity, seed), through
-the per-sample RNG from `sample_rng`, never on global state.
+at one severity (0 = clean), and is pure: its output depends only on (sample, name, severity, seed), never on
+global state.
+
+Seed rule (`ShiftCondition.apply`, which the engine reproduces byte for byte): an image is shifted once per
+condition, not once per question. An image shift's per-image seed is `image_seed(seed, image label, image
+digest)`: the run seed, the image shift's own label (`frost@3`, also inside `frost@3+keyboard@1`) and the
+image's content, so every question, split, task and model that shows that image under that condition sees the
+same shifted pixels, which the shifted-image cache computes once. A text shift stays per question: its
+generator is `sample_rng(seed, condition label, sample id)` (in a joint condition, the second child of it).
+A shift without the per-image step (a plugin image shift that only implements `apply`) gets the per-question
+generator too, as it has no image to seed from.
 Conditions are written `name@severity`; a joint condition joins an image and a text shift with `+`
 (`gaussian_noise@3+keyboard@2`, severity = the larger of the two); a domain condition is `domain:NAME`
 (rows swapped for another split or language, declared in task/suite YAML, see `domain.py`).
@@ -26,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from vittle_bench.registry import PluginError, Registry
-from vittle_bench.schema import Sample
+from vittle_bench.schema import Sample, image_digest
 from vittle_bench.shifts._contract import Shift
+from vittle_bench.shifts._imaging import ImageShift
 from vittle_bench.shifts.domain import DomainShift
 
 DOMAIN_PREFIX = "domain:"
@@ -64,6 +74,13 @@ def sample_rng(seed: int, condition: str, sample_id: str) -> np.random.Generator
     """Per-sample generator derived from (seed, condition name with severities, sample id) by hashing."""
     digest = hashlib.sha256(f"{seed}\x1f{condition}\x1f{sample_id}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def image_seed(seed: int, image_label: str, digest: str) -> int:
+    """The 32-bit seed an image shift gets for one image: from the run seed, the image shift's label and the
+    image's content digest (`schema.image_digest`), never the question it belongs to."""
+    hashed = hashlib.sha256(f"{seed}\x1fimage\x1f{image_label}\x1f{digest}".encode()).digest()
+    return int.from_bytes(hashed[:4], "little")
 
 
 def format_severities(severities: tuple[int, ...]) -> str:
@@ -135,6 +152,38 @@ class ShiftCondition:
     @property
     def severity(self) -> int:
         return self.shift.severity
+
+    @property
+    def image_shift(self) -> ImageShift | None:
+        """The shift seeded per image (the condition's, or a joint condition's image part), if it has one."""
+        shift = self.shift.image if isinstance(self.shift, JointShift) else self.shift
+        return shift if isinstance(shift, ImageShift) else None
+
+    @property
+    def per_question(self) -> bool:
+        """Whether the shift draws per question (a text part, or an image shift without the per-image step)."""
+        return self.kind not in ("clean", "domain") and (self.image_shift is None or self.kind == "joint")
+
+    def image_seed(self, seed: int, digest: str) -> int:
+        """The seed of the condition's image shift for the image with content digest `digest`."""
+        image = self.image_shift
+        assert image is not None, "only a condition with a per-image step seeds images"
+        return image_seed(seed, f"{image.name}@{image.severity}", digest)
+
+    def text_rng(self, seed: int, sample_id: str) -> np.random.Generator:
+        """The generator of the condition's per-question part for one question."""
+        rng = sample_rng(seed, self.label, sample_id)
+        return rng.spawn(2)[1] if isinstance(self.shift, JointShift) else rng
+
+    def apply(self, sample: Sample, seed: int) -> Sample:
+        """What the condition makes of `sample` in a run with `seed`, by the seed rule (module docstring)."""
+        image = self.image_shift
+        if image is None:
+            return self.shift.apply(sample, sample_rng(seed, self.label, sample.sample_id))
+        out = sample.with_changes(images=tuple(image.apply_image(im, self.image_seed(seed, image_digest(im)))
+                                               for im in sample.images)) if sample.images else sample
+        return self.shift.text.apply(out, self.text_rng(seed, sample.sample_id)) \
+            if isinstance(self.shift, JointShift) else out
 
 
 def condition_manifest(condition: ShiftCondition, seed: int) -> dict[str, Any]:

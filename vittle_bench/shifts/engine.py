@@ -1,22 +1,24 @@
 """Applying a condition to many samples: the shifted-image cache and worker processes, same bytes as `apply`.
 
 `ShiftEngine.apply_many(condition, samples, seed)` returns, per sample, exactly what
-`condition.shift.apply(sample, sample_rng(seed, condition.label, sample.sample_id))` returns (tested), or the
-exception it raised (a per-sample error, never a crash of the batch). The engine holds every shift, plugins
+`condition.apply(sample, seed)` returns (tested; the seed rule is defined there, base.py), or the exception it
+raised (a per-sample error, never a crash of the batch). The engine holds every shift, plugins
 included, to the contract (docs/plugins.md): a shifted image must be a PIL image of its input's size (another
 mode is made RGB with `prepare_image`, as loaders do), and a shift must leave `answer`, `choices` and `context`
 alone; a sample whose shift breaks it fails with a `ShiftContractError` naming the shift.
 
 For shifts deriving from `ImageShift` (every built-in image shift), whose per-image step is
-`apply_image(image, seed)`, each image is looked up in the `ShiftedImageCache` by content key first; misses are
-computed inline or, with `workers > 1`, in a pool of worker processes (forkserver: no inherited threads or model
-weights), then stored. Each shifted sample carries its provenance in `meta["shift"]`: condition label, seed,
-and the cache keys of its shifted images.
+`apply_image(image, seed)`, each distinct image of a batch (by content key) is looked up in the
+`ShiftedImageCache` first; misses are computed once each, inline or, with `workers > 1`, in a pool of worker
+processes (forkserver: no inherited threads or model weights), then stored. `counts` tells per condition how many
+images were computed and how many were served from the cache (or from another sample of the same batch). Each
+shifted sample carries its provenance in `meta["shift"]`: condition label, seed, and its shifted-image keys.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,10 +27,10 @@ import numpy as np
 from PIL import Image
 
 from vittle_bench.images import prepare_image
-from vittle_bench.schema import Sample
+from vittle_bench.schema import Sample, image_digest
 from vittle_bench.shifts._contract import Shift
-from vittle_bench.shifts._imaging import ImageShift, draw_image_seeds
-from vittle_bench.shifts.base import JointShift, ShiftCondition, sample_rng
+from vittle_bench.shifts._imaging import ImageShift
+from vittle_bench.shifts.base import JointShift, ShiftCondition
 from vittle_bench.shifts.image_cache import ShiftedImageCache, shifted_image_key
 
 _PRELOAD = ["vittle_bench.shifts.image", "vittle_bench.shifts.photometric", "imagecorruptions"]
@@ -96,6 +98,7 @@ class ShiftEngine:
     def __init__(self, cache: ShiftedImageCache | None = None, workers: int = 1) -> None:
         self.cache, self.workers = cache, max(1, workers)
         self.computed = 0
+        self.counts: dict[str, Counter[str]] = {}  # per condition label: images computed / served from cache
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -123,77 +126,87 @@ class ShiftEngine:
         return result
 
     def apply_many(self, condition: ShiftCondition, samples: Sequence[Sample], seed: int) -> list[Sample | Exception]:
-        shift = condition.shift
-        image_shift = shift.image if isinstance(shift, JointShift) else shift
-        text_shift = shift.text if isinstance(shift, JointShift) else None
-        if not isinstance(image_shift, ImageShift):  # text, clean, domain, or an image shift without the per-image step
-            outs = [checked_sample(shift.name, s, self._guarded(shift, s, sample_rng(seed, condition.label,
-                                                                                      s.sample_id)))
-                    for s in samples]
+        image_shift = condition.image_shift
+        if image_shift is None:  # text, clean, domain, or an image shift without the per-image step
+            outs = [checked_sample(condition.name, s, self._guarded(condition, s, seed)) for s in samples]
             return [r if isinstance(r, Exception) else r.with_changes(meta={**r.meta, "shift": {
                 "label": condition.label, "seed": seed, "image_keys": []}}) for r in outs]
+        keys, images = self._shifted_images(condition, image_shift, samples, seed)
+        return [self._assemble(condition, sample, [keys[i, j] for j in range(len(sample.images))], images, seed)
+                for i, sample in enumerate(samples)]
 
-        rngs = []
-        jobs: list[tuple[int, int, Image.Image, int]] = []  # (sample index, image index, image, per-image seed)
+    def _assemble(self, condition: ShiftCondition, sample: Sample, keys: list[str | Exception],
+                  images: dict[str, Image.Image | Exception], seed: int) -> Sample | Exception:
+        """One sample under the condition from its shifted images, then its text shift (a joint condition)."""
+        shifted = [images[key] if isinstance(key, str) else key for key in keys]
+        error = next((im for im in shifted if isinstance(im, Exception)), None)
+        if error is not None:
+            return error
+        out = sample.with_changes(images=tuple(shifted)) if sample.images else sample
+        if isinstance(condition.shift, JointShift):
+            text = condition.shift.text
+            checked = checked_sample(text.name, out,
+                                     self._guarded_text(text, out, condition.text_rng(seed, sample.sample_id)))
+            if isinstance(checked, Exception):
+                return checked
+            out = checked
+        provenance = {"label": condition.label, "seed": seed,
+                      "image_keys": [key if isinstance(key, str) else "" for key in keys]}
+        return out.with_changes(meta={**out.meta, "shift": provenance})
+
+    def _shifted_images(self, condition: ShiftCondition, shift: ImageShift, samples: Sequence[Sample], seed: int
+                        ) -> tuple[dict[tuple[int, int], str | Exception], dict[str, Image.Image | Exception]]:
+        """Per (sample, image) its shifted-image key (or why it has none), and per distinct key its shifted image:
+        each distinct key is read from the cache or computed once, however many samples show the image."""
+        keys: dict[tuple[int, int], str | Exception] = {}
+        sources: dict[str, tuple[Image.Image, int]] = {}
         for i, sample in enumerate(samples):
-            rng = sample_rng(seed, condition.label, sample.sample_id)
-            image_rng, text_rng = rng.spawn(2) if text_shift is not None else (rng, rng)  # text_rng unused
-            rngs.append(text_rng)
-            image_seeds = draw_image_seeds(image_rng, len(sample.images))
-            jobs += [(i, j, image, image_seed) for j, (image, image_seed) in enumerate(zip(sample.images, image_seeds))]
-        images: dict[tuple[int, int], Image.Image | Exception] = {}
-        keys: dict[tuple[int, int], str] = {}
-        missing = []
-        for i, j, image, image_seed in jobs:
-            try:
-                keys[i, j] = key = shifted_image_key(image, image_shift, image_seed)
-            except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be read
-                images[i, j] = exc
-                continue
+            for j, image in enumerate(sample.images):
+                try:
+                    digest = image_digest(image)
+                    image_seed = condition.image_seed(seed, digest)
+                    keys[i, j] = key = shifted_image_key(digest, shift, image_seed)
+                except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be read
+                    keys[i, j] = exc
+                    continue
+                sources.setdefault(key, (image, image_seed))
+        count = self.counts.setdefault(condition.label, Counter())
+        count["served_from_cache"] += len(keys) - len(sources) - sum(isinstance(k, Exception) for k in keys.values())
+        images: dict[str, Image.Image | Exception] = {}
+        for key, (image, _) in sources.items():
             cached = self.cache.get(key) if self.cache is not None else None
             if cached is not None:
-                images[i, j] = checked_image(image_shift.name, image, cached)
-            else:
-                missing.append((i, j, image, image_seed))
-        for (i, j, image, _), computed in zip(missing, self._compute(image_shift, missing)):
-            images[i, j] = valid = checked_image(image_shift.name, image, computed)
-            self.computed += 1
+                images[key] = checked_image(shift.name, image, cached)
+        missing = [(key, *source) for key, source in sources.items() if key not in images]
+        count["served_from_cache"] += len(images)
+        count["computed"] += len(missing)
+        self.computed += len(missing)
+        for (key, image, _), computed in zip(missing, self._compute(shift, missing)):
+            images[key] = valid = checked_image(shift.name, image, computed)
             if self.cache is not None and isinstance(valid, Image.Image):
-                self.cache.put(keys[i, j], valid)
+                self.cache.put(key, valid)
+        return keys, images
 
-        results: list[Sample | Exception] = []
-        for i, sample in enumerate(samples):
-            shifted = [images[i, j] for j in range(len(sample.images))]
-            error = next((im for im in shifted if isinstance(im, Exception)), None)
-            if error is not None:
-                results.append(error)
-                continue
-            out = sample.with_changes(images=tuple(shifted)) if sample.images else sample
-            if text_shift is not None:
-                checked = checked_sample(text_shift.name, out, self._guarded(text_shift, out, rngs[i]))
-                if isinstance(checked, Exception):
-                    results.append(checked)
-                    continue
-                out = checked
-            provenance = {"label": condition.label, "seed": seed,
-                          "image_keys": [keys.get((i, j), "") for j in range(len(sample.images))]}
-            results.append(out.with_changes(meta={**out.meta, "shift": provenance}))
-        return results
-
-    def _compute(self, shift: ImageShift,
-                 missing: list[tuple[int, int, Image.Image, int]]) -> list[Image.Image | Exception]:
+    def _compute(self, shift: ImageShift, missing: list[tuple[str, Image.Image, int]]) -> list[Image.Image | Exception]:
         if self.workers == 1 or len(missing) < 2:
-            return [_shift_image(shift, image, image_seed) for _, _, image, image_seed in missing]
+            return [_shift_image(shift, image, image_seed) for _, image, image_seed in missing]
         chunk = max(1, len(missing) // (4 * self.workers))
         try:
-            return list(self._executor().map(_shift_image, [shift] * len(missing), [m[2] for m in missing],
-                                             [m[3] for m in missing], chunksize=chunk))
+            return list(self._executor().map(_shift_image, [shift] * len(missing), [m[1] for m in missing],
+                                             [m[2] for m in missing], chunksize=chunk))
         except BrokenProcessPool as exc:  # a worker died (e.g. out of memory): these samples fail, the run goes on
             self._pool = None
             return [RuntimeError(f"shift worker process died: {exc}") for _ in missing]
 
     @staticmethod
-    def _guarded(shift: Shift, sample: Sample, rng: np.random.Generator) -> Sample | Exception:
+    def _guarded(condition: ShiftCondition, sample: Sample, seed: int) -> Sample | Exception:
+        try:
+            return condition.apply(sample, seed)
+        except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the batch
+            return exc
+
+    @staticmethod
+    def _guarded_text(shift: Shift, sample: Sample, rng: np.random.Generator) -> Sample | Exception:
         try:
             return shift.apply(sample, rng)
         except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the batch

@@ -21,17 +21,17 @@ from typing import Any
 
 from PIL import Image
 
-from vittle_bench.schema import image_digest
 from vittle_bench.shifts._contract import Shift
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 _PNG_LEVEL = 1  # lossless either way; level 1 encodes several times faster than the default 6
 
 
-def shifted_image_key(image: Image.Image, shift: Shift, seed: int) -> str:
-    """Content key of one shifted image: what the shifted pixels are a pure function of."""
+def shifted_image_key(digest: str, shift: Shift, seed: int) -> str:
+    """Content key of one shifted image, from the clean image's `schema.image_digest`: what the shifted pixels
+    are a pure function of."""
     described = json.dumps(shift.params(), sort_keys=True, default=str)
-    text = "\x1f".join([image_digest(image), shift.name, str(shift.severity), shift.version, described, str(seed)])
+    text = "\x1f".join([digest, shift.name, str(shift.severity), shift.version, described, str(seed)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
