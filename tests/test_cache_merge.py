@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vittle_bench.cache import AnswerCache
+from vittle_bench.cache import AnswerCache, CachedAnswer
 from vittle_bench.cli import main
 from vittle_bench.encoders.cache import EmbeddingCache
 from vittle_bench.judges.cache import JudgmentCache
@@ -20,14 +20,14 @@ from vittle_bench.judges.cache import JudgmentCache
 
 def answers(path: Path, items: dict[str, str]) -> Path:
     cache = AnswerCache(path)
-    cache.put_many(items)
+    cache.put_many({key: CachedAnswer(output, "input-hash", "prompt") for key, output in items.items()})
     cache.close()
     return path
 
 
 def stored(path: Path) -> dict[str, str]:
     with sqlite3.connect(path) as db:
-        return dict(db.execute("SELECT key, output FROM answers"))
+        return dict(db.execute("SELECT key, output FROM answers_by_source"))
 
 
 def test_merge_is_the_union_and_keeps_the_first_of_conflicting_values(tmp_path, capsys):
@@ -131,7 +131,7 @@ def test_two_nodes_caches_merged_then_a_rerun_generates_nothing(tiny_random_chec
         assert run.returncode == 0, err
     for name in halves:
         with sqlite3.connect(nodes[name] / "answers.sqlite") as db:
-            assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 8  # 2 conditions x 4 samples
+            assert db.execute("SELECT COUNT(*) FROM answers_by_source").fetchone()[0] == 8  # 2 conditions x 4 samples
     assert main(["cache", "merge", str(nodes["n1"]), str(nodes["n2"]), "--into", str(tmp_path / "merged")]) == 0
     capsys.readouterr()
     assert main(["run", *common, "--tasks", ",".join(halves.values()), "--cache-dir", str(tmp_path / "merged"),

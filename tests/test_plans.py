@@ -120,7 +120,7 @@ def test_dry_run_of_paper45_counts_45_datasets_and_writes_nothing(tmp_path, caps
 
 
 def test_dry_run_counts_what_the_run_directory_already_answered(tiny_random_checkpoint, world_cache, tmp_path,
-                                                                 capsys):
+                                                                 capsys, monkeypatch):
     (tmp_path / "small.yaml").write_text(PLAN)
     out = tmp_path / "run"
     common = ["run", "--model", f"hf:{tiny_random_checkpoint}", "--plan", "small", "--include-path", str(tmp_path),
@@ -139,6 +139,12 @@ def test_dry_run_counts_what_the_run_directory_already_answered(tiny_random_chec
     elsewhere = [*common[:-4], "--output", str(tmp_path / "other"), "--cache-dir", str(world_cache)]
     assert main([*elsewhere, "--dry-run", "--throughput", "5"]) == 0
     assert "18 still to compute (0 answered in the run directory)" in capsys.readouterr().out
+    from vittle_bench.shifts.engine import ShiftEngine
+
+    def no_shifting(*args, **kwargs):
+        raise AssertionError("the answer cache is keyed before shifting: counting its hits shifts nothing")
+
+    monkeypatch.setattr(ShiftEngine, "apply_many", no_shifting)
     assert main([*elsewhere, "--dry-run", "--throughput", "5", "--check-cache"]) == 0
     assert "0 still to compute (18 answered in the answer cache)" in capsys.readouterr().out
     assert not (tmp_path / "other").exists()

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from vittle_bench.cell_runner import CellRunner
 from vittle_bench.cli import main
 from vittle_bench.run_lock import HOLDER_FILE, RunDirectoryLock
-from vittle_bench.runner import CellRunner
 
 from fake_openai_server import FakeServer, status
 from pausing_model import wait_for

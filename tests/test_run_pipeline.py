@@ -69,6 +69,33 @@ def test_second_run_is_served_from_cache(finished_run, tiny_random_checkpoint, w
     first = pd.read_csv(finished_run / "results.csv")
     second = pd.read_csv(tmp_path / "results.csv")
     pd.testing.assert_frame_equal(first, second)
+    # the cache is keyed before shifting: the rerun computes no shifted image, yet records what the model saw as
+    # the first run did; only the judged task (shapes_open, whose judge reads the shifted sample) reads the
+    # shifted-image cache: 6 samples under each image condition
+    assert (tmp_path / "samples.jsonl").read_text() == (finished_run / "samples.jsonl").read_text()
+    counts = json.loads((tmp_path / "manifest.json").read_text())["summary"]["shifted_images"]
+    assert counts == {label: {"computed": 0, "served_from_cache": 6}
+                      for label in ("gaussian_noise@5", "defocus_blur@2+keyboard@1")}
+
+
+def test_pope_splits_under_one_image_condition_shift_each_distinct_image_once(tmp_path):
+    """POPE's three splits ask several questions about each image: under an image condition every image is
+    shifted once (the offline fixtures: 12 questions, 2 distinct images), and the manifest counts it."""
+    from fixtures_hub import build_hub_fixtures
+
+    hub = build_hub_fixtures(tmp_path / "hub")
+    out = tmp_path / "run"
+    assert main(["run", "--model", "builtin:tiny-llava", "--tasks", "pope_random,pope_popular,pope_adversarial",
+                 "--shifts", "gaussian_noise@3,frost@2+keyboard@1", "--data-dir", str(hub), "--batch-size", "3",
+                 "--output", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())["summary"]
+    # two of each split's questions are the same question about the same image (same id) in all three splits:
+    # 2 x 2 of them are answered from the answer cache before anything is shifted, the other 8 show a shifted image
+    assert manifest["shifted_images"] == {label: {"computed": 2, "served_from_cache": 6}
+                                          for label in ("gaussian_noise@3", "frost@2+keyboard@1")}
+    assert manifest["n_cached"] == 3 * 4
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 3 * 3 * 4 and not [r for r in records if r["error"]]
 
 
 def test_another_seed_changes_shifted_inputs_not_clean_ones(finished_run, tiny_random_checkpoint, world_cache,

@@ -1,10 +1,13 @@
 """Content-keyed answer cache (SQLite): a model's answer to exactly these inputs with these settings; and what
 every cache file here shares (answers, judgments, embeddings): how it is opened and how caches merge.
 
-Keys hash the shifted inputs themselves (pixels, prompt), the model fingerprint and the generation
-settings, never positions or ranks, so a changed image, seed or severity never reuses a stale answer and a
-killed run, or a run with another sharding, resumes from whatever was finished. For the same reason caches
-written on different machines merge as a union of their keys (merge_cache).
+Keys are derived before anything is shifted (`answer_key`): the source sample's request (prompt, image pixels,
+token budget), what the shift is (name, version, parameters, severity, seed and, for a per-question shift, the
+question: `ShiftCondition.identity`), the model fingerprint and the generation settings; never positions or
+ranks. So a changed image, seed, severity or shift implementation never reuses a stale answer, a killed run or a
+run with another sharding resumes from whatever was finished, and a fully cached rerun shifts nothing. Each
+answer is stored with the hash of the shifted inputs the model saw and its prompt, which samples.jsonl records.
+Caches written on different machines merge as a union of their keys (merge_cache).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vittle_bench.errors import ConfigError
 from vittle_bench.schema import Request, image_digest
@@ -23,10 +27,20 @@ from vittle_bench.schema import Request, image_digest
 GENERATION_SETTINGS = {"decoding": "greedy"}
 
 
-def cache_key(model_fingerprint: str, request: Request) -> str:
-    payload = json.dumps([model_fingerprint, GENERATION_SETTINGS, request.max_new_tokens, request.prompt,
-                          [image_digest(i) for i in request.images]])
+def answer_key(model_fingerprint: str, source: Request, shift: dict[str, Any]) -> str:
+    """The key of a model's answer to a source sample's request under a shift (`ShiftCondition.identity`)."""
+    payload = json.dumps([model_fingerprint, GENERATION_SETTINGS, source.max_new_tokens, source.prompt,
+                          [image_digest(i) for i in source.images], shift], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A model's answer with what it was shown: the shifted inputs' content hash and the prompt."""
+
+    output: str
+    input_hash: str
+    prompt: str
 
 
 @dataclass(frozen=True)
@@ -38,14 +52,22 @@ class CacheTable:
     key: tuple[str, ...]
     values: tuple[str, ...]
     schema: str  # CREATE TABLE IF NOT EXISTS ...
+    noun: str = ""  # what messages call its rows, when not the table's name
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self.key + self.values
 
+    @property
+    def rows_called(self) -> str:
+        return self.noun or self.name
 
-ANSWERS = CacheTable("answers.sqlite", "answers", ("key",), ("output",),
-                     "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, output TEXT NOT NULL)")
+
+# Keyed by source sample and shift (`answer_key`); files written before that hold an `answers` table keyed by the
+# shifted inputs, which no key of this one matches: it is left alone, not read.
+ANSWERS = CacheTable("answers.sqlite", "answers_by_source", ("key",), ("output", "input_hash", "prompt"),
+                     "CREATE TABLE IF NOT EXISTS answers_by_source (key TEXT PRIMARY KEY, output TEXT NOT NULL, "
+                     "input_hash TEXT NOT NULL, prompt TEXT NOT NULL)", noun="answers")
 
 
 def open_cache(path: Path, table: CacheTable, check_same_thread: bool = True) -> sqlite3.Connection:
@@ -152,21 +174,22 @@ class AnswerCache:
         if path is not None:
             self._db = open_cache(path, ANSWERS)
 
-    def get_many(self, keys: list[str]) -> dict[str, str]:
+    def get_many(self, keys: list[str]) -> dict[str, CachedAnswer]:
         if self._db is None or not keys:
             return {}
-        found: dict[str, str] = {}
+        found: dict[str, CachedAnswer] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = self._db.execute(f"SELECT key, output FROM answers WHERE key IN ({','.join('?' * len(chunk))})",
-                                    chunk)
-            found.update(rows.fetchall())
+            rows = self._db.execute(f"SELECT key, output, input_hash, prompt FROM {ANSWERS.name} "
+                                    f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((key, CachedAnswer(*values)) for key, *values in rows.fetchall())
         return found
 
-    def put_many(self, items: dict[str, str]) -> None:
+    def put_many(self, items: dict[str, CachedAnswer]) -> None:
         """Committed before returning: once a batch is stored, a kill cannot lose it."""
         if self._db is not None and items:
-            self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", items.items())
+            self._db.executemany(f"INSERT OR REPLACE INTO {ANSWERS.name} VALUES (?, ?, ?, ?)",
+                                 [(key, a.output, a.input_hash, a.prompt) for key, a in items.items()])
             self._db.commit()
 
     def close(self) -> None:

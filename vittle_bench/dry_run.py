@@ -6,8 +6,8 @@ models), answers already there, LLM judge calls and their prompt tokens, and shi
 wall time follows from a throughput given with `--throughput` or measured by a short probe of the first model.
 
 "Already there" is cheap by default: the answers in the run directory (a resumed or extended run). The answer
-cache is keyed by the content of the shifted inputs and the model's fingerprint, so counting its hits exactly
-(`--check-cache`) loads every cell's rows, shifts them and loads each model: exact, and slower.
+cache is keyed by the source sample's content, the shift and the model's fingerprint (derived before shifting),
+so counting its hits exactly (`--check-cache`) loads every cell's rows and each model, but shifts nothing.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from vittle_bench.builtin.scenes import draw_scene, scene_rng
-from vittle_bench.cache import AnswerCache, cache_key
+from vittle_bench.cache import AnswerCache
+from vittle_bench.cell_runner import CellRunner
 from vittle_bench.data.llava_bench import llava_visual_contexts
 from vittle_bench.data.sources import task_size
 from vittle_bench.judges.rubrics import SYSTEM_PROMPT, judge_prompt
 from vittle_bench.models.base import load_model
 from vittle_bench.run_plan import RunOptions, RunPlan
-from vittle_bench.runner import CellRunner, grid_cells
+from vittle_bench.runner import grid_cells
 from vittle_bench.schema import Request
 from vittle_bench.shifts.engine import ShiftEngine
 
@@ -93,8 +94,8 @@ def answered_in(output: Path) -> Counter[tuple[str, str, str]]:
 
 
 def cached_answers(plan: RunPlan, options: RunOptions) -> Counter[tuple[str, str, str]]:
-    """(model, task, condition) -> answers the answer cache holds for the cell's inputs, found as a run finds
-    them (same preparation, shift and key); nothing is written, so shifts are computed, not read from disk."""
+    """(model, task, condition) -> answers the answer cache holds for the cell's samples, looked up as a run
+    looks them up (same preparation and key, before any shift); nothing is shifted or written."""
     counts: Counter[tuple[str, str, str]] = Counter()
     path = options.cache_dir / "answers.sqlite"
     if not options.use_cache or options.fresh or not path.is_file():
@@ -107,10 +108,10 @@ def cached_answers(plan: RunPlan, options: RunOptions) -> Counter[tuple[str, str
             for cell in tqdm(cells, desc=f"checking the answer cache for {model.name}", unit="cell", file=sys.stderr,
                              disable=not options.progress):
                 for start in range(0, len(cell.samples), options.batch_size):
-                    batch = list(cell.samples[start:start + options.batch_size])
-                    keys = [cache_key(model.fingerprint, p.request)
-                            for p in runner.prepare(cell.adapter, batch, cell.condition) if p.request is not None]
-                    counts[(model.name, cell.task, cell.condition.label)] += len(cache.get_many(keys))
+                    batch = runner.look_up(cell.adapter, cell.samples[start:start + options.batch_size],
+                                           cell.condition)
+                    counts[(model.name, cell.task, cell.condition.label)] += sum(p.cached is not None
+                                                                                 for p in batch.items)
     return counts
 
 

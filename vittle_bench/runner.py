@@ -1,9 +1,10 @@
 """Expands the grid model x task x shift x severity and runs every cell through the same pipeline:
 
-    Sample -> shift.apply(sample, rng) -> adapter.build_request -> model.generate (batched, cached)
+    Sample -> answer key -> [shift -> adapter.build_request -> model.generate] unless cached
            -> adapter.parse / score -> SampleResult -> adapter.aggregate -> results.csv
 
-Writes the run directory contract: manifest.json, samples.jsonl, results.csv (long form).
+(one batch: `cell_runner.py`). Writes the run directory contract: manifest.json, samples.jsonl, results.csv
+(long form); the manifest's summary counts, per condition, the shifted images computed and served from cache.
 
 Scale-out: under `accelerate launch` / torchrun each process takes every world_size-th sample of each cell
 and appends its records to shards/rank<k>.jsonl; rank 0 merges the shards in grid order, so the run
@@ -26,16 +27,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from vittle_bench.adapters import TaskAdapter
-from vittle_bench.cache import AnswerCache, cache_key
+from vittle_bench.cache import AnswerCache
+from vittle_bench.cell_runner import CellRunner
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.errors import ConfigError
@@ -46,7 +48,7 @@ from vittle_bench.results_io import cell_result, write_results
 from vittle_bench.run_lock import RunDirectoryLock, describe_holder
 from vittle_bench.run_manifest import manifest
 from vittle_bench.run_plan import RunOptions, RunPlan, plan_run
-from vittle_bench.schema import CellResult, Parsed, Request, Sample, SampleResult
+from vittle_bench.schema import CellResult, Sample, SampleResult
 from vittle_bench.shifts import ShiftCondition
 from vittle_bench.shifts.engine import ShiftEngine
 from vittle_bench.shifts.image_cache import ShiftedImageCache
@@ -64,14 +66,12 @@ class RunSummary:
     main_process: bool = True  # False on the other ranks of a multi-process run (rank 0 reports)
     common_error: str | None = None  # the error most records share (the first place to look when many fail)
     common_error_count: int = 0
+    # per condition label: {"computed": images shifted, "served_from_cache": images shown without shifting again}
+    shifted_images: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The summary as manifest.json keeps it (the run directory and the rank are implied there)."""
         return {k: v for k, v in self.__dict__.items() if k not in ("output", "main_process")}
-
-
-class SampleError(RuntimeError):
-    """Raised under --fail-fast for the first sample that could not be evaluated."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -81,16 +81,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, output: Path, records_kept: int, main_process: bool) -> None:
         super().__init__(output)
         self.output, self.records_kept, self.main_process = output, records_kept, main_process
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A sample on its way to the model: shifted and turned into a request, or the reason it could not be."""
-
-    sample: Sample
-    shifted: Sample | None = None
-    request: Request | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,102 +94,6 @@ class Cell:
     condition: ShiftCondition
     adapter: TaskAdapter
     samples: Sequence[Sample]
-
-
-class CellRunner:
-    """Runs one model over its share of one task's samples under one shift condition, batch by batch."""
-
-    def __init__(self, model: Model, cache: AnswerCache, engine: ShiftEngine, options: RunOptions,
-                 counters: dict[str, int]) -> None:
-        self.model, self.cache, self.engine, self.options, self.counters = model, cache, engine, options, counters
-
-    def _generate(self, requests: list[Request], keys: list[str]) -> list[str | Exception]:
-        cached = {} if self.options.fresh else self.cache.get_many(keys)
-        missing = [i for i, k in enumerate(keys) if k not in cached]
-        self.counters["cached"] += len(keys) - len(missing)
-        fresh: dict[int, str | Exception] = {}
-        if missing:
-            fresh = dict(zip(missing, self._generate_isolated([requests[i] for i in missing])))
-            self.counters["generated"] += len(missing)
-            self.cache.put_many({keys[i]: out for i, out in fresh.items() if isinstance(out, str)})
-        return [cached[k] if k in cached else fresh[i] for i, k in enumerate(keys)]
-
-    def _generate_isolated(self, requests: list[Request]) -> list[str | Exception]:
-        """The batch's answers; when the batch fails, each request alone, so only the failing ones are lost."""
-        try:
-            return list(self.model.generate(requests))
-        except Exception:  # noqa: BLE001 - isolate the failing sample(s): retry one by one
-            return [self._generate_one(request) for request in requests]
-
-    def _generate_one(self, request: Request) -> str | Exception:
-        try:
-            return self.model.generate([request])[0]
-        except Exception as exc:  # noqa: BLE001 - recorded per sample, the run goes on
-            return exc
-
-    def prepare(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[_Prepared]:
-        loadable = [s for s in samples if not s.load_error]
-        shifted_of = dict(zip(map(id, loadable), self.engine.apply_many(condition, loadable, self.options.seed)))
-        return [_prepare_one(adapter, sample, shifted_of.get(id(sample))) for sample in samples]
-
-    def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
-        prepared = self.prepare(adapter, samples, condition)
-        ready = [i for i, p in enumerate(prepared) if p.request is not None]
-        requests = [cast(Request, prepared[i].request) for i in ready]
-        keys = [cache_key(self.model.fingerprint, request) for request in requests]
-        outputs = dict(zip(ready, self._generate(requests, keys)))
-        key_of = dict(zip(ready, keys))
-        records = [self._record(adapter, condition, p, outputs.get(i), key_of.get(i, ""))
-                   for i, p in enumerate(prepared)]
-        self._score(adapter, records, [p.shifted for p in prepared])
-        if self.options.fail_fast:
-            failed = next((r for r in records if r.error), None)
-            if failed:
-                raise SampleError(f"{failed.task} / {condition.label} / sample {failed.sample_id}: {failed.error}")
-        return records
-
-    def _record(self, adapter: TaskAdapter, condition: ShiftCondition, prepared: _Prepared,
-                output: str | Exception | None, key: str) -> SampleResult:
-        sample, shifted, request = prepared.sample, prepared.shifted, prepared.request
-        record = SampleResult(
-            model=self.model.name, task=sample.task, shift=condition.name, shift_kind=condition.kind,
-            severity=condition.severity, condition=condition.label, sample_id=sample.sample_id,
-            input_hash=shifted.content_hash() if shifted else "", prompt=request.prompt if request else "",
-            answer=sample.answer, raw_output=None, parsed=None, parse_ok=False, score=None,
-            category=sample.category, scorer=adapter.scorer, error=prepared.error, cache_key=key,
-            downscaled_from=sample.meta.get("downscaled_from"))
-        if isinstance(output, Exception):
-            record.error = f"generate: {type(output).__name__}: {output}"
-        elif output is not None and shifted is not None:
-            record.raw_output = output
-            parsed = adapter.parse(output, shifted)
-            record.parsed, record.parse_ok = parsed.value, parsed.ok
-        return record
-
-    @staticmethod
-    def _score(adapter: TaskAdapter, records: list[SampleResult], shifted: list[Sample | None]) -> None:
-        """Score the batch's answered records in one call (a judged task judges them concurrently)."""
-        todo = [(r, s) for r, s in zip(records, shifted) if r.error is None and r.raw_output is not None and s]
-        try:
-            scores = adapter.score_batch([(s, Parsed(r.parsed, r.parse_ok), r.raw_output or "") for r, s in todo])
-        except Exception as exc:  # noqa: BLE001 - e.g. a judge that cannot be reached: recorded per sample
-            for record, _ in todo:
-                record.error = f"score: {type(exc).__name__}: {exc}"
-            return
-        for (record, _), (score, reference) in zip(todo, scores):
-            record.score, record.reference_score = score, reference
-
-
-def _prepare_one(adapter: TaskAdapter, sample: Sample, shifted: Sample | Exception | None) -> _Prepared:
-    """The sample's request, or why there is none (a bad sample must not stop the run)."""
-    if sample.load_error:
-        return _Prepared(sample, error=f"load: {sample.load_error}")
-    if isinstance(shifted, Exception) or shifted is None:
-        return _Prepared(sample, error=f"shift: {type(shifted).__name__}: {shifted}")
-    try:
-        return _Prepared(sample, shifted, adapter.build_request(shifted))
-    except Exception as exc:  # noqa: BLE001 - recorded per sample
-        return _Prepared(sample, error=f"request: {type(exc).__name__}: {exc}")
 
 
 def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int) -> list[CellResult]:
@@ -239,16 +133,19 @@ def grid_cells(options: RunOptions, plan: RunPlan) -> list[Cell]:
 
 
 def _evaluate(options: RunOptions, cells: list[Cell], group: WorkerGroup, shard_path: Path,
-              counters: dict[str, int]) -> list[dict]:
+              counters: dict[str, int], shifted_images: dict[str, dict[str, int]]) -> list[dict]:
     """This process's share of the grid, model by model, appended durably to its shard file. Shifted images
-    are cached on disk by content hash (size-bounded), so other models and reruns reuse them."""
+    are cached on disk by content hash (size-bounded), so other models and reruns reuse them; how many were
+    computed and served per condition goes to `shifted_images`."""
     cache_dir = options.cache_dir if options.use_cache else None
     with closing(AnswerCache(cache_dir / "answers.sqlite" if cache_dir else None)) as cache, \
             closing(ShiftEngine(ShiftedImageCache(cache_dir / "shifted-images") if cache_dir else None)) as engine, \
             shard_path.open("w") as out:
-        return [_evaluate_model(m, model_spec, options, cells, group, out,
-                                lambda model: CellRunner(model, cache, engine, options, counters))
-                for m, model_spec in enumerate(options.models)]
+        models = [_evaluate_model(m, model_spec, options, cells, group, out,
+                                  lambda model: CellRunner(model, cache, engine, options, counters))
+                  for m, model_spec in enumerate(options.models)]
+        shifted_images.update((label, dict(count)) for label, count in engine.counts.items())
+        return models
 
 
 def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Cell], group: WorkerGroup,
@@ -321,6 +218,15 @@ def _finalise(options: RunOptions, plan: RunPlan, shards: list[Path],
     return n_records, errors, cells, entries
 
 
+def _summed_shifted_images(totals: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The ranks' shifted-image counts added up per condition (a rank may compute what another also did)."""
+    summed: dict[str, Counter[str]] = {}
+    for total in totals:
+        for label, count in total["shifted_images"].items():
+            summed.setdefault(label, Counter()).update(count)
+    return {label: dict(count) for label, count in summed.items()}
+
+
 def _records_kept(shard_dir: Path) -> int:
     """Complete records in the shards (a line cut short by an interruption is not one)."""
     kept = 0
@@ -374,9 +280,11 @@ def _run_owned(options: RunOptions, plan: RunPlan, group: WorkerGroup, shard_dir
         shard_dir.mkdir(exist_ok=True)
     group.wait()
     counters = {"generated": 0, "cached": 0}
+    shifted_images: dict[str, dict[str, int]] = {}
     grid = grid_cells(options, plan)
-    model_info = _evaluate(options, grid, group, shard_dir / f"rank{group.rank}.jsonl", counters)
-    (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps(counters))
+    model_info = _evaluate(options, grid, group, shard_dir / f"rank{group.rank}.jsonl", counters, shifted_images)
+    (shard_dir / f"rank{group.rank}.counters.json").write_text(json.dumps({**counters,
+                                                                           "shifted_images": shifted_images}))
     group.wait()
     summary = RunSummary(options.output, 0, 0, 0, 0, 0.0, main_process=False)
     if group.is_main:
@@ -387,7 +295,8 @@ def _run_owned(options: RunOptions, plan: RunPlan, group: WorkerGroup, shard_dir
         common_error, common_count = errors.most_common(1)[0] if errors else (None, 0)
         summary = RunSummary(options.output, n_records, sum(errors.values()), sum(t["generated"] for t in totals),
                              sum(t["cached"] for t in totals), round(time.time() - start, 1),
-                             common_error=common_error, common_error_count=common_count)
+                             common_error=common_error, common_error_count=common_count,
+                             shifted_images=_summed_shifted_images(totals))
         record = {**manifest(options, plan, model_info, started, summary.record(), group.world_size),
                   **metric_entries}
         tmp = options.output / "manifest.json.tmp"

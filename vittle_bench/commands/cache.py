@@ -55,7 +55,7 @@ def _plan(sources: list[Path], into: Path) -> list[tuple[CacheTable, list[Path],
     kinds = [cache_kind(source, tables) for source in sources]
     for source, kind in zip(sources, kinds):
         if kind != kinds[0]:
-            raise ConfigError(f"{sources[0]} holds {kinds[0].name} but {source} holds {kind.name}; "
+            raise ConfigError(f"{sources[0]} holds {kinds[0].rows_called} but {source} holds {kind.rows_called}; "
                               f"merge one kind of cache at a time")
     return [(kinds[0], sources, into / kinds[0].file if into.is_dir() else into)]
 
@@ -66,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     for table, sources, target in _plan(args.sources, args.into):
         result = merge_cache(sources, target, table)
         parts = "; ".join(f"{s.path}: {s.read:,} read, {s.added:,} new" for s in result.sources)
-        print(f"{target}: {result.entries:,} {table.name} after merging {len(sources)} cache(s) ({parts})")
+        print(f"{target}: {result.entries:,} {table.rows_called} after merging {len(sources)} cache(s) ({parts})")
         conflicts = sum(s.conflicts for s in result.sources)
         if conflicts:
             examples = [e for s in result.sources for e in s.examples][:3]

@@ -111,12 +111,13 @@ def _dry_run(options: RunOptions, throughput: float | None, check_cache: bool) -
 
 
 def main(args: argparse.Namespace) -> int:
+    from vittle_bench.cell_runner import SampleError
     from vittle_bench.leaderboard import build_table
     from vittle_bench.models import parse_model_args
     from vittle_bench.openai_client import redact_text
     from vittle_bench.render import render
     from vittle_bench.run_plan import RunOptions, default_cache_dir
-    from vittle_bench.runner import RunInterrupted, SampleError, run
+    from vittle_bench.runner import RunInterrupted, run
 
     if args.plan and (args.tasks or args.shifts):
         raise ConfigError("--plan names its own tasks and shifts; leave out --tasks and --shifts")

@@ -164,6 +164,18 @@ class ShiftCondition:
         """Whether the shift draws per question (a text part, or an image shift without the per-image step)."""
         return self.kind not in ("clean", "domain") and (self.image_shift is None or self.kind == "joint")
 
+    def identity(self, seed: int, sample: Sample) -> dict[str, Any]:
+        """What the shifted sample depends on besides the source sample's content, by the seed rule: the answer
+        cache keys an answer by it and the source before anything is shifted."""
+        if self.kind == "clean":
+            return {"label": self.label}
+        identity: dict[str, Any] = {"label": self.label, "version": self.shift.version, "params": self.shift.params()}
+        if self.kind != "domain":
+            identity["seed"] = seed
+        if self.per_question:  # a text shift reads the question's id and what the loader noted (protected spans)
+            identity |= {"question": sample.sample_id, "meta": sample.meta}
+        return identity
+
     def image_seed(self, seed: int, digest: str) -> int:
         """The seed of the condition's image shift for the image with content digest `digest`."""
         image = self.image_shift
