@@ -6,15 +6,15 @@ from .bottleneck import (
     VittleConfig,
     VittleHandle,
     attach_bottleneck,
-    bottleneck_parameter_fraction,
-    count_bottleneck_parameters,
     get_vittle_handle,
+    kl_position_counts,
     load_vittle_if_present,
     resolve_decoder_layers,
     resolve_layer_index,
     save_vittle,
 )
 from .priors import FixedGaussianPrior, LearnableGaussianPrior, build_prior, gaussian_kl
+from .sizes import bottleneck_parameter_fraction, count_bottleneck_parameters
 
 __all__ = [
     "FixedGaussianPrior",
@@ -29,6 +29,7 @@ __all__ = [
     "count_bottleneck_parameters",
     "gaussian_kl",
     "get_vittle_handle",
+    "kl_position_counts",
     "load_vittle_if_present",
     "resolve_decoder_layers",
     "resolve_layer_index",

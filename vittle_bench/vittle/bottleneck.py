@@ -179,7 +179,8 @@ class VittleHandle:
         self._arg_pos: dict[str, int] = {n: params.index(n) for n in ("input_ids", "attention_mask", "labels")
                                          if n in params}
         self._batch: dict[str, Any] = {}
-        self._kl: dict[str, torch.Tensor] = {}
+        self._kl: dict[str, torch.Tensor] = {}  # KL summed over the last forward's positions and dims
+        self._kl_count: dict[str, int] = {}  # how many terms each sum has
         self._reset_kl()
         self._hooks = [model.register_forward_pre_hook(self._record, with_kwargs=True)]
         plan: dict[int, tuple[str, ...]]
@@ -193,6 +194,7 @@ class VittleHandle:
     def _reset_kl(self) -> None:
         zero = torch.zeros((), device=self.bottleneck.visual_head.input_weight.device)
         self._kl = {"visual": zero, "text": zero}
+        self._kl_count = {"visual": 0, "text": 0}
 
     def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         def get(name: str) -> Any:
@@ -223,16 +225,7 @@ class VittleHandle:
             return x[:, -length:].to(h.device)
 
         ids, attn, labels = (tail(self._batch.get(k)) for k in ("input_ids", "attention_mask", "labels"))
-        token_id = self.config.image_token_id
-        if ids is None or token_id is None:  # inputs_embeds only, or no image token: all text
-            image = torch.zeros(batch, length, dtype=torch.bool, device=h.device)
-        else:
-            image = ids == token_id
-        attended = attn.bool() if attn is not None else torch.ones_like(image)
-        instruction = ~image & attended
-        if labels is not None:
-            instruction &= labels == IGNORE_INDEX
-        return image, image & attended, instruction
+        return kl_masks(ids, attn, labels, self.config.image_token_id, (batch, length), h.device)
 
     def _make_layer_hook(self, modalities: tuple[str, ...]):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
@@ -245,14 +238,20 @@ class VittleHandle:
                 new[select] = mixed
                 keep = (visual_kl_mask if modality == "visual" else text_kl_mask)[select]
                 kl = self.bottleneck.kl(mu[keep], logvar[keep], modality)
-                # mean over positions and dims; an empty selection gives exactly 0 (kept in the graph)
-                self._kl[modality] = kl.sum() / max(kl.numel(), 1)
+                # summed here, averaged by the caller: an empty selection gives exactly 0 (kept in the graph)
+                self._kl[modality], self._kl_count[modality] = kl.sum(), kl.numel()
             return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
 
         return hook
 
     def kl_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(KL_visual, KL_text) of the last forward call (float32 scalars)."""
+        """(KL_visual, KL_text) of the last forward call, each the mean over positions and dims (float32)."""
+        return (self._kl["visual"] / max(self._kl_count["visual"], 1),
+                self._kl["text"] / max(self._kl_count["text"], 1))
+
+    def kl_sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(KL_visual, KL_text) of the last forward call summed over positions and dims: a trainer that splits
+        a batch over processes divides by the whole batch's count (``kl_position_counts`` x hidden size)."""
         return self._kl["visual"], self._kl["text"]
 
     def regularizer(self) -> torch.Tensor:
@@ -273,6 +272,30 @@ class VittleHandle:
             delattr(self.model, BOTTLENECK_ATTR)
             _ignore_on_save(self.model, self.bottleneck, add=False)
         _HANDLES.pop(self.model, None)
+
+
+def kl_masks(ids: torch.Tensor | None, attn: torch.Tensor | None, labels: torch.Tensor | None,
+             image_token_id: int | None, shape: tuple[int, int],
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(image positions, visual-KL positions, text-KL positions) of a (B, L) batch: the visual KL covers attended
+    image tokens, the text KL attended non-image tokens that are not supervised (the instruction)."""
+    if ids is None or image_token_id is None:  # inputs_embeds only, or no image token: all text
+        image = torch.zeros(shape, dtype=torch.bool, device=device)
+    else:
+        image = ids == image_token_id
+    attended = attn.bool() if attn is not None else torch.ones_like(image)
+    instruction = ~image & attended
+    if labels is not None:
+        instruction &= labels == IGNORE_INDEX
+    return image, image & attended, instruction
+
+
+def kl_position_counts(batch: dict[str, Any], image_token_id: int | None) -> tuple[int, int]:
+    """How many positions of a model-input batch enter the visual and the text KL (as the hooks will select)."""
+    ids = batch["input_ids"]
+    _, visual, text = kl_masks(ids, batch.get("attention_mask"), batch.get("labels"), image_token_id,
+                               tuple(ids.shape), ids.device)
+    return int(visual.sum()), int(text.sum())
 
 
 def _ignore_on_save(model: nn.Module, bottleneck: nn.Module, add: bool) -> None:
@@ -328,8 +351,12 @@ def get_vittle_handle(model: nn.Module) -> VittleHandle | None:
     return _HANDLES.get(model)
 
 
-def save_vittle(model_or_handle: nn.Module | VittleHandle, directory: str | os.PathLike) -> None:
-    """Write ``vittle_config.json`` and ``vittle_bottleneck.safetensors`` (beside a ``save_pretrained`` dir)."""
+def save_vittle(model_or_handle: nn.Module | VittleHandle, directory: str | os.PathLike,
+                state_dict: dict[str, torch.Tensor] | None = None, training: dict[str, Any] | None = None) -> None:
+    """Write ``vittle_config.json`` and ``vittle_bottleneck.safetensors`` (beside a ``save_pretrained`` dir).
+
+    ``state_dict``: the full state dict gathered for saving, possibly a wrapper's (DeepSpeed ZeRO-3 and FSDP
+    shard the bottleneck's own parameters); ``training``: the recipe that trained it, for whoever evaluates it."""
     from safetensors.torch import save_file
 
     model = model_or_handle.model if isinstance(model_or_handle, VittleHandle) else model_or_handle
@@ -340,9 +367,14 @@ def save_vittle(model_or_handle: nn.Module | VittleHandle, directory: str | os.P
     meta = {"format": "vittle-bench/1", "config": bottleneck.config.to_dict(), "hidden_size": bottleneck.hidden_size,
             "visual_layer_index": bottleneck.visual_layer_index,
             "text_layer_index": bottleneck.text_layer_index}
+    if training is not None:
+        meta["training"] = training
     with open(os.path.join(directory, CONFIG_FILE), "w") as f:
         json.dump(meta, f, indent=2)
-    state = {k: v.detach().cpu().contiguous() for k, v in bottleneck.state_dict().items()}
+    prefix = BOTTLENECK_ATTR + "."
+    source = ({k.split(prefix, 1)[1]: v for k, v in state_dict.items() if prefix in k} if state_dict is not None
+              else bottleneck.state_dict())
+    state = {k: v.detach().cpu().contiguous() for k, v in source.items()}
     save_file(state, os.path.join(directory, WEIGHTS_FILE), metadata={"format": "pt"})
 
 
@@ -365,25 +397,3 @@ def load_vittle_if_present(model: nn.Module, directory: str | os.PathLike) -> Vi
     handle.bottleneck.load_state_dict(state)
     handle.bottleneck.eval()
     return handle
-
-
-def count_bottleneck_parameters(hidden_size: int, modalities: int = 2, prior: str = "fixed") -> int:
-    """Extra parameters: per modality a head of 3d^2 + 3d weights (+ 2d for a learnable prior)."""
-    d = hidden_size
-    return modalities * (3 * d * d + 3 * d + (2 * d if prior == "learnable" else 0))
-
-
-def bottleneck_parameter_fraction(model_config: Any, vittle_config: VittleConfig | None = None) -> float:
-    """Extra-parameter fraction of Vittle on a model described by an HF config (paper: ~1.5 % for
-    LLaVA-1.5-7B). The model is built on the ``meta`` device, so no weights are allocated."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-
-    vittle_config = vittle_config or VittleConfig()
-    with torch.device("meta"):
-        try:
-            model = AutoModelForImageTextToText.from_config(model_config)
-        except ValueError:
-            model = AutoModelForCausalLM.from_config(model_config)
-    base = sum(p.numel() for p in model.parameters())
-    hidden = model_config.get_text_config().hidden_size
-    return count_bottleneck_parameters(hidden, 2, vittle_config.prior) / base
