@@ -281,12 +281,16 @@ def test_recipe_global_batch_is_split_over_processes():
 
 def test_cli_recipe_paper(tiny_random_checkpoint, llava_data, tmp_path, capsys, fresh_accelerate_state):
     """--recipe paper fills the options not given, prints them with their sources and records them in the
-    checkpoint (tune_config.json); a flag overrides the preset; a global batch that does not divide is refused."""
+    checkpoint (tune_config.json, and vittle_config.json beside the bottleneck); a flag overrides the preset; a
+    global batch that does not divide is refused."""
     from vittle_bench.cli import main
     from vittle_bench.tuning.recipes import PAPER
 
+    data = tmp_path / "data.json"  # one global batch of 128: the 4 rows 32 times
+    data.write_text(json.dumps(json.loads((llava_data / "data.json").read_text()) * 32))
+
     def argv(out: Path, *extra: str) -> list[str]:
-        return ["tune", "--model", f"hf:{tiny_random_checkpoint}", "--data", str(llava_data / "data.json"),
+        return ["tune", "--model", f"hf:{tiny_random_checkpoint}", "--data", str(data),
                 "--image-folder", str(llava_data / "images"), "--output", str(out), "--max-steps", "1",
                 "--recipe", "paper", *extra]
 
@@ -301,7 +305,10 @@ def test_cli_recipe_paper(tiny_random_checkpoint, llava_data, tmp_path, capsys, 
     assert {k: saved[k] for k in PAPER.values} == PAPER.values and saved["grad_accum"] == 8
     assert saved["recipe_name"] == "paper" and set(saved["sources"].values()) == {"preset"}
     assert (saved["global_batch"], saved["num_processes"], saved["mixed_precision"]) == (128, 1, "bf16")
-    assert json.loads((out / "vittle_config.json").read_text())["config"]["beta_text"] == 0.1
+    vittle_config = json.loads((out / "vittle_config.json").read_text())
+    assert vittle_config["config"]["beta_text"] == 0.1 and vittle_config["training"]["recipe"] == "paper"
+    assert {k: vittle_config["training"][k] for k in PAPER.values} == PAPER.values
+    assert vittle_config["training"]["grad_accum"] == 8 and vittle_config["training"]["sources"]["lr"] == "preset"
 
     base = tmp_path / "baseline"  # explicit flags win; the baseline records its recipe too
     assert main(argv(base, "--baseline", "--lr", "1e-3", "--batch-size", "2", "--layer", "0")) == 0

@@ -1,4 +1,4 @@
-"""Tiny random-weight VLMs of four families (LLaVA in two forms), built in-process and saved with
+"""Tiny random-weight VLMs of six families (LLaVA in two forms), built in-process and saved with
 `save_pretrained`, so tests run the same `from_pretrained` path users hit with hub checkpoints. Image
 processors are the PIL-backed classes (the default fast ones need torchvision, which the suite does not
 depend on); what else a family needs to build and reload offline is in its builder's docstring.
@@ -103,6 +103,34 @@ def build_llava_1_5(path: Path) -> Path:
     return _save(LlavaForConditionalGeneration(config), processor, path)
 
 
+def build_llava_next(path: Path) -> Path:
+    """LLaVA-NeXT (any-resolution tiling: a base view plus grid tiles, and an image newline per row of features),
+    with llava-hf's LLaVA-1.5 template. Random weights."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+    )
+
+    tok = word_tokenizer(["<s>", "</s>", "<image>"], bos_first="<s>", bos_token="<s>", eos_token="</s>")
+    image_size, patch, pinpoints = 16, 8, [[16, 16], [16, 32], [32, 16], [32, 32]]
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": image_size}, image_grid_pinpoints=pinpoints,
+                                                 crop_size={"height": image_size, "width": image_size})
+    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch,
+                                   vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                   image_token="<image>", chat_template=LLAVA_HF_TEMPLATE)
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=image_size, patch_size=patch),
+        text_config=LlamaConfig(**_text_config(len(tok), tok)), image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=pinpoints, vision_feature_layer=-2, vision_feature_select_strategy="default",
+        image_seq_length=(image_size // patch) ** 2, pad_token_id=tok.pad_token_id)
+    return _save(LlavaNextForConditionalGeneration(config), processor, path)
+
+
 QWEN_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}"
@@ -135,6 +163,33 @@ def build_qwen2_vl(path: Path) -> Path:
         image_token_id=tok.image_token_id, video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
     return _save(Qwen2VLForConditionalGeneration(config), processor, path)
+
+
+def build_qwen2_5_vl(path: Path) -> Path:
+    """Qwen2.5-VL (windowed-attention vision tower with an RMSNorm / SwiGLU merger), with the same video-less
+    processor as Qwen2-VL above."""
+    from transformers import (
+        PaddleOCRVLProcessor,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLImageProcessorPil,
+    )
+
+    tok = word_tokenizer(["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                          "<|video_pad|>"], eos_token="<|im_end|>",
+                         extra_special_tokens={"image_token": "<|image_pad|>"})
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=56 * 56, patch_size=14,
+                                               merge_size=2, temporal_patch_size=2)
+    processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE)
+    ids = tok.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config=_text_config(len(tok), tok, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=HIDDEN,
+                           window_size=56, fullatt_block_indexes=[1]),
+        image_token_id=tok.image_token_id, video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    return _save(Qwen2_5_VLForConditionalGeneration(config), processor, path)
 
 
 IDEFICS3_TEMPLATE = (
@@ -194,8 +249,8 @@ def build_paligemma(path: Path) -> Path:
 
 
 FAMILIES: dict[str, Callable[[Path], Path]] = {
-    "llava": build_llava, "llava_1_5": build_llava_1_5, "qwen2_vl": build_qwen2_vl, "idefics3": build_idefics3,
-    "paligemma": build_paligemma}
+    "llava": build_llava, "llava_1_5": build_llava_1_5, "llava_next": build_llava_next, "qwen2_vl": build_qwen2_vl,
+    "qwen2_5_vl": build_qwen2_5_vl, "idefics3": build_idefics3, "paligemma": build_paligemma}
 
 
 def build(family: str, path: Path, seed: int = 0) -> Path:

@@ -1,5 +1,6 @@
 """`vittle-bench tune`: add the Vittle bottleneck to a VLM and fine-tune it on LLaVA-format instruction data
-(or, with --baseline, run the identical recipe without it). Multi-GPU: `accelerate launch -m vittle_bench tune ...`.
+(or, with --baseline, run the identical recipe without it). Multi-GPU and sharded training:
+`accelerate launch --config_file CONFIG -m vittle_bench tune ...` (docs/tuning.md).
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto (the default): bf16 on GPUs that support it, else none")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="weight dtype (default float32)")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--lora", metavar="SPEC",
+                   help="train the decoder through LoRA adapters (needs the [tune] extra), e.g. r=16,alpha=32,"
+                        "dropout=0.05,targets=q_proj,v_proj (default targets: every attention and MLP projection); "
+                        "bits=4|8 quantizes the base (bitsandbytes, CUDA). The output is the merged model "
+                        "(docs/tuning.md)")
     p.add_argument("--num-workers", type=int, default=None, help="data-loader workers (default: 0 on CPU, <=4 on GPU)")
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N optimiser steps (0: never)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep DIR/checkpoints after the final save")
@@ -110,6 +116,7 @@ def main(args: argparse.Namespace) -> int:
         grad_accum=v["grad_accum"], max_steps=args.max_steps, warmup_ratio=v["warmup_ratio"],
         weight_decay=v["weight_decay"], max_length=v["max_length"], seed=args.seed,
         mixed_precision=v["mixed_precision"], dtype=v["dtype"], gradient_checkpointing=args.gradient_checkpointing,
+        lora=args.lora,
         num_workers=_default_workers() if args.num_workers is None else args.num_workers, save_every=args.save_every,
         keep_checkpoints=args.keep_checkpoints, resume=args.resume, recipe_name=args.recipe,
         sources=resolved.sources)

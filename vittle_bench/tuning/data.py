@@ -88,30 +88,51 @@ def to_messages(conversations: list[dict[str, str]], n_images: int) -> list[dict
 
 
 class LlavaInstructionDataset(Dataset):
-    """Rows of a LLaVA-format file; items are ``{"id", "messages", "images"}`` (PIL, RGB)."""
+    """Rows of a LLaVA-format file; items are ``{"id", "messages", "images"}`` (PIL, RGB).
 
-    def __init__(self, data: str | os.PathLike | list[dict[str, Any]], image_folder: str | os.PathLike | None = None):
+    With ``one_answer_per_item`` (prefix-LM families, ``families.py``) an item is a row's conversation up to one of
+    its answers, every answer its own item, and rows without images are left out (``skipped`` counts them)."""
+
+    def __init__(self, data: str | os.PathLike | list[dict[str, Any]], image_folder: str | os.PathLike | None = None,
+                 one_answer_per_item: bool = False):
         self.rows = data if isinstance(data, list) else load_rows(data)
         default = Path(data).parent if not isinstance(data, list) else Path.cwd()
         self.image_folder = Path(image_folder) if image_folder is not None else default
+        self.one_answer_per_item = one_answer_per_item
+        # (row, answers kept): the whole conversation, or its first k assistant turns
+        self.index: list[tuple[int, int | None]] = []
+        for r, row in enumerate(self.rows):
+            if not one_answer_per_item:
+                self.index.append((r, None))
+            elif row_images(row):
+                messages = to_messages(row["conversations"], len(row_images(row)))
+                self.index += [(r, k + 1) for k in range(sum(m["role"] == "assistant" for m in messages))]
+        self.skipped = sum(1 for row in self.rows if not row_images(row)) if one_answer_per_item else 0
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.index)
+
+    def first_index(self, with_images: bool) -> int | None:
+        """The first item whose row has (or has no) images, or None."""
+        return next((i for i, (r, _) in enumerate(self.index) if bool(row_images(self.rows[r])) == with_images), None)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """A row's conversation and its images, prepared as evaluation prepares them (the same pixels a tuned
         model is later asked about)."""
-        row = self.rows[index]
-        paths = row_images(row)
+        r, answers = self.index[index]
+        row = self.rows[r]
         images = []
-        for rel in paths:
+        for rel in row_images(row):
             path = self.image_folder / rel
             try:
                 images.append(load_image(path))
             except (OSError, ValueError) as exc:
-                raise FileNotFoundError(f"row {row.get('id', index)}: cannot read image {path}: {exc}") from exc
-        return {"id": row.get("id", index), "messages": to_messages(row["conversations"], len(images)),
-                "images": images}
+                raise FileNotFoundError(f"row {row.get('id', r)}: cannot read image {path}: {exc}") from exc
+        messages = to_messages(row["conversations"], len(images))
+        if answers is not None:
+            ends = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+            messages = messages[: ends[answers - 1] + 1]
+        return {"id": row.get("id", r), "messages": messages, "images": images}
 
 
 def _count_images(messages: list[dict[str, Any]]) -> int:
@@ -202,19 +223,24 @@ class ConversationCollator:
                                    item["images"], add_special)
             labels[r, :n] = torch.tensor(row)
         batch["labels"] = labels
-        if self.max_length and input_ids.shape[1] > self.max_length:
-            # Never cut into image tokens (the model requires every image's full expansion) and keep at least
-            # one answer token per row.
-            keep = self.max_length
-            for r in range(len(items)):
-                answers = (labels[r] != IGNORE_INDEX).nonzero()
-                image_positions = ((input_ids[r] == self.image_token_id).nonzero()
-                                   if self.image_token_id is not None else answers[:0])
-                if len(answers):
-                    keep = max(keep, int(answers[0]) + 1)
-                if len(image_positions):
-                    keep = max(keep, int(image_positions[-1]) + 1)
-            for key in ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids"):
-                if key in batch:
-                    batch[key] = batch[key][:, :keep]
+        return truncate_batch(batch, self.max_length, self.image_token_id)
+
+
+def truncate_batch(batch: dict[str, Any], max_length: int | None, image_token_id: int | None) -> dict[str, Any]:
+    """Cut a right-padded batch to ``max_length`` columns, but never into a row's image tokens (the model requires
+    every image's full expansion) and never before a row's first answer token."""
+    input_ids, labels = batch["input_ids"], batch["labels"]
+    if not max_length or input_ids.shape[1] <= max_length:
         return batch
+    keep = max_length
+    for r in range(input_ids.shape[0]):
+        answers = (labels[r] != IGNORE_INDEX).nonzero()
+        image_positions = (input_ids[r] == image_token_id).nonzero() if image_token_id is not None else answers[:0]
+        if len(answers):
+            keep = max(keep, int(answers[0]) + 1)
+        if len(image_positions):
+            keep = max(keep, int(image_positions[-1]) + 1)
+    for key in ("input_ids", "attention_mask", "labels", "token_type_ids", "mm_token_type_ids"):
+        if key in batch:
+            batch[key] = batch[key][:, :keep]
+    return batch

@@ -10,21 +10,24 @@ cross-entropy + beta_v KL_v + beta_t KL_t with the alpha ramp driven by the shar
 Output directory: ``save_pretrained`` model + processor, the bottleneck files of ``save_vittle`` (so
 ``--model hf:DIR`` restores it), ``tune_config.json`` (every TuneConfig value, the ``--recipe`` name and
 each option's source, the process count and global batch) and ``train_log.jsonl`` (one record per optimiser
-step: CE, each KL, alpha, lr). Checkpoints for ``--resume`` live in ``DIR/checkpoints`` while training and
-are removed after the final save unless ``keep_checkpoints``.
+step: CE, each KL, alpha, lr; last, the ``done`` record with the trainable-parameter count). Checkpoints for
+``--resume`` live in ``DIR/checkpoints`` while training and are removed after the final save unless
+``keep_checkpoints``.
 
-Tested on one process and on two CPU processes (DDP over gloo). With parameter sharding (DeepSpeed ZeRO-3,
-FSDP) the model weights are gathered by ``accelerator.get_state_dict``, but ``save_vittle`` reads the
-bottleneck's own (sharded) parameters: untested, expect to gather them first.
+Families: ``families.py`` picks how the family's conversations are labelled (its chat template, or a prefix-LM
+processor's ``suffix``) and tries it on the data before the model loads. ``--lora``: ``lora.py``. The step loop
+and its global-batch loss: ``steps.py``.
+
+Saving goes through ``accelerator.get_state_dict``, which gathers parameters that DeepSpeed ZeRO-3 or FSDP shard;
+the bottleneck's weights are written from that gathered state too. Tested on one process and on two CPU processes
+(DDP over gloo); the sharded back-ends need GPUs (docs/tuning.md).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,23 +35,40 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from vittle_bench.builtin.model import BuiltinModel, weights_dir
 from vittle_bench.errors import ConfigError
 from vittle_bench.models.base import split_spec
 from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
-from vittle_bench.tuning.data import IGNORE_INDEX, ConversationCollator, LlavaInstructionDataset
-from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, VittleHandle, attach_bottleneck, save_vittle
+from vittle_bench.tuning.data import LlavaInstructionDataset
+from vittle_bench.tuning.families import PREFIX_LM, check_family, layout_of, make_collator
+from vittle_bench.tuning.lora import (
+    ADAPTER_DIR,
+    LoraSpec,
+    apply_lora,
+    connector_linears,
+    load_peft,
+    merged_for_saving,
+    parse_lora,
+    quantization_config,
+    target_modules,
+)
+from vittle_bench.tuning.steps import (
+    CHECKPOINTS,
+    LOG_FILE,
+    STATE_FILE,
+    Tuning,
+    latest_checkpoint,
+    run_steps,
+    save_checkpoint,
+    trim_log,
+)
+from vittle_bench.vittle.bottleneck import CONFIG_FILE, VittleConfig, attach_bottleneck, save_vittle
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 TUNE_CONFIG_FILE = "tune_config.json"
-LOG_FILE = "train_log.jsonl"
-STATE_FILE = "trainer_state.json"
-CHECKPOINTS = "checkpoints"
-KEEP_LAST_CHECKPOINTS = 2
 
 
 @dataclass
@@ -79,6 +99,7 @@ class TuneConfig:
     mixed_precision: str = "auto"
     dtype: str = "float32"
     gradient_checkpointing: bool = False
+    lora: str | None = None  # the --lora spec (lora.parse_lora); None: full fine-tuning
     num_workers: int = 0
     save_every: int = 500
     keep_checkpoints: bool = False
@@ -118,12 +139,11 @@ def resolve_model_source(spec: str) -> str:
     return source
 
 
-def load_for_tuning(source: str, dtype: str = "float32") -> tuple[PreTrainedModel, Any]:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def load_for_tuning(source: str, dtype: str = "float32", quantization: Any = None) -> PreTrainedModel:
+    from transformers import AutoModelForImageTextToText
 
-    processor = AutoProcessor.from_pretrained(source)
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype=getattr(torch, dtype))
-    return model, processor
+    extra = {"quantization_config": quantization, "device_map": {"": 0}} if quantization is not None else {}
+    return AutoModelForImageTextToText.from_pretrained(source, dtype=getattr(torch, dtype), **extra)
 
 
 def freeze_vision_tower(model: torch.nn.Module) -> int:
@@ -144,11 +164,6 @@ def _mixed_precision(choice: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def _latest_checkpoint(output: Path) -> Path | None:
-    done = sorted(p for p in (output / CHECKPOINTS).glob("step-*") if (p / STATE_FILE).is_file())
-    return done[-1] if done else None
-
-
 def _prepare_output(cfg: TuneConfig, output: Path, accelerator: Any) -> Path | None:
     """Refuse to clobber a directory; on resume check the recipe matches and return the last checkpoint."""
     checkpoint = None
@@ -158,7 +173,7 @@ def _prepare_output(cfg: TuneConfig, output: Path, accelerator: Any) -> Path | N
         changed = {k: (before.get(k), v) for k, v in cfg.recipe().items() if before.get(k) != v}
         if changed:
             raise ConfigError(f"--resume with a different recipe than {saved}: {changed}")
-        checkpoint = _latest_checkpoint(output)
+        checkpoint = latest_checkpoint(output)
     elif output.exists() and any(output.iterdir()):
         raise ConfigError(f"output directory {output} is not empty; pass --resume or choose a new directory")
     accelerator.wait_for_everyone()  # every process has checked before the main one writes
@@ -171,110 +186,140 @@ def _prepare_output(cfg: TuneConfig, output: Path, accelerator: Any) -> Path | N
     return checkpoint
 
 
-def _accepts_loss_kwargs(model: torch.nn.Module) -> bool:
-    params = inspect.signature(model.forward).parameters.values()
-    return any(p.kind is p.VAR_KEYWORD or p.name == "num_items_in_batch" for p in params)
+@dataclass
+class _Data:
+    """The family's processor, its layout (families.py) and the data set in that layout."""
+
+    processor: Any
+    layout: str
+    dataset: LlavaInstructionDataset
 
 
-def _save_checkpoint(accelerator: Any, output: Path, state: dict[str, int]) -> None:
-    path = output / CHECKPOINTS / f"step-{state['step']:08d}"
-    accelerator.save_state(str(path))
-    if accelerator.is_main_process:
-        (path / STATE_FILE).write_text(json.dumps(state))  # written last: marks the checkpoint complete
-        done = sorted(p for p in (output / CHECKPOINTS).glob("step-*") if (p / STATE_FILE).is_file())
-        for old in done[:-KEEP_LAST_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def _load_data(cfg: TuneConfig, source: str, log: Callable[[str], None]) -> _Data:
+    """Processor and data, checked against each other before any weight loads (families.check_family)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    if not Path(cfg.data).is_file():
+        raise ConfigError(f"instruction data file {cfg.data} does not exist")
+    model_type = AutoConfig.from_pretrained(source).model_type
+    processor = AutoProcessor.from_pretrained(source)
+    layout = layout_of(model_type)
+    try:
+        dataset = LlavaInstructionDataset(cfg.data, cfg.image_folder, one_answer_per_item=layout == PREFIX_LM)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.data}: {exc}") from None
+    check_family(model_type, layout, processor, dataset)
+    if dataset.skipped:
+        log(f"{model_type} is a prefix-LM family that needs an image per example: {dataset.skipped} of "
+            f"{len(dataset.rows)} rows have none and are left out")
+    return _Data(processor, layout, dataset)
 
 
-def _trim_log(log_path: Path, step: int) -> None:
-    """Drop log records past the checkpoint we resume from (they will be written again)."""
-    if log_path.is_file():
-        kept = [line for line in log_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step and "event" not in json.loads(line)]
-        log_path.write_text("".join(line + "\n" for line in kept))
+def _shards_parameters(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type == DistributedType.DEEPSPEED and plugin is not None and plugin.zero_stage == 3
 
 
 def train(cfg: TuneConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) one tuning run and write the output directory; returns the final summary record."""
     from accelerate.utils import set_seed
 
-    if not Path(cfg.data).is_file():
-        raise ConfigError(f"instruction data file {cfg.data} does not exist")
     source = resolve_model_source(cfg.model)
+    lora = parse_lora(cfg.lora) if cfg.lora else None
+    if lora is not None:
+        load_peft()
+    quantization = _check_lora(source, lora)
+    data = _load_data(cfg, source, log)
     output = Path(cfg.output)
     accelerator = _make_accelerator(cfg)
+    if lora is not None and _shards_parameters(accelerator):
+        raise ConfigError("--lora with DeepSpeed ZeRO-3 or FSDP is not supported (the merged model is written "
+                          "from unsharded weights); use one GPU, DDP or ZeRO-2 (docs/tuning.md)")
     checkpoint = _prepare_output(cfg, output, accelerator)
     set_seed(cfg.seed)
-    tuning, frozen = _set_up(cfg, source, accelerator)
+    tuning, frozen = _set_up(cfg, source, data, lora, quantization, accelerator)
     state = _start_state(tuning, checkpoint, log)
     if accelerator.is_main_process:
-        _trim_log(output / LOG_FILE, state["step"])
+        trim_log(output / LOG_FILE, state["step"])
     n_trainable = sum(p.numel() for p in tuning.params)
-    log(f"tune {cfg.model} ({'baseline' if cfg.baseline else 'Vittle-' + cfg.prior}): {tuning.total} steps, global "
-        f"batch {cfg.batch_size * cfg.grad_accum * accelerator.num_processes}, {n_trainable:,} trainable / "
-        f"{frozen:,} frozen parameters, mixed precision {accelerator.mixed_precision}, "
-        f"{accelerator.num_processes} process(es)")
-    record = _run_steps(cfg, tuning, state, output)
+    log(f"tune {cfg.model} ({'baseline' if cfg.baseline else 'Vittle-' + cfg.prior}"
+        f"{', LoRA ' + cfg.lora if cfg.lora else ''}): {tuning.total} steps, global batch "
+        f"{cfg.batch_size * cfg.grad_accum * accelerator.num_processes}, {n_trainable:,} trainable / {frozen:,} "
+        f"frozen parameters, mixed precision {accelerator.mixed_precision}, {accelerator.num_processes} process(es)")
+    record = run_steps(tuning, state, output, cfg.save_every)
     if cfg.keep_checkpoints:
-        _save_checkpoint(accelerator, output, state)
-    return _save_final(accelerator, tuning.model, tuning.processor, tuning.handle, output, cfg,
-                       {**record, "event": "done"})
-
-
-@dataclass
-class _Tuning:
-    """What the step loop works on: the model, optimiser and loader as Accelerate prepared them."""
-
-    accelerator: Any
-    model: torch.nn.Module
-    processor: Any
-    handle: VittleHandle | None  # None for the baseline recipe
-    params: list[torch.nn.Parameter]  # the trainable ones
-    optimizer: Any
-    loader: Any
-    scheduler: Any
-    total: int  # optimiser steps of the whole run
-    loss_kwargs: bool  # the model's forward takes num_items_in_batch
+        save_checkpoint(accelerator, output, state)
+    return _save_final(tuning, output, cfg, data.layout, lora, source,
+                       {**record, "event": "done", "trainable_parameters": n_trainable})
 
 
 def _make_accelerator(cfg: TuneConfig) -> Any:
     from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+    from accelerate.utils import GradientAccumulationPlugin
 
     return Accelerator(
-        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=_mixed_precision(cfg.mixed_precision),
+        # steps.run_steps hands over whole global batches: the boundary never follows the end of the data
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=False),
+        mixed_precision=_mixed_precision(cfg.mixed_precision),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
         # a text-only batch leaves the projector out of the graph; DDP must tolerate that
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
-def _set_up(cfg: TuneConfig, source: str, accelerator: Any) -> tuple[_Tuning, int]:
-    """The model (vision tower frozen, bottleneck attached unless baseline), optimiser, loader and schedule,
-    prepared and registered for checkpointing; also the number of frozen parameters."""
+def _check_lora(source: str, lora: LoraSpec | None) -> Any:
+    """Check the --lora targets on a meta-device copy of the model (no weights load), and return the quantized
+    base's config (lora.quantization_config, the connector kept in full precision), or None."""
+    if lora is None:
+        return None
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        meta = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(source))
+    target_modules(meta, lora.targets)
+    freeze_vision_tower(meta)
+    frozen = {id(p) for p in meta.parameters() if not p.requires_grad}
+    return quantization_config(lora, connector_linears(meta, frozen)) if lora.bits is not None else None
+
+
+def _set_up(cfg: TuneConfig, source: str, data: _Data, lora: LoraSpec | None, quantization: Any,
+            accelerator: Any) -> tuple[Tuning, int]:
+    """The model (vision tower frozen, bottleneck attached unless baseline, LoRA-wrapped with --lora), optimiser,
+    loader and schedule, prepared and registered for checkpointing; also the number of frozen parameters."""
     from transformers import get_cosine_schedule_with_warmup
 
-    model, processor = load_for_tuning(source, cfg.dtype)
+    model: torch.nn.Module = load_for_tuning(source, cfg.dtype, quantization)
     frozen = freeze_vision_tower(model)
     handle = attach_bottleneck(model, cfg.vittle_config()) if not cfg.baseline else None
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    hidden = handle.bottleneck.hidden_size if handle is not None else 1
+    if lora is not None:
+        model = apply_lora(model, lora)
+    if cfg.gradient_checkpointing:  # transformers' method (a PeftModel passes it on)
+        model.gradient_checkpointing_enable(  # type: ignore[operator]
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    loss_kwargs = _accepts_loss_kwargs(model)
     params = [p for p in model.parameters() if p.requires_grad]
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad) if lora is not None else frozen
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = DataLoader(LlavaInstructionDataset(cfg.data, cfg.image_folder), batch_size=cfg.batch_size, shuffle=True,
-                        collate_fn=ConversationCollator(processor, cfg.max_length), num_workers=cfg.num_workers,
+    loader = DataLoader(data.dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                        collate_fn=make_collator(data.layout, data.processor, cfg.max_length),
                         generator=torch.Generator().manual_seed(cfg.seed))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    steps_per_epoch = len(loader) // cfg.grad_accum
+    if steps_per_epoch == 0:
+        raise ConfigError(f"the data makes {len(loader)} micro-batch(es) per process, fewer than --grad-accum "
+                          f"{cfg.grad_accum}: not one global batch; lower --batch-size or --grad-accum")
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer.optimizer, math.ceil(cfg.warmup_ratio * total), total)
     accelerator.register_for_checkpointing(scheduler)  # stepped once per optimiser step, so not prepared
-    return _Tuning(accelerator, model, processor, handle, params, optimizer, loader, scheduler, total,
-                   loss_kwargs), frozen
+    return Tuning(accelerator, model, data.processor, handle, params, optimizer, loader, scheduler, total,
+                  cfg.grad_accum, cfg.max_grad_norm, (cfg.beta, cfg.beta), hidden), frozen
 
 
-def _start_state(tuning: _Tuning, checkpoint: Path | None, log: Callable[[str], None]) -> dict[str, int]:
+def _start_state(tuning: Tuning, checkpoint: Path | None, log: Callable[[str], None]) -> dict[str, int]:
     """Where the loop starts: the beginning, or the checkpoint's step with every prepared object restored."""
     if checkpoint is None:
         return {"step": 0, "epoch": 0, "batches_in_epoch": 0}
@@ -284,94 +329,30 @@ def _start_state(tuning: _Tuning, checkpoint: Path | None, log: Callable[[str], 
     return state
 
 
-def _run_steps(cfg: TuneConfig, tuning: _Tuning, state: dict[str, int], output: Path) -> dict[str, Any]:
-    """Optimiser steps from `state` up to `tuning.total`, epoch after epoch, logging each step and saving a
-    checkpoint every `cfg.save_every`; `state` is advanced in place. Returns the last step's log record."""
+def _save_final(tuning: Tuning, output: Path, cfg: TuneConfig, layout: str, lora: LoraSpec | None, source: str,
+                summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the model (merged, with --lora), the processor, the prompt layout, the bottleneck and the summary."""
     accelerator = tuning.accelerator
-    bar = tqdm(total=tuning.total, initial=state["step"], disable=not accelerator.is_local_main_process, desc="tune")
-    window = torch.zeros(5, device=accelerator.device)  # sums: ce, kl_v, kl_t, micro-batches, supervised tokens
-    start, record = time.time(), {}
-    while state["step"] < tuning.total:
-        tuning.loader.set_epoch(state["epoch"])
-        skip = state["batches_in_epoch"]
-        for batch in (accelerator.skip_first_batches(tuning.loader, skip) if skip else tuning.loader):
-            lr = _micro_batch(cfg, tuning, batch, state["step"], window)
-            state["batches_in_epoch"] += 1
-            if not accelerator.sync_gradients:
-                continue
-            state["step"] += 1
-            record = _step_record(cfg, tuning, state, window, lr, start)
-            if accelerator.is_main_process:
-                with open(output / LOG_FILE, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            bar.update(1)
-            bar.set_postfix({k: f"{record[k]:.4g}" for k in ("ce", "kl_visual", "kl_text", "lr") if k in record})
-            if state["step"] >= tuning.total:
-                break
-            if cfg.save_every and state["step"] % cfg.save_every == 0:
-                _save_checkpoint(accelerator, output, state)
-        else:  # the epoch ran out before the step budget
-            state["epoch"], state["batches_in_epoch"] = state["epoch"] + 1, 0
-            continue
-        break
-    bar.close()
-    return record
-
-
-def _micro_batch(cfg: TuneConfig, tuning: _Tuning, batch: dict[str, Any], step: int, window: torch.Tensor) -> float:
-    """Forward and backward on one micro-batch, an optimiser step when it closes an accumulation window, and its
-    CE, KL terms and token counts added to `window`. Returns the learning rate the step used."""
-    accelerator, handle = tuning.accelerator, tuning.handle
-    with accelerator.accumulate(tuning.model):
-        if handle is not None:
-            handle.set_progress(step / max(1, tuning.total - 1))
-        n_sup = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-        extra = {"num_items_in_batch": n_sup.clamp(min=1)} if tuning.loss_kwargs else {}
-        ce = tuning.model(**batch, use_cache=False, **extra).loss
-        loss = ce + handle.regularizer() if handle is not None else ce
-        accelerator.backward(loss)
-        lr = tuning.scheduler.get_last_lr()[0]
-        if accelerator.sync_gradients and cfg.max_grad_norm:
-            accelerator.clip_grad_norm_(tuning.params, cfg.max_grad_norm)
-        tuning.optimizer.step()
-        if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
-            tuning.scheduler.step()
-        tuning.optimizer.zero_grad(set_to_none=True)
-    kl = handle.kl_terms() if handle is not None else (torch.zeros(()), torch.zeros(()))
-    window += torch.stack([ce.detach().float(), kl[0].detach().float().to(window.device),
-                           kl[1].detach().float().to(window.device), torch.ones((), device=window.device),
-                           n_sup.float()])
-    return lr
-
-
-def _step_record(cfg: TuneConfig, tuning: _Tuning, state: dict[str, int], window: torch.Tensor, lr: float,
-                 start: float) -> dict[str, Any]:
-    """The log record of the optimiser step just taken: `window`'s sums over every process, averaged per
-    micro-batch; `window` is emptied for the next step."""
-    sums = tuning.accelerator.reduce(window, "sum").tolist()
-    window.zero_()
-    record = {"step": state["step"], "epoch": state["epoch"], "lr": lr, "ce": sums[0] / sums[3],
-              "supervised_tokens": int(sums[4]), "elapsed_s": round(time.time() - start, 2)}
-    if tuning.handle is not None:
-        record.update(kl_visual=sums[1] / sums[3], kl_text=sums[2] / sums[3], alpha=tuning.handle.bottleneck.alpha(),
-                      loss=(sums[0] + cfg.beta * (sums[1] + sums[2])) / sums[3])
-    return record
-
-
-def _save_final(accelerator: Any, model: torch.nn.Module, processor: Any, handle: Any, output: Path,
-                cfg: TuneConfig, summary: dict[str, Any]) -> dict[str, Any]:
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    state_dict = accelerator.get_state_dict(model)
+    unwrapped = accelerator.unwrap_model(tuning.model)
+    gathered = accelerator.get_state_dict(tuning.model)  # from every process under ZeRO-3 / FSDP
     if accelerator.is_main_process:
+        state_dict = gathered
+        if lora is not None:
+            unwrapped.save_pretrained(output / ADAPTER_DIR)
+            unwrapped = merged_for_saving(unwrapped, lora, output / ADAPTER_DIR,
+                                          lambda: load_for_tuning(source, cfg.dtype))
+            state_dict = unwrapped.state_dict()
         unwrapped.eval()
         # the bottleneck's keys are in _keys_to_ignore_on_save: model.safetensors stays the plain base model
-        unwrapped.save_pretrained(output, state_dict=state_dict)
-        processor.save_pretrained(output)
-        # tuning renders every conversation with the processor's chat template: evaluation asks the same way
-        (output / TRAINED_PROFILE_FILE).write_text(json.dumps({"prompt_profile": "chat_template"}))
-        if handle is not None:
-            save_vittle(unwrapped, output)
+        # (save_pretrained deletes them from the dict it is given, so it gets a copy)
+        unwrapped.save_pretrained(output, state_dict=dict(state_dict))
+        tuning.processor.save_pretrained(output)
+        # evaluation asks in the layout the model was tuned in (its chat template, or the prefix-LM layout)
+        (output / TRAINED_PROFILE_FILE).write_text(json.dumps({"prompt_profile": layout}))
+        if tuning.handle is not None:
+            save_vittle(tuning.handle, output, state_dict=gathered,
+                        training={"recipe": cfg.recipe_name, **cfg.recipe(), "sources": cfg.sources})
         with open(output / LOG_FILE, "a") as f:
             f.write(json.dumps(summary) + "\n")
         if not cfg.keep_checkpoints:
