@@ -104,15 +104,28 @@ def main(args: argparse.Namespace) -> int:
     else:
         for name, suite in load_suites(include).items():
             print(f"suite {name:22s} {len(suite['conditions'])} conditions")
-        from vittle_bench.shifts.base import build_shift, format_severities
-
-        unbuildable = {}
-        for name in SHIFTS.names():
-            try:
-                shift = build_shift(name, 1)
-            except PluginError as exc:
-                unbuildable[name] = str(exc)
-                continue
-            print(f"{name:28s} {shift.kind:6s} severities {format_severities(shift.severities)}")
-        _print_broken(SHIFTS, unbuildable)
+        _list_shifts(SHIFTS)
     return 0
+
+
+def _list_shifts(shifts: Registry) -> None:
+    """One line per shift (kind, family, the severities it accepts), then the count per kind and family."""
+    from collections import Counter
+
+    from vittle_bench.shifts.base import build_shift, format_severities
+
+    unbuildable: dict[str, str] = {}
+    counts: Counter[tuple[str, str]] = Counter()
+    for name in shifts.names():
+        try:
+            shift = build_shift(name, 1)
+        except PluginError as exc:
+            unbuildable[name] = str(exc)
+            continue
+        counts[shift.kind, shift.family] += 1
+        print(f"{name:28s} {shift.kind:6s} {shift.family:10s} severities {format_severities(shift.severities)}")
+    _print_broken(shifts, unbuildable)
+    for kind in dict.fromkeys(kind for kind, _ in counts):
+        total = sum(n for (k, _), n in counts.items() if k == kind)
+        split = ", ".join(f"{family} {n}" for (k, family), n in sorted(counts.items()) if k == kind and family)
+        print(f"{total} {kind} shifts" + (f" ({split})" if split else ""))

@@ -22,13 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--task", help="a task name: its sample number --sample is shown")
     preview.add_argument("--question", default=DEFAULT_QUESTION, help="question shown with --image")
     preview.add_argument("--sample", type=int, default=0, help="index of the task's sample (default 0)")
-    preview.add_argument("--shifts", default="", help="shift names (one row each, over --severities), conditions "
-                         "(frost@3+keyboard@2) or suites; default: every image and text shift that runs offline")
+    rows = preview.add_mutually_exclusive_group()
+    rows.add_argument("--shifts", default="", help="shift names (one row each, over --severities), conditions "
+                      "(frost@3+keyboard@2) or suites; default: every image and text shift that runs offline")
+    rows.add_argument("--family", help="one row per shift of this family (noise, blur, weather, digital, "
+                      "geometric; `vittle-bench list shifts` shows each shift's)")
     preview.add_argument("--severities", default="1,2,3,4,5",
                          help="severities of the named shifts' columns (text shifts accept 1-7; default: 1-5)")
     preview.add_argument("--seed", type=int, default=0)
     preview.add_argument("--cell", type=int, default=192, help=f"thumbnail size in pixels ({CELL_SIZES[0]}-"
                          f"{CELL_SIZES[1]})")
+    preview.add_argument("--colors", type=int, help="save the sheet with a palette of this many colours (2-256): a "
+                         "PNG several times smaller, as the sheets in docs/img are")
     preview.add_argument("--output", type=Path, required=True, help="directory for contact_sheet.png, questions.md")
     preview.add_argument("--include-path", action="append", default=[])
     preview.add_argument("--cache-dir", type=Path, help="where task data lives (default: ~/.cache/vittle-bench)")
@@ -67,21 +72,25 @@ def _load_sample(args: argparse.Namespace) -> Any:
     return samples[args.sample]
 
 
-def _offline_shifts() -> list[str]:
-    """Every image and text shift that runs without the hub (`needs_hub` unset), a plugin that fails to build
-    left out (`list shifts` names it)."""
+def _offline_shifts(family: str | None = None) -> list[str]:
+    """Every image and text shift that runs without the hub (`needs_hub` unset), or only those of `family`; a
+    plugin that fails to build left out (`list shifts` names it)."""
+    from vittle_bench.config import ConfigError
     from vittle_bench.registry import UnknownNameError
     from vittle_bench.shifts import SHIFTS
     from vittle_bench.shifts.base import build_shift
 
-    names = []
+    names, families = [], set()
     for name in SHIFTS.names():
         try:
             shift = build_shift(name, 1)
         except (UnknownNameError, ValueError):
             continue
-        if shift.kind in ("image", "text") and not shift.needs_hub:
+        families.add(shift.family)
+        if shift.kind in ("image", "text") and not shift.needs_hub and family in (None, shift.family):
             names.append(name)
+    if family is not None and not names:
+        raise ConfigError(f"--family {family!r}: no shift has it; families: {', '.join(sorted(families - {''}))}")
     return names
 
 
@@ -221,7 +230,10 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--severities: positive integers (each shift shows the ones it accepts)")
     if not CELL_SIZES[0] <= args.cell <= CELL_SIZES[1]:
         raise ConfigError(f"--cell {args.cell}: thumbnails are {CELL_SIZES[0]} to {CELL_SIZES[1]} pixels")
-    rows = plan_rows(args.shifts, severities, [Path(p) for p in args.include_path])
+    if args.colors is not None and not 2 <= args.colors <= 256:
+        raise ConfigError(f"--colors {args.colors}: a palette has 2 to 256 colours")
+    shifts = ",".join(_offline_shifts(args.family)) if args.family else args.shifts
+    rows = plan_rows(shifts, severities, [Path(p) for p in args.include_path])
     try:  # before the slow part
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -232,7 +244,11 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"sample {args.sample} of {args.task} could not be loaded: {sample.load_error}")
         sheet, records = render_sheet(sample, rows, severities, args.seed, args.cell)
     written = [args.output / "contact_sheet.png", args.output / "questions.md", args.output / "preview.json"]
-    sheet.save(written[0])
+    if args.colors is not None:
+        from PIL import Image
+
+        sheet = sheet.quantize(args.colors, method=Image.Quantize.FASTOCTREE)
+    sheet.save(written[0], optimize=True)
     written[1].write_text(_markdown(sample, records))
     written[2].write_text(json.dumps({"sample": sample.sample_id, "seed": args.seed, "cells": records}, indent=1,
                                      ensure_ascii=False))

@@ -4,6 +4,8 @@ A subclass (a frozen dataclass, as a rule) sets `name`, `kind` ("image" or "text
 `severity` and `version` (as fields, class attributes or properties) and implements `apply(sample, rng)`.
 It overrides what differs from the defaults:
 - `severities`: the severities it accepts (`parse_condition` refuses any other); 1-5 by default;
+- `family`: the family it is listed and previewed under (noise, blur, weather, digital, geometric); none
+  by default;
 - `params()`: the parameters its severity maps to, recorded in manifest.json and in shifted-image cache keys;
   none by default;
 - `preflight()`: raises `RuntimeError` when an outside resource it needs cannot be had, so a run stops before
@@ -41,6 +43,12 @@ class Shift(ABC):
         def severity(self) -> int: ...
         @property
         def version(self) -> str: ...
+
+    @property
+    def family(self) -> str:
+        """The family an image shift is listed and previewed under (noise, blur, weather, digital, geometric);
+        "" for a shift that declares none."""
+        return ""
 
     def params(self) -> dict[str, Any]:
         return {}

@@ -46,8 +46,8 @@ DECLARED_MEMBERS = ("name", "kind", "severity", "version")
 
 ShiftFactory = Callable[[int], Shift]
 SHIFTS: Registry[ShiftFactory] = Registry("shifts", (
-    "vittle_bench.shifts.image", "vittle_bench.shifts.photometric", "vittle_bench.shifts.text",
-    "vittle_bench.shifts.translation"))
+    "vittle_bench.shifts.image", "vittle_bench.shifts.photometric", "vittle_bench.shifts.augment",
+    "vittle_bench.shifts.text", "vittle_bench.shifts.translation"))
 
 
 def register_shifts(factories: Mapping[str, ShiftFactory]) -> None:

@@ -63,9 +63,12 @@ class Corruption(ImageShift):
     kind: str = "image"
     version: str = LIBRARY_VERSION
 
+    @property
+    def family(self) -> str:
+        return next(f for f, names in FAMILIES.items() if self.name in names)
+
     def params(self) -> dict[str, Any]:
-        family = next(f for f, names in FAMILIES.items() if self.name in names)
-        return {"library": "imagecorruptions", "corruption": self.name, "family": family,
+        return {"library": "imagecorruptions", "corruption": self.name, "family": self.family,
                 "library_severity": self.severity}
 
     def apply_image(self, image: Image.Image, seed: int) -> Image.Image:

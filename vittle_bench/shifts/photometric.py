@@ -60,6 +60,7 @@ class PhotometricShift(ImageShift):
 class Rotate(PhotometricShift):
     version: str = VERSION + SEEDED_BY_IMAGE  # the only one of these four whose pixels depend on the seed
     name = "rotate"
+    family = "geometric"
     levels = {"degrees": ROTATE_DEGREES}
     settings = {"direction": "random", "fill": "black"}
 
@@ -72,6 +73,7 @@ class Rotate(PhotometricShift):
 @dataclass(frozen=True)
 class CropZoom(PhotometricShift):
     name = "crop_zoom"
+    family = "geometric"
     levels = {"keep_fraction": CROP_KEEP}
     settings = {"position": "centre", "resample": "bicubic"}
 
@@ -96,6 +98,7 @@ def _shift_hue(image: Image.Image, turn: float) -> Image.Image:
 @dataclass(frozen=True)
 class ColorJitter(PhotometricShift):
     name = "color_jitter"
+    family = "digital"
     levels = {"brightness": JITTER, "contrast": JITTER, "saturation": JITTER, "hue_turn": HUE_TURN}
     settings = {"signs": "from the image digest", "order": "brightness, contrast, saturation, hue"}
 
@@ -110,6 +113,7 @@ class ColorJitter(PhotometricShift):
 @dataclass(frozen=True)
 class JpegQuality(PhotometricShift):
     name = "jpeg_quality"
+    family = "digital"
     levels = {"quality": JPEG_QUALITY}
     settings = {"encoder": "PIL/libjpeg"}
 
