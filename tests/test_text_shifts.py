@@ -328,13 +328,15 @@ def test_protected_spans_are_byte_identical_after_every_text_shift(task, tiny_ma
     from vittle_bench.shifts import translation
 
     monkeypatch.setitem(translation.MT_MODELS, "de", tiny_marian)
+    monkeypatch.setattr(translation, "BACK_TRANSLATION", (tiny_marian, tiny_marian))
     samples = family_samples(task)
     if task == "mmstar":
         assert "options_in_question" in samples[1].meta and "Options:" not in samples[0].question
     covered = [s.question[a:b] for s in samples for a, b in protected_spans(s.question)]
     for span in EXPECTED_SPANS[task]:
         assert any(span in c for c in covered), (task, span, covered)
-    labels = [f"{name}@{level}" for name in TEXT_SHIFTS for level in LEVELS] + ["mt_de@1"]
+    labels = [f"{name}@{level}" for name in (*TEXT_SHIFTS, "punctuation_insert") for level in LEVELS] + [
+        "mt_de@1", "back_translation@1"]
     for sample in samples:
         changed = 0
         for label in labels:
@@ -344,6 +346,49 @@ def test_protected_spans_are_byte_identical_after_every_text_shift(task, tiny_ma
         assert changed >= len(labels) - 2, (task, sample.question)  # a word_delete draw may delete nothing
     translated = shifted("mt_de@1", samples[0]).question
     assert translated.count(" Please answer in English.") == 1
+    assert "Please answer in English." not in shifted("back_translation@1", samples[0]).question
+
+
+# ------------------------------------------------------------------ MM_Robustness's remaining families
+
+INSERTED_MARK = re.compile(r"(?:(?<=\s)|^)[.,!?;:] ")
+
+
+def test_punctuation_insertion_follows_mm_robustness(monkeypatch):
+    """MM_Robustness's `ip`: q ~ U{1, ..., int(0.05 * level * N + 1)} distinct words each get one of . , ! ? ; :
+    put before them; taking the marks out gives the question back. Every draw passes the filter here."""
+    monkeypatch.setattr(paraphrase, "encode", lambda texts: np.ones((len(texts), 1)))
+    assert SHIFTS.get("punctuation_insert")(1).severities == LEVELS
+    for level in (1, 4, 7):
+        shift = parse_condition(f"punctuation_insert@{level}").shift
+        assert shift.params()["ratio"] == round(0.05 * level, 2) and shift.family == "word"
+        counts = Counter()
+        for seed in range(20):
+            for question in QUESTIONS:
+                out = shifted(f"punctuation_insert@{level}", Sample("t", "1", question), seed).question
+                assert INSERTED_MARK.sub("", out) == question
+                most = int(0.05 * level * len(question.split()) + 1)
+                counts[len(INSERTED_MARK.findall(out)) / most] += 1
+        assert min(counts) > 0 and max(counts) == 1  # from one mark up to the reference's maximum
+    assert shifted("punctuation_insert@3", Sample("t", "1", "<image 1>")).question == "<image 1>"
+
+
+def test_back_translation_is_one_level_and_refuses_offline_in_one_line(tmp_path, capsys, monkeypatch):
+    from vittle_bench import runner
+    from vittle_bench.cli import main
+
+    shift = parse_condition("back_translation@1").shift
+    assert shift.needs_hub and shift.severities == (1,) and shift.family == "sentence"
+    assert shift.params()["models"] == ["facebook/wmt19-en-de", "facebook/wmt19-de-en"]
+    with pytest.raises(ValueError, match="single level"):
+        parse_condition("back_translation@2")
+    with pytest.raises(RuntimeError, match="wmt19-en-de.*hub"):
+        shift.preflight()
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc", "--shifts", "back_translation@1",
+                 "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vittle-bench: error: back_translation@1: machine-translation model") and "\n" not in err
 
 
 # ----------------------------------------------------------------------------------------- determinism
@@ -382,7 +427,8 @@ def _in_processes(labels: list[str], hash_seeds: tuple[str, ...]) -> None:
 def test_word_shifts_are_identical_in_another_process_and_hash_seed():
     """Fast: the word shifts that need neither WordNet nor nlpaug (each import takes seconds); synonym lists
     are sorted (tested above) and keyboard typos are compared across processes in test_world_and_shifts."""
-    _in_processes([f"{name}@{level}" for name in ("word_swap", "word_delete") for level in (1, 7)], ("2",))
+    _in_processes([f"{name}@{level}" for name in ("word_swap", "word_delete", "punctuation_insert")
+                   for level in (1, 7)], ("2",))
 
 
 @pytest.mark.slow

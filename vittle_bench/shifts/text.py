@@ -11,6 +11,8 @@ Severity s is MM_Robustness's level s (levels 1-7; `text_perturbation/perturb_CO
   random swap / random deletion with alpha = 0.05 * s, on the question lower-cased and stripped of
   punctuation, filtered for meaning (see `eda.py`, `paraphrase.py`). The EMI paper's `sr_4` / `sr_7` are
   synonym@4 / @7.
+- punctuation_insert: MM_Robustness's `insert_punctuation_marks` (its `ip` shift) with ratio 0.05 * s, on the
+  question as written, filtered for meaning like the word-level shifts (`PunctuationShift`).
 
 What is perturbed: only `sample.question`, and in it only the free text: protected spans (image
 placeholders, numbers, LaTeX, option blocks, line breaks; `protect.py`) are kept byte for byte, and only free
@@ -22,6 +24,7 @@ reference. A question without free words is returned unchanged.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -40,6 +43,8 @@ LEVELS = (1, 2, 3, 4, 5, 6, 7)
 NLPAUG_VERSION = "nlpaug-1.1.11"
 CHAR_SHIFTS = ("keyboard", "ocr", "char_insert", "char_substitute", "char_swap", "char_delete")
 WORD_SHIFTS = ("synonym", "word_insert", "word_swap", "word_delete")
+PUNCTUATIONS = (".", ",", "!", "?", ";", ":")  # MM_Robustness's PUNCTUATIONS, in its order
+_WORD = re.compile(r"\S+")
 EDA_OPERATION = {"synonym": "synonym replacement (sr)", "word_insert": "random insertion (ri)",
                  "word_swap": "random swap (rs)", "word_delete": "random deletion (rd)"}
 AUGMENTER = {"keyboard": "KeyboardAug", "ocr": "OcrAug", **{f"char_{a}": f"RandomCharAug(action={a!r})"
@@ -107,6 +112,11 @@ class TextShift(Shift):
     kind: str = "text"
     version: str = ""
     severities: ClassVar[tuple[int, ...]] = LEVELS
+
+    @property
+    def family(self) -> str:
+        """MM_Robustness's level of the perturbation: character or word (punctuation insertion is word level)."""
+        return "character" if self.name in CHAR_SHIFTS else "word"
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,43 @@ class EdaShift(TextShift):
         return sample.with_changes(question=question)
 
 
+@dataclass(frozen=True)
+class PunctuationShift(TextShift):
+    """MM_Robustness's punctuation insertion (`insert_punctuation_marks`, text_perturbation/perturb_COCO_TP.py):
+    with r = 0.05 * level and N words, q ~ U{1, ..., int(r * N + 1)} distinct words each get a mark drawn from
+    . , ! ? ; : put before them (followed by a space), and the draw is kept only if it still means the same
+    (the reference filters `ip` as it filters EDA). Words are the whitespace-separated runs of the free text,
+    as the reference splits on spaces; protected spans are neither counted nor touched."""
+
+    def params(self) -> dict[str, Any]:
+        return {"method": "MM_Robustness insert_punctuation_marks", "ratio": round(eda.level_alpha(self.severity), 2),
+                "marks": "".join(PUNCTUATIONS), "filter": {"encoder": paraphrase.ENCODER,
+                                                            "min_cosine": paraphrase.THRESHOLD,
+                                                            "max_draws": paraphrase.MAX_DRAWS},
+                "reference": f"MM_Robustness level {self.severity}", "perturbs": "question free text"}
+
+    def _draws(self, pieces: list[Piece], words: list[tuple[int, int]], rng: np.random.Generator) -> Iterator[str]:
+        most = int(eda.level_alpha(self.severity) * len(words) + 1)
+        while True:
+            count = min(len(words), int(rng.integers(1, most + 1)))
+            chosen = sorted(int(i) for i in rng.choice(len(words), size=count, replace=False))
+            texts = [piece.text for piece in pieces]
+            for index in reversed(chosen):  # from the end, so earlier offsets stay valid
+                slot, start = words[index]
+                texts[slot] = texts[slot][:start] + PUNCTUATIONS[int(rng.integers(len(PUNCTUATIONS)))] + " " + \
+                    texts[slot][start:]
+            yield "".join(texts)
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        pieces = question_pieces(sample)
+        words = [(i, match.start()) for i, piece in enumerate(pieces) if not piece.protected
+                 for match in _WORD.finditer(piece.text)]
+        if not words:
+            return sample
+        question, _, _ = paraphrase.select(sample.question, self._draws(pieces, words, rng))
+        return sample.with_changes(question=question)
+
+
 def _char_shift(name: str) -> ShiftFactory:
     version = f"{NLPAUG_VERSION}-{name}+mmr-levels+protected-2"
     return lambda severity: CharShift(name, severity, version=version)
@@ -198,4 +245,6 @@ def _eda_shift(name: str) -> ShiftFactory:
 
 
 register_shifts({**{name: _char_shift(name) for name in CHAR_SHIFTS},
-                 **{name: _eda_shift(name) for name in WORD_SHIFTS}})
+                 **{name: _eda_shift(name) for name in WORD_SHIFTS},
+                 "punctuation_insert": lambda severity: PunctuationShift(
+                     "punctuation_insert", severity, version="mmr-ip+minilm-filter+protected-1")})

@@ -13,6 +13,10 @@ translated one by one around them instead; line breaks, option blocks and a load
 (`meta["question_stem_chars"]`) are never sent to the model. As in the EMI paper's translated questions
 (changdae/llavabench-shift-natural-v1), the translated text is followed by " Please answer in English."
 (before any protected block that ends the question), so the references stay English.
+
+`back_translation@1` is MM_Robustness's sentence-level back-translation (`perturb_COCO_TP.py`: nlpaug's
+BackTranslationAug with facebook/wmt19-en-de and facebook/wmt19-de-en, one level): the question goes to German
+and back with those two checkpoints, greedily, through the same protected-span handling and with no suffix.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ MT_MODELS = {
     "hi": "Helsinki-NLP/opus-mt-en-hi",
 }
 ANSWER_IN_ENGLISH = " Please answer in English."
+BACK_TRANSLATION = ("facebook/wmt19-en-de", "facebook/wmt19-de-en")  # MM_Robustness's back_translation_aug
 _LOADED: dict[str, Any] = {}  # model id -> (tokenizer, model) or the exception that loading raised
 _LOCK = threading.Lock()
 
@@ -72,10 +77,11 @@ class MachineTranslation(Shift):
     version: str = "marianmt-greedy-protected-2"
     severities: ClassVar[tuple[int, ...]] = (1,)
     needs_hub: ClassVar[bool] = True
+    suffix: ClassVar[str] = ANSWER_IN_ENGLISH
 
     def __post_init__(self) -> None:
         if self.severity != 1:
-            raise ValueError(f"mt_{self.language} has a single level: write mt_{self.language}@1")
+            raise ValueError(f"{self.name} has a single level: write {self.name}@1")
 
     @property
     def name(self) -> str:
@@ -93,13 +99,7 @@ class MachineTranslation(Shift):
         _load(self.model_id)
 
     def _translate(self, text: str) -> str:
-        tokenizer, model = _load(self.model_id)
-        import torch
-
-        with torch.inference_mode():
-            batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
-            ids = model.generate(**batch, num_beams=1, do_sample=False, max_new_tokens=512)
-        return str(tokenizer.decode(ids[0], skip_special_tokens=True))
+        return _generate(self.model_id, text)
 
     def _translate_text(self, text: str) -> str:
         """`text` translated, its surrounding whitespace kept; text without letters is kept as it is."""
@@ -141,8 +141,48 @@ class MachineTranslation(Shift):
                else "".join(p.text for p in s) for s in segments]
         last = max(i for i, s in enumerate(segments) if isinstance(s, list) and any(map(_has_words, s)))
         body = out[last].rstrip()
-        out[last] = body + ANSWER_IN_ENGLISH + out[last][len(body):]
+        out[last] = body + self.suffix + out[last][len(body):]
         return sample.with_changes(question="".join(out))
+
+
+@dataclass(frozen=True)
+class BackTranslation(MachineTranslation):
+    """English -> German -> English with MM_Robustness's two WMT19 checkpoints (module docstring)."""
+
+    language: str = "de"
+    version: str = "wmt19-en-de-en-greedy-protected-1"
+    suffix: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        return "back_translation"
+
+    @property
+    def family(self) -> str:
+        return "sentence"  # MM_Robustness's sentence-level perturbations
+
+    def params(self) -> dict[str, Any]:
+        return {"models": list(BACK_TRANSLATION), "decoding": "greedy", "pivot_language": self.language,
+                "reference": "MM_Robustness back_trans (nlpaug BackTranslationAug)", "perturbs": "question free text"}
+
+    def preflight(self) -> None:
+        for model_id in BACK_TRANSLATION:
+            _load(model_id)
+
+    def _translate(self, text: str) -> str:
+        pivot = _generate(BACK_TRANSLATION[0], text)
+        return _generate(BACK_TRANSLATION[1], pivot) if pivot.strip() else pivot  # nothing to send back
+
+
+def _generate(model_id: str, text: str) -> str:
+    """`text` translated by `model_id`, greedily."""
+    tokenizer, model = _load(model_id)
+    import torch
+
+    with torch.inference_mode():
+        batch = tokenizer([text], return_tensors="pt", truncation=True, max_length=512)
+        ids = model.generate(**batch, num_beams=1, do_sample=False, max_new_tokens=512)
+    return str(tokenizer.decode(ids[0], skip_special_tokens=True))
 
 
 def _has_words(piece: Piece) -> bool:
@@ -153,4 +193,5 @@ def _translation(language: str) -> ShiftFactory:
     return lambda severity: MachineTranslation(language, severity)
 
 
-register_shifts({f"mt_{language}": _translation(language) for language in MT_MODELS})
+register_shifts({**{f"mt_{language}": _translation(language) for language in MT_MODELS},
+                 "back_translation": lambda severity: BackTranslation(severity=severity)})
