@@ -1,13 +1,11 @@
 """`vittle-bench tune`: LLaVA-format data and labels, the accelerate tune loop (both priors and --baseline),
-checkpoint/resume, loading the result through `hf:`, and a two-process CPU run (slow)."""
+checkpoint/resume, loading the result through `hf:`, and --recipe. Other families: test_tune_families.py; LoRA:
+test_tune_lora.py; two processes: test_tune_distributed.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -53,12 +51,6 @@ def tune(ckpt: Path, data: Path, out: Path, **kw) -> dict:
     defaults = dict(model=f"hf:{ckpt}", data=str(data / "data.json"), image_folder=str(data / "images"),
                     output=str(out), batch_size=4, max_steps=6, lr=3e-3, warmup_ratio=0.0, save_every=0)
     return train(TuneConfig(**{**defaults, **kw}), log=lambda _: None)
-
-
-def _processor(path: Path):
-    from transformers import AutoProcessor
-
-    return AutoProcessor.from_pretrained(path)
 
 
 def read_log(out: Path) -> list[dict]:
@@ -324,42 +316,3 @@ def test_cli_recipe_paper(tiny_random_checkpoint, llava_data, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "global batch of 128" in err
     assert not (tmp_path / "odd").exists()
-
-
-@pytest.mark.parametrize("family", ["qwen2_vl", "idefics3"])
-def test_tune_other_families(family, llava_data, tmp_path):
-    """The same loop on other architectures (their own chat templates, image expansion and tower names)."""
-    from tiny_vlms import build
-
-    ckpt = build(family, tmp_path / "ckpt")
-    out = tmp_path / "out"
-    tune(ckpt, llava_data, out, max_steps=3)
-    log = read_log(out)
-    assert len(log) == 3 and all(r["kl_visual"] > 0 and r["kl_text"] > 0 for r in log)
-    assert (out / "vittle_bottleneck.safetensors").is_file()
-
-
-@pytest.mark.slow
-def test_two_process_run_on_cpu(tiny_random_checkpoint, llava_data, tmp_path):
-    """Two CPU processes (gloo): DDP, sharded data, reduced logs, one saved model. On CPUs `accelerate launch
-    --cpu` spreads processes only through MPI, so this starts them with torchrun (what `accelerate launch
-    --multi_gpu` runs on GPUs) and tells Accelerate to stay on the CPU with its own ACCELERATE_USE_CPU."""
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "vittle_bench", "tune", "--model", f"hf:{tiny_random_checkpoint}",
-           "--data", str(llava_data / "data.json"),
-           "--image-folder", str(llava_data / "images"), "--output", str(out), "--max-steps", "3",
-           "--batch-size", "1", "--grad-accum", "2", "--lr", "3e-3", "--save-every", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "global batch 4" in proc.stdout and "2 process(es)" in proc.stdout
-    log = read_log(out)
-    # every step's record covers all 4 rows (2 processes x 2 micro-batches), reduced across processes
-    assert [r["step"] for r in log] == [1, 2, 3] and all(r["kl_text"] > 0 for r in log)
-    dataset = LlavaInstructionDataset(llava_data / "data.json", llava_data / "images")
-    batch = ConversationCollator(_processor(tiny_random_checkpoint))([dataset[i] for i in range(len(dataset))])
-    assert all(r["supervised_tokens"] == (batch["labels"] != -100).sum().item() for r in log)
-    from vittle_bench.models import load_model
-
-    assert get_vittle_handle(load_model(f"hf:{out}").model) is not None

@@ -179,8 +179,6 @@ class VittleHandle:
         self._arg_pos: dict[str, int] = {n: params.index(n) for n in ("input_ids", "attention_mask", "labels")
                                          if n in params}
         self._batch: dict[str, Any] = {}
-        self._kl: dict[str, torch.Tensor] = {}  # KL summed over the last forward's positions and dims
-        self._kl_count: dict[str, int] = {}  # how many terms each sum has
         self._reset_kl()
         self._hooks = [model.register_forward_pre_hook(self._record, with_kwargs=True)]
         plan: dict[int, tuple[str, ...]]
@@ -193,8 +191,8 @@ class VittleHandle:
 
     def _reset_kl(self) -> None:
         zero = torch.zeros((), device=self.bottleneck.visual_head.input_weight.device)
-        self._kl = {"visual": zero, "text": zero}
-        self._kl_count = {"visual": 0, "text": 0}
+        self._kl: dict[str, torch.Tensor] = {"visual": zero, "text": zero}  # the last forward's KL, summed
+        self._kl_count: dict[str, int] = {"visual": 0, "text": 0}  # how many terms each sum has
 
     def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         def get(name: str) -> Any:
@@ -240,6 +238,9 @@ class VittleHandle:
                 kl = self.bottleneck.kl(mu[keep], logvar[keep], modality)
                 # summed here, averaged by the caller: an empty selection gives exactly 0 (kept in the graph)
                 self._kl[modality], self._kl_count[modality] = kl.sum(), kl.numel()
+                if self.bottleneck.training:  # DDP finds used parameters from the forward's outputs, which the KL
+                    # joins only later: a zero-weight edge keeps the learnable prior in that graph
+                    new = new + 0.0 * self._kl[modality].to(new.dtype)
             return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
 
         return hook
