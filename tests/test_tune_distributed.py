@@ -104,3 +104,25 @@ def test_two_processes_equal_one_with_the_same_global_batch_and_resume_equals_un
     from vittle_bench.vittle import get_vittle_handle
 
     assert get_vittle_handle(load_model(f"hf:{two}").model) is not None
+
+
+@pytest.mark.parametrize("name", ["zero2", "zero3", "fsdp"])
+def test_shipped_accelerate_configs_leave_tunes_values_to_tune(name):
+    """configs/accelerate/*.yaml load with Accelerate's own reader; the DeepSpeed files leave the micro-batch, the
+    accumulation steps and bf16 to tune ("auto": a number there would override --grad-accum), and ZeRO-3 gathers
+    the weights on save (tune writes the model from the gathered state)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config_from_file(str(root / "configs" / "accelerate" / f"{name}.yaml"))
+    if name == "fsdp":
+        assert config.distributed_type == "FSDP" and config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+        return
+    assert config.distributed_type == "DEEPSPEED"
+    ds = HfDeepSpeedConfig(str(root / config.deepspeed_config["deepspeed_config_file"]))
+    assert ds.get_value("zero_optimization.stage") == int(name[-1])
+    for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "bf16.enabled"):
+        assert ds.get_value(key) == "auto", key
+    assert (ds.get_value("zero_optimization.stage3_gather_16bit_weights_on_model_save") is True) == (name == "zero3")
+    assert config.deepspeed_config["zero3_init_flag"] == (name == "zero3")

@@ -145,17 +145,10 @@ def apply_lora(model: nn.Module, spec: LoraSpec) -> nn.Module:
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = peft.LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=names,
                              bias="none")
-    wrapped = peft.get_peft_model(model, config)
+    wrapped = peft.get_peft_model(model, config)  # adapters in float32 (peft's autocast_adapter_dtype)
     for p in full:
         p.requires_grad_(True)
     return wrapped
-
-
-def lora_parameter_count(model: nn.Module, spec: LoraSpec) -> int:
-    """What the adapters add: r x (in + out) per adapted linear module."""
-    modules = dict(model.named_modules())
-    return sum(spec.r * (modules[n].in_features + modules[n].out_features)
-               for n in target_modules(model, spec.targets))
 
 
 def merged_for_saving(wrapped: nn.Module, spec: LoraSpec, adapter_dir: Path,

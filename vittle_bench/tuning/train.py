@@ -294,6 +294,8 @@ def _set_up(cfg: TuneConfig, source: str, data: _Data, lora: LoraSpec | None, qu
     model: torch.nn.Module = load_for_tuning(source, cfg.dtype, quantization)
     frozen = freeze_vision_tower(model)
     handle = attach_bottleneck(model, cfg.vittle_config()) if not cfg.baseline else None
+    if handle is not None:  # float32 under any --dtype: AdamW would round a fresh head's small updates away in
+        handle.bottleneck.float()  # bf16; its forward casts the hidden states in and out
     hidden = handle.bottleneck.hidden_size if handle is not None else 1
     if lora is not None:
         model = apply_lora(model, lora)
@@ -308,6 +310,10 @@ def _set_up(cfg: TuneConfig, source: str, data: _Data, lora: LoraSpec | None, qu
                         collate_fn=make_collator(data.layout, data.processor, cfg.max_length),
                         generator=torch.Generator().manual_seed(cfg.seed))
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if accelerator.gradient_accumulation_steps != cfg.grad_accum:  # a DeepSpeed config's own number wins
+        raise ConfigError(f"the DeepSpeed config sets gradient_accumulation_steps to "
+                          f"{accelerator.gradient_accumulation_steps}, not --grad-accum {cfg.grad_accum}: set it to "
+                          '"auto" (as configs/accelerate/ds_zero3.json does)')
     steps_per_epoch = len(loader) // cfg.grad_accum
     if steps_per_epoch == 0:
         raise ConfigError(f"the data makes {len(loader)} micro-batch(es) per process, fewer than --grad-accum "
