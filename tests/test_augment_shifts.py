@@ -12,6 +12,7 @@ import sys
 import textwrap
 from collections import Counter
 
+import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
@@ -45,6 +46,19 @@ def test_every_new_shift_keeps_the_contract_and_follows_its_seed(name, severity)
     assert outputs[0] == outputs[1] and outputs[0] != IMAGE.tobytes()
     assert (len(set(outputs)) == 1) == (name in SEED_FREE)
     json.dumps(shift.params())  # what manifest.json and the shifted-image cache keys record
+
+
+def test_graded_shifts_change_the_image_more_with_each_level():
+    """Mean absolute pixel change from the clean image (three photos, two seeds) grows from @1 to @2 to @3."""
+    photos = [Image.fromarray(getattr(skimage.data, n)()).convert("RGB").resize((96, 72))
+              for n in ("astronaut", "coffee", "chelsea")]
+    for name in NEW:
+        if build_shift(name, 1).severities != (1, 2, 3):
+            continue
+        change = [np.mean([np.abs(np.asarray(build_shift(name, level).apply_image(p, seed), float)
+                                  - np.asarray(p, float)).mean() for p in photos for seed in (0, 1)])
+                  for level in (1, 2, 3)]
+        assert change[0] < change[1] < change[2], (name, change)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 300), (301, 17)])

@@ -86,7 +86,8 @@ RECIPES: dict[str, Recipe] = {
     "median_blur": graded("blur", "MedianBlur", blur_limit=((3, 3), (5, 5), (9, 9))),
     "box_blur": graded("blur", "Blur", blur_limit=((3, 3), (5, 5), (9, 9))),
     # weather
-    "rain": graded("weather", "RandomRain", rain_type=("drizzle", "heavy", "torrential")),
+    "rain": graded("weather", "RandomRain", rain_type=("drizzle", "heavy", "torrential"),
+                   brightness_coefficient=(0.9, 0.8, 0.7), blur_value=(3, 5, 7)),
     "sun_flare": graded("weather", "RandomSunFlare", {"flare_roi": (0, 0, 1, 0.5)},
                         src_radius=(Side(0.2), Side(0.35), Side(0.5)),
                         num_flare_circles_range=((4, 4), (8, 8), (12, 12))),
