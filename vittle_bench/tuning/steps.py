@@ -170,7 +170,7 @@ def _step_record(tuning: Tuning, state: dict[str, int], sums: torch.Tensor, lr: 
     KL terms (per position and dim)."""
     ce, kl_v, kl_t, n_sup, n_v, n_t = sums.tolist()
     record = {"step": state["step"], "epoch": state["epoch"], "lr": lr, "ce": ce / n_sup,
-              "supervised_tokens": int(n_sup), "elapsed_s": round(time.time() - start, 2)}
+              "supervised_tokens": int(n_sup), "elapsed_s": round(time.time() - start, 4)}
     if tuning.handle is not None:
         beta_v, beta_t = tuning.betas
         record.update(kl_visual=kl_v / n_v, kl_text=kl_t / n_t, alpha=tuning.handle.bottleneck.alpha(),
