@@ -196,6 +196,22 @@ def test_glass_blur_is_bit_identical_to_the_library():
                               np.uint8(_fast_corruptions.glass_blur(array, 3, 2)))
 
 
+def test_brightness_and_saturate_are_bit_identical_to_the_library():
+    """Float for float, on photos, grey and colour-wheel images (ties between channels), noise, black, white."""
+    from imagecorruptions import corruptions
+
+    from vittle_bench.shifts import _fast_corruptions
+
+    arrays = [np.asarray(photo(n, (53, 41))) for n in ("astronaut", "coffee", "camera", "colorwheel")]
+    arrays += [np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8),
+               np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)]
+    for array in arrays:
+        for severity in range(1, 6):
+            for name in ("brightness", "saturate"):
+                ours = getattr(_fast_corruptions, name)(array, severity)
+                assert np.array_equal(ours, getattr(corruptions, name)(array, severity)), (name, severity)
+
+
 def test_zoom_blur_matches_the_library_within_tolerance():
     from imagecorruptions import corrupt
 

@@ -1,9 +1,10 @@
-"""Faster re-implementations of two imagecorruptions-imaug 1.1.5 corruptions, tested against the library.
+"""Faster re-implementations of four imagecorruptions-imaug 1.1.5 corruptions, tested against the library.
 
 Why: `glass_blur` runs a numba-compiled pixel loop that is compiled in every new process (~2.4 s before the
 first image; the loop itself is fast afterwards), and `zoom_blur` calls scipy's generic `ndimage.zoom` 11-16
 times per image (~0.2 s for 336 px, 40 % of the 19 corruptions). Both matter when shifts run in short-lived
-worker processes.
+worker processes. `brightness` and `saturate` were then the slowest two: scikit-image's HSV conversions
+stack six full-size candidate images and `np.choose` among them.
 
 - `glass_blur`: **bit-identical** to `imagecorruptions.corrupt(x, "glass_blur", s, seed=seed)`. The library
   seeds numba's Mersenne Twister with `seed` and, for every pixel of the inner region in reverse raster order,
@@ -16,6 +17,10 @@ worker processes.
   out i -> in i*(n_crop-1)/(n_out-1)) evaluated with two gathers in float32 instead of scipy's float64
   spline code. Tolerance (tested): after the library's uint8 conversion, at most 1 grey level apart on at
   most 0.1 % of pixel values.
+- `brightness`, `saturate`: **bit-identical** (the float output, hence every byte). The library's steps on
+  scikit-image 0.26's `rgb2hsv` / `hsv2rgb` formulas, each value computed by the same float operations in
+  the same order; only how values are selected changes (`np.where` for the hue's masked assignments, a
+  gather instead of stacking six candidate images for `np.choose`), and selecting a value does not change it.
 """
 
 from __future__ import annotations
@@ -121,3 +126,52 @@ def zoom_blur(x: np.ndarray, severity: int) -> np.ndarray:
         rows = np.take(image, r0, axis=0) * (1 - fr) + np.take(image, r1, axis=0) * fr
         out[:nh, :nw] += np.take(rows, c0, axis=1) * (1 - fc) + np.take(rows, c1, axis=1) * fc
     return np.clip((image + out) / (len(factors) + 1), 0, 1) * 255
+
+
+# imagecorruptions-imaug 1.1.5: brightness adds c to V; saturate maps S to S * a + b.
+BRIGHTNESS = (.1, .2, .3, .4, .5)
+SATURATE = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))
+# hsv2rgb's channel sources per sextant 0..5, as indices into (v, t, p, q): scikit-image's np.choose table.
+_SEXTANT = np.array([[0, 1, 2], [3, 0, 2], [2, 0, 1], [2, 3, 0], [1, 2, 0], [0, 2, 3]])
+
+
+def _rgb2hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image's rgb2hsv of a float HxWx3 array, as (hue, saturation, value); where several channels hold
+    the maximum, blue's formula wins over green's over red's, as its successive masked assignments do."""
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    value = rgb.max(-1)
+    delta = value - rgb.min(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        saturation = delta / value
+        hue = np.where(blue == value, 4.0 + (red - green) / delta,
+                       np.where(green == value, 2.0 + (blue - red) / delta, (green - blue) / delta))
+    hue = (hue / 6.0) % 1.0
+    flat = delta == 0.0
+    saturation[flat] = 0.0
+    hue[flat] = 0.0
+    return hue, saturation, value
+
+
+def _hsv2rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """scikit-image's hsv2rgb: the same p, q, t, each output channel gathered from them by sextant."""
+    sextant = np.floor(hue * 6)
+    f = hue * 6 - sextant
+    p = value * (1 - saturation)
+    q = value * (1 - f * saturation)
+    t = value * (1 - (1 - f) * saturation)
+    sources = np.stack((value, t, p, q))
+    which = _SEXTANT[sextant.astype(np.uint8) % 6]
+    return np.take_along_axis(sources, np.moveaxis(which, -1, 0), 0).transpose(1, 2, 0)
+
+
+def brightness(x: np.ndarray, severity: int) -> np.ndarray:
+    """Bit-identical to imagecorruptions' brightness(x, severity) for an HxWx3 uint8 array."""
+    hue, saturation, value = _rgb2hsv(np.asarray(x) / 255.)
+    return np.clip(_hsv2rgb(hue, saturation, np.clip(value + BRIGHTNESS[severity - 1], 0, 1)), 0, 1) * 255
+
+
+def saturate(x: np.ndarray, severity: int) -> np.ndarray:
+    """Bit-identical to imagecorruptions' saturate(x, severity) for an HxWx3 uint8 array."""
+    scale, shift = SATURATE[severity - 1]
+    hue, saturation, value = _rgb2hsv(np.asarray(x) / 255.)
+    return np.clip(_hsv2rgb(hue, np.clip(saturation * scale + shift, 0, 1), value), 0, 1) * 255

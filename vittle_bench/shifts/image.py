@@ -4,8 +4,9 @@ We wrap the library rather than re-implement it. Its randomness is pinned per im
 - 15 corruptions draw from numpy's global RNG, which `pinned_global_rngs` seeds with the image's seed;
 - `impulse_noise` gets the seed as its `seed` argument (passed to scikit-image's `random_noise(rng=...)`);
 - `glass_blur` seeds numba's own RNG from its `seed` argument; we run our bit-identical re-implementation
-  with that seed (no numba compile per process), and `zoom_blur` runs our faster equivalent
-  (`_fast_corruptions.py` documents and the tests check both against the library).
+  with that seed (no numba compile per process); `brightness` and `saturate` run our bit-identical, faster
+  HSV round trip, and `zoom_blur` our faster equivalent (`_fast_corruptions.py` documents and the tests check
+  each against the library).
 Any image mode is converted to RGB first (the corruptions expect HxWx3 uint8); images under 32 px on a side
 (the library's minimum) are enlarged by an integer factor and reduced back afterwards. Output: RGB, same size.
 """
@@ -37,7 +38,8 @@ FAMILIES = {
 }
 LIBRARY_VERSION = "imagecorruptions-imaug-1.1.5"
 MIN_SIDE = 32  # the library refuses smaller images
-_OWN = {"glass_blur": "+vittle-exact-1", "zoom_blur": "+vittle-fast-1"}
+_OWN = {"glass_blur": "+vittle-exact-1", "zoom_blur": "+vittle-fast-1", "brightness": "+vittle-exact-1",
+        "saturate": "+vittle-exact-1"}
 # The corruptions whose output depends on the seed (tested): their versions carry SEEDED_BY_IMAGE.
 RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost", "fog",
           "elastic_transform", "speckle_noise", "spatter")
@@ -48,6 +50,8 @@ def _corrupt(array: np.ndarray, name: str, severity: int, seed: int) -> np.ndarr
         return _fast_corruptions.glass_blur(array, severity, seed).astype(np.uint8)
     if name == "zoom_blur":
         return _fast_corruptions.zoom_blur(array, severity).astype(np.uint8)
+    if name in ("brightness", "saturate"):
+        return getattr(_fast_corruptions, name)(array, severity).astype(np.uint8)
     from imagecorruptions import corrupt  # imported on first use: it costs ~0.5 s
 
     if name == "impulse_noise":
