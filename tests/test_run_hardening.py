@@ -105,21 +105,21 @@ def test_ctrl_c_keeps_what_was_done_and_the_same_command_resumes(tiny_random_che
     cache = tmp_path / "cache"
     shutil.copytree(world_cache, cache, ignore=shutil.ignore_patterns("answers.sqlite*"))  # the world, no answers
     args = _tiny_run(tiny_random_checkpoint, cache, tmp_path / "run")
-    run_batch = CellRunner.run_batch
+    finish = CellRunner.finish
     calls = Counter()
 
     def interrupted_at_the_third_batch(self, *a, **kw):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return run_batch(self, *a, **kw)
+        return finish(self, *a, **kw)
 
-    monkeypatch.setattr(CellRunner, "run_batch", interrupted_at_the_third_batch)
+    monkeypatch.setattr(CellRunner, "finish", interrupted_at_the_third_batch)
     assert main(args) == 130
     err = capsys.readouterr().err
     assert f"vittle-bench: interrupted — 4 records kept in {tmp_path / 'run'}; run the same command to resume" in err
     assert "Traceback" not in err
-    monkeypatch.setattr(CellRunner, "run_batch", run_batch)
+    monkeypatch.setattr(CellRunner, "finish", finish)
     assert main(args) == 0  # the lock was released; the answers of the first two batches come from the cache
     assert "8 samples (4 generated, 4 cached)" in capsys.readouterr().out
     assert main(_tiny_run(tiny_random_checkpoint, cache, tmp_path / "straight")) == 0

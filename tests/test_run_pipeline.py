@@ -78,6 +78,20 @@ def test_second_run_is_served_from_cache(finished_run, tiny_random_checkpoint, w
                       for label in ("gaussian_noise@5", "defocus_blur@2+keyboard@1")}
 
 
+def test_records_are_identical_with_and_without_prefetch(finished_run, tiny_random_checkpoint, world_cache,
+                                                         tmp_path):
+    """Shifting ahead of the model (the default, here with two shift worker processes) changes the timing only:
+    the same records as shifting each batch just before generating it, nothing read from a cache."""
+    args = ["run", "--model", f"hf:{tiny_random_checkpoint}", "--tasks", "builtin", "--shifts", SHIFTS, "--limit", "6",
+            "--batch-size", "4", "--cache-dir", str(world_cache), "--no-cache"]
+    assert main([*args, "--prefetch", "0", "--output", str(tmp_path / "inline")]) == 0
+    assert main([*args, "--prefetch", "3", "--shift-workers", "2", "--output", str(tmp_path / "ahead")]) == 0
+    inline, ahead = ((tmp_path / name / "samples.jsonl").read_text() for name in ("inline", "ahead"))
+    assert inline == ahead == (finished_run / "samples.jsonl").read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "inline" / "results.csv"),
+                                  pd.read_csv(tmp_path / "ahead" / "results.csv"))
+
+
 def test_pope_splits_under_one_image_condition_shift_each_distinct_image_once(tmp_path):
     """POPE's three splits ask several questions about each image: under an image condition every image is
     shifted once (the offline fixtures: 12 questions, 2 distinct images), and the manifest counts it."""

@@ -168,11 +168,12 @@ def merge_cache(sources: Sequence[Path], into: Path, table: CacheTable) -> Merge
 
 
 class AnswerCache:
-    def __init__(self, path: Path | None) -> None:
-        """`path=None` gives a cache that stores nothing (--no-cache)."""
+    def __init__(self, path: Path | None, check_same_thread: bool = True) -> None:
+        """`path=None` gives a cache that stores nothing (--no-cache). `check_same_thread=False` for a
+        connection made in one thread and used in another (one thread at a time)."""
         self._db = None
         if path is not None:
-            self._db = open_cache(path, ANSWERS)
+            self._db = open_cache(path, ANSWERS, check_same_thread)
 
     def get_many(self, keys: list[str]) -> dict[str, CachedAnswer]:
         if self._db is None or not keys:

@@ -4,9 +4,9 @@
                                                              no:  shift -> request -> model.generate -> store
                   -> adapter.parse / score -> SampleResult
 
-`CellRunner.look_up` keys and looks up a batch (cheap); `CellRunner.prepare` shifts what the look-up left and
-builds its requests (the costly part, which `prefetch.py` runs ahead of generation); `CellRunner.finish`
-generates, records and scores. A rule-based adapter scores from the ground truth, which no shift may change
+`CellRunner.look_up` keys and looks up a batch; `CellRunner.prepare` shifts what the look-up left and builds
+its requests (the costly part; `prefetch.py` runs both ahead of generation); `CellRunner.finish` generates,
+records and scores. A rule-based adapter scores from the ground truth, which no shift may change
 (the engine enforces it), so a cached answer is scored on the source sample and nothing is shifted; a judged
 adapter's judge reads the shifted sample (question, image), so its cached answers are shifted for scoring.
 """
@@ -21,7 +21,7 @@ from vittle_bench.adapters import TaskAdapter
 from vittle_bench.cache import AnswerCache, CachedAnswer, answer_key
 from vittle_bench.models.base import Model
 from vittle_bench.run_plan import RunOptions
-from vittle_bench.schema import Parsed, Request, Sample, SampleResult
+from vittle_bench.schema import Parsed, Request, Sample, SampleResult, Score
 from vittle_bench.shifts import ShiftCondition
 from vittle_bench.shifts.engine import ShiftEngine
 
@@ -60,8 +60,11 @@ class CellRunner:
     """Runs one model over its share of one task's samples under one shift condition, batch by batch."""
 
     def __init__(self, model: Model, cache: AnswerCache, engine: ShiftEngine, options: RunOptions,
-                 counters: dict[str, int]) -> None:
+                 counters: dict[str, int], reader: AnswerCache | None = None) -> None:
+        """`reader`: the connection `look_up` reads the answer cache through (`cache` if not given), for a
+        look-up that runs in another thread than `finish`, which writes through `cache`."""
         self.model, self.cache, self.engine, self.options, self.counters = model, cache, engine, options, counters
+        self.reader = reader or cache
 
     def key(self, adapter: TaskAdapter, sample: Sample, condition: ShiftCondition) -> str:
         """The answer key of a loadable sample under `condition`, from the source sample (nothing is shifted)."""
@@ -77,7 +80,7 @@ class CellRunner:
         items = [Prepared(s, error=f"load: {s.load_error}") if s.load_error else Prepared(s, self.key(adapter, s,
                                                                                                  condition))
                  for s in samples]
-        found = {} if self.options.fresh else self.cache.get_many([p.key for p in items if p.key])
+        found = {} if self.options.fresh else self.reader.get_many([p.key for p in items if p.key])
         items = [replace(p, cached=found.get(p.key)) for p in items]
         if not adapter.judged:
             items = [replace(p, shifted=p.sample) if p.cached is not None else p for p in items]
@@ -90,9 +93,6 @@ class CellRunner:
                                                                  self.options.seed)))
         return replace(batch, items=[_prepare_one(batch.adapter, p, shifted[id(p)]) if id(p) in shifted else p
                                      for p in batch.items])
-
-    def run_batch(self, adapter: TaskAdapter, samples: list[Sample], condition: ShiftCondition) -> list[SampleResult]:
-        return self.finish(self.prepare(self.look_up(adapter, samples, condition)))
 
     def finish(self, batch: Batch) -> list[SampleResult]:
         """Generate what is not cached, then record and score the batch."""
@@ -162,8 +162,8 @@ class CellRunner:
             for record, _ in todo:
                 record.error = f"score: {type(exc).__name__}: {exc}"
             return
-        for (record, _), (score, reference) in zip(todo, scores):
-            record.score, record.reference_score = score, reference
+        for (record, _), scored in zip(todo, scores):
+            record.score, record.reference_score, record.judge_review = Score(*scored)
 
 
 def _prepare_one(adapter: TaskAdapter, prepared: Prepared, shifted: Sample | Exception) -> Prepared:

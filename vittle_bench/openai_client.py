@@ -35,6 +35,9 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 SECRET_ARGS = frozenset({"api_key"})
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
 REDACTED = "<redacted>"
+# Retry jitter draws from its own generator: shifts pin Python's global one while they run, in the runner's
+# prefetch thread too, and a draw from here in between would change their output.
+_JITTER = random.Random()
 
 
 def redact_model_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +126,7 @@ class ChatClient:
                 return min(self.max_backoff, max(0.0, float(retry_after)))
         except ValueError:
             pass  # an HTTP date: fall back to our own schedule
-        return min(self.max_backoff, self.backoff * 2 ** attempt * (0.5 + random.random()))
+        return min(self.max_backoff, self.backoff * 2 ** attempt * (0.5 + _JITTER.random()))
 
     def complete(self, payload: dict[str, Any]) -> str:
         """The reply text, or RequestFailed once retries are spent (the reason is scrubbed of the key)."""

@@ -44,6 +44,8 @@ class RunOptions:
     plan: str | None = None  # a plan name or file: its cells instead of the tasks x shifts product
     limit: int | None = None
     batch_size: int = 32
+    shift_workers: int = 1  # processes computing shifted images (1: in the runner's own process)
+    prefetch: int = 2  # batches shifted ahead of the model while it generates (0: none)
     seed: int = 0
     model_args: dict[str, Any] = field(default_factory=dict)
     include_paths: list[Path] = field(default_factory=list)
@@ -139,6 +141,8 @@ def plan_run(options: RunOptions, writes: bool = True) -> RunPlan:
             raise ConfigError(f"{condition.label}: {exc}") from None
     if options.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
+    if options.shift_workers < 1 or options.prefetch < 0:
+        raise ConfigError("--shift-workers must be at least 1 and --prefetch at least 0")
     domains = DomainResolver(options.include_paths)
     try:
         if plan_cells is None:

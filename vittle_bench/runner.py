@@ -37,13 +37,14 @@ from tqdm import tqdm
 
 from vittle_bench.adapters import TaskAdapter
 from vittle_bench.cache import AnswerCache
-from vittle_bench.cell_runner import CellRunner
+from vittle_bench.cell_runner import Batch, CellRunner
 from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.stats import MetricValue, cell_seed
 from vittle_bench.models.base import Model, load_model
 from vittle_bench.openai_client import redact_model_args
+from vittle_bench.prefetch import prefetched
 from vittle_bench.results_io import cell_result, write_results
 from vittle_bench.run_lock import RunDirectoryLock, describe_holder
 from vittle_bench.run_manifest import manifest
@@ -138,11 +139,13 @@ def _evaluate(options: RunOptions, cells: list[Cell], group: WorkerGroup, shard_
     are cached on disk by content hash (size-bounded), so other models and reruns reuse them; how many were
     computed and served per condition goes to `shifted_images`."""
     cache_dir = options.cache_dir if options.use_cache else None
-    with closing(AnswerCache(cache_dir / "answers.sqlite" if cache_dir else None)) as cache, \
-            closing(ShiftEngine(ShiftedImageCache(cache_dir / "shifted-images") if cache_dir else None)) as engine, \
+    answers = cache_dir / "answers.sqlite" if cache_dir else None
+    with closing(AnswerCache(answers)) as cache, closing(AnswerCache(answers, check_same_thread=False)) as reader, \
+            closing(ShiftEngine(ShiftedImageCache(cache_dir / "shifted-images") if cache_dir else None,
+                                options.shift_workers)) as engine, \
             shard_path.open("w") as out:
         models = [_evaluate_model(m, model_spec, options, cells, group, out,
-                                  lambda model: CellRunner(model, cache, engine, options, counters))
+                                  lambda model: CellRunner(model, cache, engine, options, counters, reader))
                   for m, model_spec in enumerate(options.models)]
         shifted_images.update((label, dict(count)) for label, count in engine.counts.items())
         return models
@@ -150,33 +153,40 @@ def _evaluate(options: RunOptions, cells: list[Cell], group: WorkerGroup, shard_
 
 def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Cell], group: WorkerGroup,
                     out: TextIO, runner_for: Callable[[Model], CellRunner]) -> dict[str, Any]:
-    """One model over this process's share of every cell (the model is released when this returns)."""
+    """One model over this process's share of every cell (the model is released when this returns). Batches
+    are looked up in the answer cache here and shifted ahead of the model (`prefetch.py`); each finished batch
+    is flushed and fsynced before the next, so a killed run keeps every finished batch. A record's `order` is
+    its place in the grid, for the merge."""
     model = load_model(model_spec, **group.model_args(options.model_args))
     runner = runner_for(model)
     share = sum(len(range(group.rank, len(cell.samples), group.world_size)) for cell in cells)
     with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
               disable=not (options.progress and group.is_main)) as bar:
-        for cell in cells:
+        looked_up = _looked_up(runner, cells, group, options.batch_size)
+        for cell, indices, batch in prefetched(looked_up, lambda item: (item[0], item[1], runner.prepare(item[2])),
+                                               options.prefetch):
             bar.set_postfix_str(f"{cell.task} / {cell.condition.label}", refresh=False)
-            _evaluate_cell(runner, cell, m, group, options.batch_size, out, bar.update)
+            records = runner.finish(batch)
+            out.writelines(json.dumps({"order": [m, cell.task_index, cell.condition_index, index],
+                                       **record.to_json()}) + "\n" for index, record in zip(indices, records))
+            out.flush()
+            os.fsync(out.fileno())
+            bar.update(len(indices))
     return {"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
             "fingerprint_info": model.fingerprint_info,
             "model_args": redact_model_args(options.model_args)}
 
 
-def _evaluate_cell(runner: CellRunner, cell: Cell, m: int, group: WorkerGroup, batch_size: int, out: TextIO,
-                   progress: Callable[[int], Any]) -> None:
-    """This process's share of one cell, batch by batch; each batch is flushed and fsynced before the next, so
-    a killed run keeps every finished batch. A record's `order` is its place in the grid, for the merge."""
-    mine = list(_my_share(cell.samples, group.rank, group.world_size))
-    for start in range(0, len(mine), batch_size):
-        batch = mine[start:start + batch_size]
-        records = runner.run_batch(cell.adapter, [s for _, s in batch], cell.condition)
-        out.writelines(json.dumps({"order": [m, cell.task_index, cell.condition_index, index], **record.to_json()})
-                       + "\n" for (index, _), record in zip(batch, records))
-        out.flush()
-        os.fsync(out.fileno())
-        progress(len(batch))
+def _looked_up(runner: CellRunner, cells: list[Cell], group: WorkerGroup,
+               batch_size: int) -> Iterator[tuple[Cell, list[int], Batch]]:
+    """This process's share of every cell, batch by batch, with each sample's place in its cell, looked up in
+    the answer cache (nothing shifted yet)."""
+    for cell in cells:
+        mine = list(_my_share(cell.samples, group.rank, group.world_size))
+        for start in range(0, len(mine), batch_size):
+            part = mine[start:start + batch_size]
+            yield cell, [index for index, _ in part], runner.look_up(cell.adapter, [s for _, s in part],
+                                                                     cell.condition)
 
 
 def _merged_records(shards: list[Path]) -> Iterator[dict]:

@@ -33,10 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the cells, generations, judge calls, shifted "
                      "images and estimated time, then exit without evaluating")
     run.add_argument("--check-cache", action="store_true", help="--dry-run: count the answers the answer cache "
-                     "already holds, exactly (loads and shifts every cell's inputs and each model; slower)")
+                     "already holds, exactly (loads every cell's inputs and each model, shifts nothing; slower)")
     run.add_argument("--throughput", type=float, help="samples per second for --dry-run's time estimate (default: "
                      "measured by a short probe of the first model)")
     run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--shift-workers", type=int, default=1, help="processes that compute shifted images (default "
+                     "1: the run's own process)")
+    run.add_argument("--prefetch", type=int, default=2, help="batches shifted ahead while the model generates "
+                     "(default 2; 0: shift each batch just before generating it)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--output", type=Path, help="run directory (default: vittle-runs/<model>)")
     run.add_argument("--cache-dir", type=Path, help="answers, built-in data (default: ~/.cache/vittle-bench)")
@@ -128,7 +132,8 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(
         models=models, output=output, tasks=args.tasks or DEFAULT_TASKS, shifts=args.shifts or DEFAULT_SHIFTS,
         plan=args.plan, limit=args.limit,
-        batch_size=args.batch_size, seed=args.seed, model_args=model_args,
+        batch_size=args.batch_size, shift_workers=args.shift_workers, prefetch=args.prefetch, seed=args.seed,
+        model_args=model_args,
         include_paths=[Path(p) for p in args.include_path], cache_dir=args.cache_dir or default_cache_dir(),
         use_cache=not args.no_cache, fresh=args.fresh, fail_fast=args.fail_fast, judge=args.judge,
         data_dir=args.data_dir,
