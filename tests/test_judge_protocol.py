@@ -87,8 +87,10 @@ def test_task_yaml_sets_rubric_temperature_and_repeats_which_are_averaged(tmp_pa
         adapter = make_adapter(spec, options)
         steady, bad = adapter.score_batch([(sample, None, "steady"), (sample, None, "one bad")])  # type: ignore[list-item]
         again = make_adapter(spec, options).score_batch([(sample, None, "steady")])  # type: ignore[list-item]
-    assert steady == (pytest.approx(6.0), 8.0) and bad == (None, None)  # one unreadable review fails the answer
-    assert again == [steady] and len(server.log) == 6  # each of the three reviews is cached under its own key
+    assert steady[:2] == (pytest.approx(6.0), 8.0) and bad == (None, None, None)  # one unreadable review fails it
+    # the record keeps the three reviews' text, numbered, from which the averaged scores were read
+    assert steady.review == "[review 1 of 3]\n8 7\nfine\n\n[review 2 of 3]\n8 5\nfine\n\n[review 3 of 3]\n8 6\nfine"
+    assert again == [steady] and len(server.log) == 6  # each review is cached under its own key, its text too
     payloads = [entry["payload"] for entry in server.log]
     assert {p["temperature"] for p in payloads} == {0.0}
     assert all(RUBRICS["llava_visual"] in p["messages"][1]["content"] for p in payloads)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
@@ -79,6 +79,16 @@ class Parsed:
     ok: bool
 
 
+class Score(NamedTuple):
+    """An adapter's scoring of one answer. `reference_score` is the judge's score of the reference answer and
+    `review` the judge's written review (judged tasks only), kept in the record so a reader can check the
+    scores against the text they were read from."""
+
+    score: float | None
+    reference_score: float | None = None
+    review: str | None = None
+
+
 @dataclass
 class SampleResult:
     """One line of samples.jsonl: one model x task x shift x severity x sample."""
@@ -103,6 +113,7 @@ class SampleResult:
     cache_key: str = ""
     condition: str = ""  # the full condition label ("frost@3+keyboard@1"): the cell's key, unique per condition
     downscaled_from: list | None = None  # per image, its original [width, height] when loading reduced it
+    judge_review: str | None = None  # an LLM judge's written review(s) of the answer, as the judge wrote them
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

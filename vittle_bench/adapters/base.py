@@ -15,7 +15,7 @@ from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.base import METRICS, Metric, lookup, ratio_aggregate, records_frame, register_metric
 from vittle_bench.metrics.stats import MetricValue
 from vittle_bench.registry import Registry
-from vittle_bench.schema import Parsed, Request, Sample, SampleResult
+from vittle_bench.schema import Parsed, Request, Sample, SampleResult, Score
 
 
 class TaskAdapter:
@@ -66,9 +66,10 @@ class TaskAdapter:
         """(score, reference score); the reference score is only set by judged tasks, None = not scored."""
         raise NotImplementedError
 
-    def score_batch(self, items: list[tuple[Sample, Parsed, str]]) -> list[tuple[float | None, float | None]]:
-        """`score` for a batch; judged adapters override it to judge the batch concurrently."""
-        return [self.score(sample, parsed, raw) for sample, parsed, raw in items]
+    def score_batch(self, items: list[tuple[Sample, Parsed, str]]) -> list[Score]:
+        """`score` for a batch; judged adapters override it to judge the batch concurrently (and return the
+        judge's review with each score)."""
+        return [Score(*self.score(sample, parsed, raw)) for sample, parsed, raw in items]
 
     def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:
         """The declared metrics a cell reports, in order (adapters add per-category variants)."""

@@ -30,7 +30,7 @@ from vittle_bench.metrics.definitions import (
     RELATIVE_SCORE_JUDGE,
     RELATIVE_SCORE_OVERLAP,
 )
-from vittle_bench.schema import Parsed, Request, Sample, SampleResult
+from vittle_bench.schema import Parsed, Request, Sample, SampleResult, Score
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,21 @@ class OpenEndedAdapter(TaskAdapter):
         return Parsed(text or None, bool(text))
 
     def score(self, sample: Sample, parsed: Parsed, raw: str) -> tuple[float | None, float | None]:
-        """(model score, reference score); (None, None) when the judgment failed (counted, not imputed)."""
-        return self.score_batch([(sample, parsed, raw)])[0]
+        """(model score, reference score); (None, None) when the judgment failed (counted, not imputed).
+        `score_batch` also returns the judge's review."""
+        scored = self.score_batch([(sample, parsed, raw)])[0]
+        return scored.score, scored.reference_score
 
-    def score_batch(self, items: list[tuple[Sample, Parsed, str]]) -> list[tuple[float | None, float | None]]:
+    def score_batch(self, items: list[tuple[Sample, Parsed, str]]) -> list[Score]:
         """`score` for a whole batch at once, so an LLM judge can work on it concurrently."""
         judgments = self.get_judge().judge_many([(sample, raw.strip()) for sample, _, raw in items])
-        out: list[tuple[float | None, float | None]] = []
+        out: list[Score] = []
         for (sample, _, _), judgment in zip(items, judgments):
             if judgment.failed:
                 log.warning("judge %s failed on %s/%s: %s", self.judge, sample.task, sample.sample_id, judgment.error)
-                out.append((None, None))
+                out.append(Score(None, None))
             else:
-                out.append((judgment.model_score, judgment.reference_score))
+                out.append(Score(judgment.model_score, judgment.reference_score, judgment.review))
         return out
 
     def cell_metrics(self, records: list[SampleResult]) -> list[Metric]:

@@ -25,6 +25,7 @@ class Judgment:
     reference_score: float | None
     failed: bool = False
     error: str | None = None
+    review: str | None = None  # an LLM judge's written review(s), from which the scores were read
 
     @classmethod
     def failure(cls, error: str) -> Judgment:

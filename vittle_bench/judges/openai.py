@@ -121,7 +121,7 @@ class OpenAIJudge(Judge):
     def judge_many(self, items: list[tuple[Sample, str]]) -> list[Judgment]:
         """Judgments in order: each answer reviewed `repeats` times (cache hits first, the rest concurrently,
         bounded by `concurrency`) and its scores averaged over the reviews; one failed review fails it."""
-        reviews: dict[int, list[tuple[float, float] | str]] = {}
+        reviews: dict[int, list[tuple[float, float, str] | str]] = {}
         todo: list[tuple[int, str, list[dict[str, Any]]]] = []
         for i, (sample, answer) in enumerate(items):
             if not sample.answer:
@@ -135,7 +135,7 @@ class OpenAIJudge(Judge):
                 if hit is None:
                     todo.append((i, key, messages))
                     continue
-                reviews[i].append((hit[2], hit[1]))
+                reviews[i].append((hit[2], hit[1], hit[0]))
                 self._count("cached")
         if todo:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
@@ -149,15 +149,18 @@ class OpenAIJudge(Judge):
                 review, (reference_score, model_score) = outcome
                 self.cache.put(key, self.name, review, model_score, reference_score)
                 self._count("judged")
-                reviews[i].append((reference_score, model_score))
+                reviews[i].append((reference_score, model_score, review))
         return [_combined(reviews[i], self.repeats) for i in range(len(items))]
 
 
-def _combined(reviews: list[tuple[float, float] | str], repeats: int) -> Judgment:
-    """One judgment from an answer's reviews: the mean of each score, or a failure naming what failed."""
+def _combined(reviews: list[tuple[float, float, str] | str], repeats: int) -> Judgment:
+    """One judgment from an answer's reviews: the mean of each score and the reviews' text (numbered when
+    there are several), or a failure naming what failed."""
     failures = [r for r in reviews if isinstance(r, str)]
     if failures:
         prefix = "" if repeats == 1 else f"{len(failures)} of {repeats} reviews failed: "
         return Judgment.failure(prefix + failures[0])
-    pairs = [r for r in reviews if not isinstance(r, str)]
-    return Judgment(sum(p[1] for p in pairs) / len(pairs), sum(p[0] for p in pairs) / len(pairs))
+    done = [r for r in reviews if not isinstance(r, str)]
+    text = done[0][2] if len(done) == 1 else "\n\n".join(f"[review {k} of {len(done)}]\n{r[2]}"
+                                                           for k, r in enumerate(done, start=1))
+    return Judgment(sum(r[1] for r in done) / len(done), sum(r[0] for r in done) / len(done), review=text)
