@@ -5,6 +5,7 @@ connector train fully, the loss falls on a tiny overfit, and the merged output e
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -106,3 +107,23 @@ def test_lora_usage_errors_are_one_line(checkpoints, data, tmp_path, capsys, mon
     assert "pip install 'vittle-bench[tune]'" in error("--lora", "r=4")
     assert not (tmp_path / "out" / "model.safetensors").exists()
     assert peft.__version__
+
+
+def test_lora_resume_equals_an_uninterrupted_run(checkpoints, data, tmp_path):
+    """Accelerate's checkpoint of a LoRA run (adapters, connector, bottleneck, optimiser) resumes to the same
+    merged weights as the run that was not interrupted."""
+    from vittle_bench.tuning.train import TuneConfig, train
+
+    out = tmp_path / "run"
+    kw = dict(model=f"hf:{checkpoints['llava_1_5']}", data=str(data / "data.json"), image_folder=str(data / "images"),
+              output=str(out), lora="r=4,alpha=8", max_steps=5, save_every=3, keep_checkpoints=True, batch_size=1,
+              grad_accum=2, prior="learnable", lr=3e-3, warmup_ratio=0.0)
+    train(TuneConfig(**kw), log=lambda _: None)
+    straight = {**load_file(out / "model.safetensors"), **load_file(out / "vittle_bottleneck.safetensors")}
+    shutil.rmtree(out / "checkpoints" / "step-00000005")  # as if the run had died after step 4
+    messages: list[str] = []
+    train(TuneConfig(**kw, resume=True), log=messages.append)
+    assert any("resuming" in m and "step 3" in m for m in messages)
+    resumed = {**load_file(out / "model.safetensors"), **load_file(out / "vittle_bottleneck.safetensors")}
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)

@@ -4,11 +4,13 @@ run the identical recipe without the bottleneck so the two are compared fairly.
 
 Device placement, bf16 mixed precision, gradient accumulation and multi-GPU (``accelerate launch``) are
 Hugging Face Accelerate's; nothing here is home-made distributed code. Recipe: vision tower frozen, the
-projector and language model fully trained, AdamW, cosine schedule with linear warmup, loss =
-cross-entropy + beta_v KL_v + beta_t KL_t with the alpha ramp driven by the share of optimiser steps done.
+projector and language model fully trained (with ``--lora`` the language model through adapters), AdamW, cosine
+schedule with linear warmup, loss = cross-entropy + beta_v KL_v + beta_t KL_t with the alpha ramp driven by the
+share of optimiser steps done.
 
-Output directory: ``save_pretrained`` model + processor, the bottleneck files of ``save_vittle`` (so
-``--model hf:DIR`` restores it), ``tune_config.json`` (every TuneConfig value, the ``--recipe`` name and
+Output directory: ``save_pretrained`` model (with ``--lora`` merged, the adapter in ``adapter/``) + processor, the
+prompt layout it was tuned in, the bottleneck files of ``save_vittle`` (so ``--model hf:DIR`` restores it),
+``tune_config.json`` (every TuneConfig value, the ``--recipe`` name and
 each option's source, the process count and global batch) and ``train_log.jsonl`` (one record per optimiser
 step: CE, each KL, alpha, lr; last, the ``done`` record with the trainable-parameter count). Checkpoints for
 ``--resume`` live in ``DIR/checkpoints`` while training and are removed after the final save unless
