@@ -24,6 +24,7 @@ from vittle_bench.report.site import ReportSettings, build_report
 from vittle_bench.report.thumbnails import DataSettings
 from vittle_bench.schema import Request, image_digest
 
+from fake_openai_server import FakeServer, ok
 from synthetic_runs import write_run
 
 SHIFTS = "gaussian_noise@2,gaussian_noise@5,keyboard@3,gaussian_noise@3+keyboard@3"
@@ -47,7 +48,8 @@ class GuessingModel(Model):
         for r in requests:
             key = self.name + r.prompt + "".join(image_digest(i) for i in r.images)
             h = int(hashlib.sha256(key.encode()).hexdigest(), 16)
-            answer = "ABC"[h % 3] if "option's letter" in r.prompt else ("Yes" if h % 2 else "No")
+            answer = ("ABC"[h % 3] if "option's letter" in r.prompt else f"Noise number {h % 5}."
+                      if r.prompt.startswith("Describe") else "Yes" if h % 2 else "No")
             out.append(f"{answer} {HOSTILE}" if self.name == "guess:hostile" else answer)
         return out
 
@@ -68,20 +70,31 @@ def write_tasks(root: Path, n: int = 12) -> Path:
                    "choices": ["red", "<b>blue</b>", "green"], "answer": "A", "category": f"<i>c{i % 2}</i>"})
         yn.append({"question_id": f"y{i}", "question": f"Is there a dog in picture {i}?", "image": f"images/{i}.png",
                    "answer": "yes" if i % 2 else "no"})
-    for name, adapter, rows in (("pics_mc", "closed_form", mc), ("pics_yn", "pope", yn)):
+    described = [{"question_id": f"d{i}", "question": f"Describe picture {i}.", "image": f"images/{i}.png",
+                  "answer": "Coloured noise."} for i in range(n)]
+    for name, adapter, rows in (("pics_mc", "closed_form", mc), ("pics_yn", "pope", yn),
+                                ("pics_open", "open_ended", described)):
         (root / f"{name}.yaml").write_text(f"task: {name}\ndescription: test pictures\nsource: local:{name}.jsonl\n"
                                            f"adapter: {adapter}\n")
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
 
 
+def _review(payload: dict) -> tuple:
+    """An LLM judge's review: scores that depend on the answer, then prose holding hostile markup."""
+    answer = payload["messages"][1]["content"].split("[Assistant 2]\n", 1)[1].split("\n", 1)[0]
+    return ok(f"9 {2 + int(hashlib.sha256(answer.encode()).hexdigest(), 16) % 7}\nThe answer is vague. {HOSTILE}")
+
+
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     tasks, cache, run = write_tasks(root / "tasks"), root / "cache", root / "run"
-    assert main(["run", "--model", "guess:plain,guess:hostile", "--tasks", "pics_mc,pics_yn", "--include-path",
-                 str(tasks), "--shifts", SHIFTS, "--output", str(run), "--cache-dir", str(cache), "--batch-size",
-                 "8"]) == 0
+    with FakeServer(default=_review) as judge:
+        assert main(["run", "--model", "guess:plain,guess:hostile", "--tasks", "pics_mc,pics_yn,pics_open",
+                     "--include-path", str(tasks), "--shifts", SHIFTS, "--output", str(run), "--cache-dir",
+                     str(cache), "--batch-size", "8", "--judge", "openai:judge", "--judge-args",
+                     f"base_url={judge.url},api_key=test"]) == 0
     return run, tasks, cache
 
 
@@ -164,9 +177,18 @@ def test_model_vs_model_p_values_equal_compares(site, report_run, tmp_path):
     parser = _Rows()
     parser.feed((output / "versus.html").read_text())
     shown = {(row[0][0], row[1][0]): row[7][1] for row in parser.rows if row}
-    assert len(shown) == len(compared) and set(compared.test) == {"McNemar exact"}
+    assert len(shown) == len(compared) and set(compared.test) == {"McNemar exact", "Wilcoxon signed-rank"}
     for r in compared.itertuples():
         assert f"{float(shown[r.task, r.condition]):.6g}" == f"{r.p_value:.6g}", (r.task, r.condition)
+
+
+def test_a_judged_card_shows_the_judges_scores_and_reviews(site):
+    output, _ = site
+    page = (output / "task-pics_open.html").read_text()
+    card = page.split('<article class="card')[1]
+    assert "<th>reference score</th>" in card and "<td>9</td>" in card  # the judge's score of the reference
+    assert card.count("The answer is vague.") >= 2  # the review of the clean answer and of the shifted one
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in card
 
 
 def test_hostile_text_is_escaped_everywhere(site):
@@ -257,7 +279,7 @@ def test_the_overview_shows_the_leaderboard_and_sorts_it(browser, site):
     output, _ = site
     _open(browser, output / "index.html")
     rows = browser.find_elements("css selector", "#leaderboard tbody tr")
-    assert len(rows) == 4 and {r.find_elements("tag name", "td")[1].text for r in rows} == {"guess:plain",
+    assert len(rows) == 6 and {r.find_elements("tag name", "td")[1].text for r in rows} == {"guess:plain",
                                                                                          "guess:hostile"}
     clean = browser.find_element("css selector", "#leaderboard thead th:nth-child(4)")
     clean.click()
@@ -305,7 +327,7 @@ def test_a_flip_card_shows_both_images_and_every_answer_and_filters_change_what_
 
 def test_planted_markup_shows_as_text_and_nothing_runs(browser, site):
     output, _ = site
-    for page in ("index.html", "task-pics_mc.html", "versus.html"):
+    for page in ("index.html", "task-pics_mc.html", "task-pics_open.html", "versus.html"):
         _open(browser, output / page)
         assert browser.execute_script("return window.__pwned === undefined")
         assert browser.find_elements("css selector", "img[src='x'], a[href^='javascript:'], main script") == []

@@ -31,6 +31,8 @@ class Answer:
     reference_score: str  # judged tasks: the judge's score of the reference answer under the shift
     error: str
     outcome: str  # worse / better / same / unscored
+    clean_review: str  # an LLM judge's written review of the clean answer ("" for other scorers)
+    review: str  # and of the answer under the shift
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class CardMaker:
                 _score(clean and clean.get("score"), binary), _text(shifted.get("raw_output")),
                 _text(shifted.get("parsed")), _score(shifted.get("score"), binary),
                 "" if binary else _score(shifted.get("reference_score"), False), _text(shifted.get("error")),
-                _outcome(clean, shifted)))
+                _outcome(clean, shifted), _text(clean and clean.get("judge_review")),
+                _text(shifted.get("judge_review"))))
         assert first is not None, (task, condition, sample_id)  # cards are only made for recorded samples
         clean_first = next((self.by_key[(m, task, "clean", sample_id)] for m in self.models
                             if (m, task, "clean", sample_id) in self.by_key), None)

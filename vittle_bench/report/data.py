@@ -14,7 +14,7 @@ from vittle_bench.adapters.base import declared_metric
 from vittle_bench.errors import ConfigError
 from vittle_bench.leaderboard import SAMPLE_FIELDS, choose_metric, load_results, load_samples
 
-CARD_FIELDS = (*SAMPLE_FIELDS, "prompt", "raw_output", "input_hash")
+CARD_FIELDS = (*SAMPLE_FIELDS, "prompt", "raw_output", "input_hash", "judge_review")
 
 
 @dataclass(frozen=True)
