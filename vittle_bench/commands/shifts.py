@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rows = preview.add_mutually_exclusive_group()
     rows.add_argument("--shifts", default="", help="shift names (one row each, over --severities), conditions "
                       "(frost@3+keyboard@2) or suites; default: every image and text shift that runs offline")
-    rows.add_argument("--family", help="one row per shift of this family (noise, blur, weather, digital, "
-                      "geometric; `vittle-bench list shifts` shows each shift's)")
+    rows.add_argument("--family", help="one row per offline shift of this family (image: noise, blur, weather, "
+                      "digital, geometric; text: character, word; `vittle-bench list shifts` shows each shift's)")
     preview.add_argument("--severities", default="1,2,3,4,5",
                          help="severities of the named shifts' columns (text shifts accept 1-7; default: 1-5)")
     preview.add_argument("--seed", type=int, default=0)
@@ -90,7 +90,8 @@ def _offline_shifts(family: str | None = None) -> list[str]:
         if shift.kind in ("image", "text") and not shift.needs_hub and family in (None, shift.family):
             names.append(name)
     if family is not None and not names:
-        raise ConfigError(f"--family {family!r}: no shift has it; families: {', '.join(sorted(families - {''}))}")
+        raise ConfigError(f"--family {family!r}: no shift that runs offline has it; families: "
+                          f"{', '.join(sorted(families - {''}))}")
     return names
 
 
