@@ -1,5 +1,5 @@
 """`vittle-bench tune` as a new user runs it, on tiny random-weight models of every family the `hf:` adapter
-evaluates: each prior and the baseline tune through the CLI and the result evaluates with `vittle-bench run
+evaluates: each prior, the baseline and LoRA tune through the CLI and the result evaluates with `vittle-bench run
 --model hf:DIR`; PaliGemma's prefix-LM labels; a family that cannot be labelled fails in one line at start-up."""
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def evaluate(model_dir: Path, out: Path, cache: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
 
 
-VARIANTS = {"fixed": ["--prior", "fixed"], "learnable": ["--prior", "learnable"], "baseline": ["--baseline"]}
+VARIANTS = {"fixed": ["--prior", "fixed"], "learnable": ["--prior", "learnable"], "baseline": ["--baseline"],
+            "lora": ["--prior", "fixed", "--lora", "r=4,alpha=8"]}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -63,7 +64,8 @@ def test_every_family_tunes_and_evaluates(family, variant, checkpoints, data, wo
         assert not (out / "vittle_config.json").exists()
     else:
         assert all(r["kl_visual"] > 0 and r["kl_text"] > 0 for r in log), log
-        assert json.loads((out / "vittle_config.json").read_text())["config"]["prior"] == variant
+        prior = VARIANTS[variant][1]
+        assert json.loads((out / "vittle_config.json").read_text())["config"]["prior"] == prior
     layout = "image_tokens_then_prompt" if family == "paligemma" else "chat_template"
     assert json.loads((out / TRAINED_PROFILE_FILE).read_text()) == {"prompt_profile": layout}
     samples = evaluate(out, tmp_path / "run", world_cache)

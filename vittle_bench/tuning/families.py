@@ -81,7 +81,7 @@ def check_family(model_type: str, layout: str, processor: Any, dataset: LlavaIns
         raise ConfigError(f"the instruction data has no rows {name} can learn from"
                           + (" (a prefix-LM family needs an image in every row)" if layout == PREFIX_LM else ""))
     collator = make_collator(layout, processor, None)
-    probes = {dataset.first_index(with_images=True), dataset.first_index(with_images=False)} - {None}
+    probes = {dataset.first_index(with_images=True), dataset.first_index(with_images=False)}
     for index in sorted(i for i in probes if i is not None):
         try:
             labels = collator([dataset[index]])["labels"]

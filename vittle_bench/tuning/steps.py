@@ -147,8 +147,9 @@ def _optimiser_step(tuning: Tuning, group: list[dict[str, Any]], step: int) -> t
             if handle is not None:
                 handle.set_progress(step / max(1, tuning.total - 1))
             n_sup = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-            mean_ce = model(**batch, use_cache=False).loss  # the model's mean over this micro-batch's tokens
-            ce = torch.where(n_sup > 0, mean_ce * n_sup, torch.zeros_like(mean_ce))
+            # the model's mean over this micro-batch's supervised tokens, of which every row has at least one (the
+            # collators keep a row's first answer token through truncation)
+            ce = model(**batch, use_cache=False).loss * n_sup
             kl = handle.kl_sums() if handle is not None else (torch.zeros_like(ce), torch.zeros_like(ce))
             loss = ce / counts[0].to(ce.dtype)
             for beta, kl_sum, count in zip(tuning.betas, kl, counts[1:]):
