@@ -235,6 +235,8 @@ def test_cli_tune_and_its_errors(tiny_random_checkpoint, llava_data, tmp_path, c
     assert "already carries a Vittle bottleneck" in error(swap(f"hf:{tiny_random_checkpoint}", f"hf:{out}"))
     assert "hf:ID_OR_PATH or builtin:NAME" in error(swap(f"hf:{tiny_random_checkpoint}", "nope:x"))
     assert "does not exist" in error(swap(str(llava_data / "data.json"), str(tmp_path / "missing.json")))
+    missing = error(swap(str(llava_data / "images"), str(tmp_path)))  # the wrong --image-folder: said at start-up
+    assert "3 image(s)" in missing and "--image-folder" in missing and len(missing.strip().splitlines()) == 1
     assert resolve_model_source("builtin:tiny-llava") == str(weights_dir("tiny-llava"))
 
 

@@ -112,6 +112,12 @@ class LlavaInstructionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def missing_images(self) -> list[str]:
+        """The image paths of the items' rows that are not files under ``image_folder`` (checked before training:
+        one stat per image, seconds for the 665k rows of llava_v1_5_mix665k)."""
+        rows = dict.fromkeys(r for r, _ in self.index)
+        return [rel for r in rows for rel in row_images(self.rows[r]) if not (self.image_folder / rel).is_file()]
+
     def first_index(self, with_images: bool) -> int | None:
         """The first item whose row has (or has no) images, or None."""
         return next((i for i, (r, _) in enumerate(self.index) if bool(row_images(self.rows[r])) == with_images), None)

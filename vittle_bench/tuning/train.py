@@ -210,6 +210,10 @@ def _load_data(cfg: TuneConfig, source: str, log: Callable[[str], None]) -> _Dat
         dataset = LlavaInstructionDataset(cfg.data, cfg.image_folder, one_answer_per_item=layout == PREFIX_LM)
     except ValueError as exc:
         raise ConfigError(f"{cfg.data}: {exc}") from None
+    missing = dataset.missing_images()
+    if missing:
+        raise ConfigError(f"{len(missing)} image(s) of {cfg.data} are not under {dataset.image_folder}, e.g. "
+                          f"{missing[0]} (--image-folder is the root of the rows' relative image paths)")
     check_family(model_type, layout, processor, dataset)
     if dataset.skipped:
         log(f"{model_type} is a prefix-LM family that needs an image per example: {dataset.skipped} of "
