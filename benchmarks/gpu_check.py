@@ -27,6 +27,10 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from vittle_bench.commands.common import library_bars_off
+
+# torch, transformers and the tuning code are imported inside the functions: after the one-line refusal, and after
+# main() has set the environment they read when imported (HF_HUB_OFFLINE, TQDM_DISABLE, ACCELERATE_USE_CPU).
 ROOT = Path(__file__).resolve().parents[1]
 WAYS = {"full": None, "lora": "r=16,alpha=32"}
 
@@ -140,7 +144,7 @@ def main() -> int:
         return 2
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"gpu_check on {device}: torch {torch.__version__}, {args.steps} steps per run, batch 4")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, library_bars_off(with_datasets=False):
         work = Path(tmp)
         data = write_data(work / "data", 8)
         print(f"{'family':<11} {'way':<5} {'variant':<8} {'step ms':>9} {'peak GiB':>9} {'overhead':>8}"
