@@ -7,9 +7,9 @@ projection, LLaVA's `finetune_lora.sh` choice), matched by full module name, so 
 the same names is never adapted. The output directory holds the merged model (``hf:DIR`` loads it without peft)
 and the adapter alone under ``adapter/`` (for sharing or stacking; ``peft`` loads it onto the base model).
 
-A 4- or 8-bit base (``bits=4`` / ``bits=8``, QLoRA) needs bitsandbytes and a CUDA GPU; only the decoder is
-quantized, and the merged model is written from the base reloaded unquantized (merging into 4-bit weights would
-round the adapters away).
+A 4- or 8-bit base (``bits=4`` / ``bits=8``, QLoRA) needs bitsandbytes and a CUDA GPU; the connector, which trains
+fully, stays in full precision (the frozen linear layers are quantized), and the merged model is written from the
+base reloaded unquantized (merging into 4-bit weights would round the adapters away).
 """
 
 from __future__ import annotations
