@@ -1,12 +1,5 @@
 """`vittle-bench compare RUN_A RUN_B`: is model B better than model A, cell by cell and per shift kind?
-
-Samples are matched by (task, condition, sample_id) and a sample enters a cell only where both runs
-scored it. Per cell: the difference B - A of the task's primary metric, its paired-bootstrap interval (one
-draw of sample ids weights both models and every condition), and a p-value from McNemar's exact test
-(binary scores), the Wilcoxon signed-rank test (judge scores) or the paired bootstrap (F1, precision, ...).
-Per shift kind (and over all shifts): the difference of the condition averages, with the same paired
-bootstrap for its interval and p-value (a kind with a single condition repeats that cell's row).
-"""
+What is computed, and how, is `vittle_bench.comparison`'s docstring (the command's description)."""
 
 from __future__ import annotations
 
@@ -16,13 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from vittle_bench import comparison
 from vittle_bench.comparison import compare_runs
 from vittle_bench.config import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     cmp = sub.add_parser("compare", help="paired difference B - A per cell and per shift kind, with CIs and p-values",
-                         description=__doc__.split("\n\n")[1])
+                         description=(comparison.__doc__ or "").split("\n\n")[1])
     cmp.add_argument("run_a", help="run directory of the reference model (e.g. the baseline)")
     cmp.add_argument("run_b", help="run directory of the model compared with it (e.g. Vittle); may equal run_a")
     cmp.add_argument("--model-a", help="model of run_a to use when it holds several")
