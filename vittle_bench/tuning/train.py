@@ -144,7 +144,9 @@ def resolve_model_source(spec: str) -> str:
 def load_for_tuning(source: str, dtype: str = "float32", quantization: Any = None) -> PreTrainedModel:
     from transformers import AutoModelForImageTextToText
 
-    extra = {"quantization_config": quantization, "device_map": {"": 0}} if quantization is not None else {}
+    # a quantized base loads onto this process's GPU (Accelerate has made it the current device)
+    extra = ({"quantization_config": quantization, "device_map": {"": torch.cuda.current_device()}}
+             if quantization is not None else {})
     return AutoModelForImageTextToText.from_pretrained(source, dtype=getattr(torch, dtype), **extra)
 
 
