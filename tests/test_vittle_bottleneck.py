@@ -317,3 +317,20 @@ def test_llava_7b_parameter_fraction():
     fraction = bottleneck_parameter_fraction(config)
     print(f"Vittle extra parameters on LLaVA-1.5-7B shape: {100 * fraction:.2f}%")
     assert 0.013 < fraction < 0.017
+
+
+def test_kl_position_counts_are_what_the_hooks_average_over(model):
+    """A trainer divides kl_sums by counts it takes from the batch before the forward (kl_position_counts x
+    hidden size); they must be the positions the hooks select: attended image tokens for the visual KL, attended
+    unsupervised non-image tokens for the text KL (row 1 is left-padded by 2; tokens 7.. are the answer)."""
+    from vittle_bench.vittle import kl_position_counts
+
+    handle = attach_bottleneck(model, VittleConfig(visual_layer=0, text_layer=1))
+    inputs = batch(labels_from=7)
+    n_visual, n_text = kl_position_counts(inputs, IMAGE)
+    # text: row 0 its BOS and the 2 text tokens before position 7; row 1, shifted right by 2, only its BOS
+    assert (n_visual, n_text) == (2 * N_IMG, 3 + 1)
+    model.train()
+    model(**inputs)
+    for total, mean, n in zip(handle.kl_sums(), handle.kl_terms(), (n_visual, n_text)):
+        torch.testing.assert_close(total / (n * 32), mean)
