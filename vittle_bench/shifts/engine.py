@@ -10,7 +10,8 @@ alone; a sample whose shift breaks it fails with a `ShiftContractError` naming t
 For shifts deriving from `ImageShift` (every built-in image shift), whose per-image step is
 `apply_image(image, seed)`, each distinct image of a batch (by content key) is looked up in the
 `ShiftedImageCache` first; misses are computed once each, inline or, with `workers > 1`, in a pool of worker
-processes (forkserver: no inherited threads or model weights), then stored. `counts` tells per condition how many
+processes (forkserver: no inherited threads or model weights; started in the background with the engine, so
+their start-up overlaps the caller's model loading), then stored. `counts` tells per condition how many
 images were computed and how many were served from the cache (or from another sample of the same batch). Each
 shifted sample carries its provenance in `meta["shift"]`: condition label, seed, and its shifted-image keys.
 """
@@ -18,6 +19,7 @@ shifted sample carries its provenance in `meta["shift"]`: condition label, seed,
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -100,18 +102,25 @@ class ShiftEngine:
         self.computed = 0
         self.counts: dict[str, Counter[str]] = {}  # per condition label: images computed / served from cache
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        if self.workers > 1:  # start the workers in the background: their start-up overlaps the caller's work
+            threading.Thread(target=self._executor, name="vittle-shift-workers", daemon=True).start()
 
     def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(_PRELOAD)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_warm)
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(_PRELOAD)
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_warm)
+                for _ in range(self.workers):  # the pool starts a worker for each task no idle worker can take
+                    self._pool.submit(_warm)
+            return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
 
     def __enter__(self) -> ShiftEngine:
         return self
