@@ -2,7 +2,8 @@
 
 Counted per dataset row (a plan block's `dataset` joins its tasks, e.g. POPE's three splits; otherwise one row
 per task x condition) from the tasks' declared sizes, without loading any data: samples, generations (samples x
-models), answers already there, LLM judge calls and their prompt tokens, and shifted images to compute. The
+models), answers already there, LLM judge calls and their prompt tokens, and shifted images to compute (an
+upper bound: one per sample, where a run shifts each distinct image once per condition). The
 wall time follows from a throughput given with `--throughput` or measured by a short probe of the first model.
 
 "Already there" is cheap by default: the answers in the run directory (a resumed or extended run). The answer
@@ -180,7 +181,8 @@ def report(costs: list[DatasetCost], throughput: float | None, measured: bool, a
              f"({generations - remaining:,} answered in {answered_where}); "
              f"{sum(c.judge_calls for c in costs):,} LLM judge calls, about {sum(c.judge_tokens for c in costs):,} "
              f"judge prompt tokens (characters / {CHARS_PER_TOKEN}, with {ASSUMED_ITEM_TOKENS} tokens assumed per "
-             f"question + reference + answer); {sum(c.shifted_images for c in costs):,} shifted images"]
+             f"question + reference + answer); at most {sum(c.shifted_images for c in costs):,} shifted images (one "
+             f"per distinct image and condition: questions about one image share it)"]
     if throughput:
         how = f"measured on {PROBE_REQUESTS} short answers" if measured else "given"
         hours = remaining / throughput / 3600
