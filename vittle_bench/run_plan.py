@@ -110,8 +110,7 @@ def _check_writable(path: Path, what: str) -> None:
 def plan_run(options: RunOptions, writes: bool = True) -> RunPlan:
     """Validate every name and (for a run that `writes`; not `--dry-run`) the output and cache directories
     before anything heavy loads."""
-    if options.limit is not None and options.limit < 1:
-        raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
+    _check_counts(options)
     for model in options.models:
         validate_model_spec(model, options.model_args)
     evaluation_plan = resolve_plan(options.plan, options.include_paths) if options.plan else None
@@ -139,10 +138,6 @@ def plan_run(options: RunOptions, writes: bool = True) -> RunPlan:
             condition.shift.preflight()
         except RuntimeError as exc:
             raise ConfigError(f"{condition.label}: {exc}") from None
-    if options.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    if options.shift_workers < 1 or options.prefetch < 0:
-        raise ConfigError("--shift-workers must be at least 1 and --prefetch at least 0")
     domains = DomainResolver(options.include_paths)
     try:
         if plan_cells is None:
@@ -168,6 +163,15 @@ def plan_run(options: RunOptions, writes: bool = True) -> RunPlan:
         _check_writable(options.output, "output directory")
     return RunPlan(tasks, conditions, domains, adapters, domain_adapters, skipped, run_metrics, cells,
                    evaluation_plan, plan_cells)
+
+
+def _check_counts(options: RunOptions) -> None:
+    if options.limit is not None and options.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {options.limit}); leave it out to run every sample")
+    if options.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if options.shift_workers < 1 or options.prefetch < 0:
+        raise ConfigError("--shift-workers must be at least 1 and --prefetch at least 0")
 
 
 def _plan_conditions(cells: list[PlanCell]) -> list[ShiftCondition]:

@@ -114,14 +114,11 @@ def _dry_run(options: RunOptions, throughput: float | None, check_cache: bool) -
     return 0
 
 
-def main(args: argparse.Namespace) -> int:
-    from vittle_bench.cell_runner import SampleError
-    from vittle_bench.leaderboard import build_table
+def _options(args: argparse.Namespace) -> RunOptions:
+    """The run's options from the command line (the recorded command line with secrets redacted)."""
     from vittle_bench.models import parse_model_args
     from vittle_bench.openai_client import redact_text
-    from vittle_bench.render import render
     from vittle_bench.run_plan import RunOptions, default_cache_dir
-    from vittle_bench.runner import RunInterrupted, run
 
     if args.plan and (args.tasks or args.shifts):
         raise ConfigError("--plan names its own tasks and shifts; leave out --tasks and --shifts")
@@ -129,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
     output = args.output or Path("vittle-runs") / "_".join(m.replace(":", "-").replace("/", "-") for m in models)
     model_args = parse_model_args(args.model_args, "--model-args")
     judge_args = parse_model_args(args.judge_args, "--judge-args")
-    options = RunOptions(
+    return RunOptions(
         models=models, output=output, tasks=args.tasks or DEFAULT_TASKS, shifts=args.shifts or DEFAULT_SHIFTS,
         plan=args.plan, limit=args.limit,
         batch_size=args.batch_size, shift_workers=args.shift_workers, prefetch=args.prefetch, seed=args.seed,
@@ -141,6 +138,15 @@ def main(args: argparse.Namespace) -> int:
         emi_encoders=_encoder_pair(args.emi_encoders), emi_estimator=args.emi_estimator,
         judge_args=judge_args, command_line=redact_text(redact_text(shlex.join(["vittle-bench", *sys.argv[1:]]),
                                                                      model_args), judge_args))
+
+
+def main(args: argparse.Namespace) -> int:
+    from vittle_bench.cell_runner import SampleError
+    from vittle_bench.leaderboard import build_table
+    from vittle_bench.render import render
+    from vittle_bench.runner import RunInterrupted, run
+
+    options = _options(args)
     if args.dry_run:
         return _dry_run(options, args.throughput, args.check_cache)
     try:

@@ -125,7 +125,8 @@ def _condition_rows(data: ReportData, settings: ReportSettings,
         count = counts.get((str(r["task"]), condition, str(r["model"])))
         rows.append({**r, "condition": condition, "shift": shift_of.get(condition, condition),
                      "severity": severity.get(condition, 0),
-                     **{k: getattr(count, k) if count else "" for k in ("worse", "better", "unscored")}})
+                     "worse": count.worse if count else "", "better": count.better if count else "",
+                     "unscored": count.unscored if count else ""})
     return rows
 
 
