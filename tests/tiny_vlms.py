@@ -139,15 +139,11 @@ QWEN_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def build_qwen2_vl(path: Path) -> Path:
-    """Qwen2-VL. Its own processor wants a torchvision video processor; transformers' video-less
-    PaddleOCRVLProcessor does the same `<|image_pad|>` expansion and reloads through AutoProcessor."""
-    from transformers import (
-        PaddleOCRVLProcessor,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessorPil,
-    )
+def _qwen_parts(config_class, vision_config: dict):
+    """A Qwen2-VL-style config and processor: the `<|image_pad|>` tokenizer, and in place of Qwen's own processor
+    (which wants a torchvision video processor) transformers' video-less PaddleOCRVLProcessor, which does the same
+    `<|image_pad|>` expansion and reloads through AutoProcessor."""
+    from transformers import PaddleOCRVLProcessor, Qwen2VLImageProcessorPil
 
     tok = word_tokenizer(["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
                           "<|video_pad|>"], eos_token="<|im_end|>",
@@ -156,39 +152,31 @@ def build_qwen2_vl(path: Path) -> Path:
                                                merge_size=2, temporal_patch_size=2)
     processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE)
     ids = tok.convert_tokens_to_ids
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config=_text_config(len(tok), tok, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
-        vision_config=dict(depth=1, embed_dim=HIDDEN, hidden_size=HIDDEN, num_heads=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3, mlp_ratio=2),
-        image_token_id=tok.image_token_id, video_token_id=ids("<|video_pad|>"),
+        vision_config=vision_config, image_token_id=tok.image_token_id, video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    return config, processor
+
+
+def build_qwen2_vl(path: Path) -> Path:
+    """Qwen2-VL."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    config, processor = _qwen_parts(Qwen2VLConfig, dict(
+        depth=1, embed_dim=HIDDEN, hidden_size=HIDDEN, num_heads=2, patch_size=14, spatial_merge_size=2,
+        temporal_patch_size=2, in_channels=3, mlp_ratio=2))
     return _save(Qwen2VLForConditionalGeneration(config), processor, path)
 
 
 def build_qwen2_5_vl(path: Path) -> Path:
-    """Qwen2.5-VL (windowed-attention vision tower with an RMSNorm / SwiGLU merger), with the same video-less
-    processor as Qwen2-VL above."""
-    from transformers import (
-        PaddleOCRVLProcessor,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2VLImageProcessorPil,
-    )
+    """Qwen2.5-VL (windowed-attention vision tower with an RMSNorm / SwiGLU merger), with Qwen2-VL's tokenizer and
+    processor."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    tok = word_tokenizer(["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                          "<|video_pad|>"], eos_token="<|im_end|>",
-                         extra_special_tokens={"image_token": "<|image_pad|>"})
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=56 * 56, patch_size=14,
-                                               merge_size=2, temporal_patch_size=2)
-    processor = PaddleOCRVLProcessor(image_processor=image_processor, tokenizer=tok, chat_template=QWEN_TEMPLATE)
-    ids = tok.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        text_config=_text_config(len(tok), tok, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
-        vision_config=dict(depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3, out_hidden_size=HIDDEN,
-                           window_size=56, fullatt_block_indexes=[1]),
-        image_token_id=tok.image_token_id, video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    config, processor = _qwen_parts(Qwen2_5_VLConfig, dict(
+        depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, patch_size=14, spatial_merge_size=2,
+        temporal_patch_size=2, in_channels=3, out_hidden_size=HIDDEN, window_size=56, fullatt_block_indexes=[1]))
     return _save(Qwen2_5_VLForConditionalGeneration(config), processor, path)
 
 

@@ -180,7 +180,8 @@ def build_report(run_dirs: list[Path], settings: ReportSettings) -> ReportSummar
     picks = pick_examples(pairs, settings.examples)
     comparisons = _comparisons(data, settings)
     versus = [(a, b, table, keeps_and_loses(pairs, a, b, settings.examples)) for a, b, table in comparisons]
-    keys = set(zip(picks["task"], picks["condition"], picks["sample_id"]))
+    picked = set(zip(picks["task"], picks["condition"], picks["sample_id"]))
+    keys = set(picked)
     for *_, chosen in versus:
         keys |= set(zip(chosen["task"], chosen["condition"], chosen["sample_id"]))
     images = _images(data, keys, settings)
@@ -195,7 +196,6 @@ def build_report(run_dirs: list[Path], settings: ReportSettings) -> ReportSummar
         charts=severity_charts(data.results[data.results["primary"]], colours), comparisons=comparisons,
         problems=images.problems)}
     rows = _condition_rows(data, settings, cell_counts(pairs))
-    picked = set(zip(picks["task"], picks["condition"], picks["sample_id"]))
     for task in data.headline:
         task_cards = _ordered([c for k, c in cards.items() if k[0] == task and k in picked], data)
         task_rows = [r for r in rows if r["task"] == task]
