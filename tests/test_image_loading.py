@@ -205,3 +205,32 @@ def test_a_run_records_which_images_it_downscaled(tiny_random_checkpoint, tmp_pa
                  "--include-path", str(tmp_path), "--output", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     records = {r["sample_id"]: r for r in map(json.loads, (out / "samples.jsonl").read_text().splitlines())}
     assert records["1"]["downscaled_from"] == [[90, 60]] and records["2"]["downscaled_from"] is None
+
+
+def test_a_file_decoded_again_is_served_from_memory_as_a_copy_of_the_same_pixels(tmp_path, monkeypatch):
+    images._DECODED.clear()  # other tests decoded the same bytes
+    decodes = []
+    real = images._decoded
+    monkeypatch.setattr(images, "_decoded", lambda source, limit: decodes.append(source) or real(source, limit))
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(rotated_jpeg())
+    first, again = images.load_image(path), images.load_image(str(path))
+    assert len(decodes) == 1 and first is not again and first.tobytes() == again.tobytes() and again.size == (H, W)
+    first.paste((0, 0, 0), (0, 0, H, W))  # a caller changing what it got changes nobody else's pixels
+    assert images.load_image(path).tobytes() == again.tobytes() and len(decodes) == 1
+    assert images.load_image(rotated_jpeg()).tobytes() == again.tobytes()  # encoded bytes: by their hash
+    images.load_image(rotated_jpeg())
+    assert len(decodes) == 2
+
+
+def test_a_rewritten_file_or_another_limit_is_decoded_afresh(tmp_path, monkeypatch):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(path)
+    assert images.load_image(path).getpixel((0, 0)) == (255, 0, 0)
+    Image.new("RGB", (40, 30), (0, 0, 255)).save(path)  # same size on disk, another modification time
+    assert images.load_image(path).getpixel((0, 0)) == (0, 0, 255)
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 300)
+    assert images.load_image(path).size == (20, 15)
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        images.load_image(path)

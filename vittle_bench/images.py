@@ -8,15 +8,18 @@ Imports only PIL and numpy, so loaders, shifts and commands can all depend on it
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from cachetools import LRUCache
 from PIL import ExifTags, Image, ImageOps
 
 ImageSource = str | Path | bytes | IO[bytes] | Image.Image
@@ -33,6 +36,9 @@ _INT32_MAX = 2**31 - 1
 _DCT_SCALES = (8, 4, 2)  # the reductions libjpeg decodes at directly (Image.draft)
 _SWAPS_AXES = (5, 6, 7, 8)  # EXIF orientations whose transpose turns width into height
 _PILLOW_LIMIT = threading.Lock()
+# Decoded images by source, the least recently used dropped past this many bytes of pixels: the questions about
+# one image, and the conditions and tasks that show it again, decode it once per process.
+DECODED_IMAGES_BYTES = 128 * 2**20
 
 
 def max_image_pixels() -> int:
@@ -70,10 +76,44 @@ def load_image(source: ImageSource) -> Image.Image:
     the Sample's meta (downscale_meta). Pillow's own decompression-bomb check is not applied: this limit
     replaces it, so a large image is downscaled rather than warned about or refused. Raises on data that cannot
     be decoded or prepared; loaders record that on the sample.
+
+    A file (by path, device, inode, size and modification time) or encoded bytes (by their hash) decoded before
+    in this process under the same limit is served from a bounded memory of decoded images, as a copy: every
+    caller owns what it gets.
     """
     limit = max_image_pixels()
     if isinstance(source, Image.Image):
         return _bounded(source, source.size, limit)
+    key = _source_key(source, limit)
+    if key is None:
+        return _decoded(source, limit)
+    with _DECODED_LOCK:
+        image = _DECODED.get(key)
+    if image is None:
+        image = _decoded(source, limit)
+        with _DECODED_LOCK, contextlib.suppress(ValueError):  # ValueError: larger than the whole memory
+            _DECODED[key] = image
+    return image.copy()
+
+
+_DECODED: LRUCache[Hashable, Image.Image] = LRUCache(
+    DECODED_IMAGES_BYTES, getsizeof=lambda image: image.width * image.height * len(image.getbands()))
+_DECODED_LOCK = threading.Lock()  # the runner loads samples in a background thread too
+
+
+def _source_key(source: str | Path | bytes | IO[bytes], limit: int) -> Hashable | None:
+    """What identifies a file's or encoded bytes' content cheaply (None for an open binary file: not memoised).
+    Raises what os.stat raises for a missing file, as decoding it would."""
+    if isinstance(source, bytes):
+        return "bytes", hashlib.blake2b(source, digest_size=16).digest(), limit
+    if isinstance(source, (str, Path)):
+        st = os.stat(source)
+        return "file", os.path.abspath(source), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, limit
+    return None
+
+
+def _decoded(source: str | Path | bytes | IO[bytes], limit: int) -> Image.Image:
+    """Decode (reduced by JPEG DCT scaling where the limit asks for it), orient, prepare and bound."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     with _open_without_pillow_limit(source) as image:
