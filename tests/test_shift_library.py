@@ -351,7 +351,7 @@ def test_a_run_preflights_its_shifts_before_any_model_loads(tmp_path, capsys, mo
     from vittle_bench import runner
     from vittle_bench.cli import main
 
-    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(runner, "load_model_when_needed", lambda *a, **k: pytest.fail("a model was loaded"))
     for condition in ("mt_de@1", "gaussian_noise@1+mt_de@1"):
         assert main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc", "--shifts", condition,
                      "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 2

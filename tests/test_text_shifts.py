@@ -384,7 +384,7 @@ def test_back_translation_is_one_level_and_refuses_offline_in_one_line(tmp_path,
         parse_condition("back_translation@2")
     with pytest.raises(RuntimeError, match="wmt19-en-de.*hub"):
         shift.preflight()
-    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(runner, "load_model_when_needed", lambda *a, **k: pytest.fail("a model was loaded"))
     assert main(["run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc", "--shifts", "back_translation@1",
                  "--output", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]) == 2
     err = capsys.readouterr().err.strip()

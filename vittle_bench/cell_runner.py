@@ -103,6 +103,7 @@ class CellRunner:
         missing = [i for i in todo if items[i].key not in late]
         fresh: dict[int, str | Exception] = {}
         if missing:
+            self.model.ensure_loaded()
             fresh = dict(zip(missing, self._generate_isolated([cast(Request, items[i].request) for i in missing])))
             self.counters["generated"] += len(missing)
         answers: dict[int, CachedAnswer | Exception] = {i: late[items[i].key] for i in todo if i not in fresh}

@@ -32,6 +32,7 @@ from vittle_bench.data.llava_bench import llava_visual_contexts
 from vittle_bench.data.sources import task_size
 from vittle_bench.judges.rubrics import SYSTEM_PROMPT, judge_prompt
 from vittle_bench.models.base import load_model
+from vittle_bench.models.deferred import load_model_when_needed
 from vittle_bench.run_plan import RunOptions, RunPlan
 from vittle_bench.runner import grid_cells
 from vittle_bench.schema import Request
@@ -104,7 +105,7 @@ def cached_answers(plan: RunPlan, options: RunOptions) -> Counter[tuple[str, str
     cells = grid_cells(options, plan)
     with closing(AnswerCache(path)) as cache, closing(ShiftEngine(None)) as engine:
         for spec in options.models:
-            model = load_model(spec, **options.model_args)
+            model = load_model_when_needed(spec, options.model_args, options.cache_dir)
             runner = CellRunner(model, cache, engine, options, {"generated": 0, "cached": 0})
             for cell in tqdm(cells, desc=f"checking the answer cache for {model.name}", unit="cell", file=sys.stderr,
                              disable=not options.progress):

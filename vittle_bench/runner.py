@@ -42,7 +42,8 @@ from vittle_bench.data.lazy import MappedSamples
 from vittle_bench.data.sources import load_samples
 from vittle_bench.errors import ConfigError
 from vittle_bench.metrics.stats import MetricValue, cell_seed
-from vittle_bench.models.base import Model, load_model
+from vittle_bench.models.base import Model
+from vittle_bench.models.deferred import load_model_when_needed
 from vittle_bench.openai_client import redact_model_args
 from vittle_bench.prefetch import prefetched
 from vittle_bench.results_io import cell_result, write_results
@@ -135,7 +136,7 @@ def grid_cells(options: RunOptions, plan: RunPlan) -> list[Cell]:
 
 def _evaluate(options: RunOptions, cells: list[Cell], group: WorkerGroup, shard_path: Path,
               counters: dict[str, int], shifted_images: dict[str, dict[str, int]]) -> list[dict]:
-    """This process's share of the grid, model by model, appended durably to its shard file. Shifted images
+    """This process's share of the grid, model by model, appended to its shard file. Shifted images
     are cached on disk by content hash (size-bounded), so other models and reruns reuse them; how many were
     computed and served per condition goes to `shifted_images`."""
     cache_dir = options.cache_dir if options.use_cache else None
@@ -154,10 +155,12 @@ def _evaluate(options: RunOptions, cells: list[Cell], group: WorkerGroup, shard_
 def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Cell], group: WorkerGroup,
                     out: TextIO, runner_for: Callable[[Model], CellRunner]) -> dict[str, Any]:
     """One model over this process's share of every cell (the model is released when this returns). Batches
-    are looked up in the answer cache here and shifted ahead of the model (`prefetch.py`); each finished batch
-    is flushed and fsynced before the next, so a killed run keeps every finished batch. A record's `order` is
-    its place in the grid, for the merge."""
-    model = load_model(model_spec, **group.model_args(options.model_args))
+    are looked up in the answer cache here and shifted ahead of the model (`prefetch.py`). A killed run resumes
+    from the answer cache, which commits each batch's answers before the next; the shard, rewritten by every
+    run, is flushed per batch so an interrupted run can say how much it finished. A record's `order` is its place
+    in the grid, for the merge."""
+    model = load_model_when_needed(model_spec, group.model_args(options.model_args),
+                                   options.cache_dir if options.use_cache else None)
     runner = runner_for(model)
     share = sum(len(range(group.rank, len(cell.samples), group.world_size)) for cell in cells)
     with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
@@ -170,7 +173,6 @@ def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Ce
             out.writelines(json.dumps({"order": [m, cell.task_index, cell.condition_index, index],
                                        **record.to_json()}) + "\n" for index, record in zip(indices, records))
             out.flush()
-            os.fsync(out.fileno())
             bar.update(len(indices))
     return {"spec": model_spec, "name": model.name, "fingerprint": model.fingerprint,
             "fingerprint_info": model.fingerprint_info,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vittle_bench.models.base import MODELS, Model
-from vittle_bench.models.hf import HFModel
+from vittle_bench.models.hf import HFModel, checkpoint_identity
 from vittle_bench.registry import UnknownNameError, unknown_name_message
 
 BUILTIN_MODELS = ("tiny-llava", "tiny-llava-vittle-f", "tiny-llava-vittle-l")
@@ -34,3 +34,9 @@ class BuiltinModel(Model):
     def load(cls, name: str, **kwargs: Any) -> HFModel:
         cls.validate_name(name)
         return HFModel(f"builtin:{name}", str(weights_dir(name)), **{"prompt_profile": "chat_template", **kwargs})
+
+    @classmethod
+    def load_identity(cls, name: str, **model_args: Any) -> dict[str, Any] | None:
+        cls.validate_name(name)
+        return checkpoint_identity(f"builtin:{name}", str(weights_dir(name)),
+                                   {"prompt_profile": "chat_template", **model_args})

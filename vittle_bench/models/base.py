@@ -27,6 +27,19 @@ class Model:
     def validate_name(name: str, **model_args: Any) -> None:
         """Raise a ConfigError (or UnknownNameError) when `name` cannot be had; the args say where to look."""
 
+    @classmethod
+    def load_identity(cls, name: str, **model_args: Any) -> dict[str, Any] | None:
+        """Everything the loaded model's fingerprint depends on, found without loading it (the weights' content
+        hash or hub commit, the args, library versions), so a run can look answers up by a fingerprint recorded
+        for this identity and load the weights only if one is missing (`models/deferred.py`). None (the
+        default): this backend cannot tell, so it is loaded first."""
+        return None
+
+    def ensure_loaded(self) -> None:
+        """Load what `generate` needs if it is not loaded yet (a deferred model's weights). The runner calls it
+        before generating, outside the per-sample isolation of `generate`'s failures: a model that cannot be
+        loaded stops the run, as it would have at the start. Default: nothing to do."""
+
     def generate(self, requests: list[Request]) -> Sequence[str | Exception]:
         """Greedy answers, one per request, in order; a request that failed for good may come back as its
         exception (the runner records it as that sample's error and never caches it)."""

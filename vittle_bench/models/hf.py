@@ -20,6 +20,7 @@ import copy
 import functools
 import hashlib
 import json
+from importlib.metadata import version
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from vittle_bench.errors import ConfigError
+from vittle_bench.models import prompt_profiles
 from vittle_bench.models.base import MODELS, Model
 from vittle_bench.models.prompt_profiles import PROFILE_NAMES, TRAINED_PROFILE_FILE, select_profile
 from vittle_bench.schema import Request
@@ -41,17 +43,58 @@ FINGERPRINT_VERSION = "hf/3"  # bump when the adapter changes what a model is as
 
 def directory_fingerprint(path: Path) -> str:
     """Content hash of a local checkpoint (weights, configs, tokenizer, templates), streamed so that multi-GB
-    shards are never read into memory; retrained weights therefore never hit stale cached answers."""
-    h = hashlib.sha256()
+    shards are never read into memory; retrained weights therefore never hit stale cached answers. Hashed once
+    per process while no file's size, modification time or inode changes."""
     # Top level only: a checkpoint's files live there; sub-folders (e.g. `tune --keep-checkpoints` states) do not
     # change what the model answers.
-    for file in sorted(p for p in path.glob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES):
-        h.update(file.relative_to(path).as_posix().encode())
+    files = sorted(p for p in path.glob("*") if p.is_file() and p.suffix in _CHECKPOINT_SUFFIXES)
+    return _files_fingerprint(path.absolute(), tuple(
+        (file.name, st.st_size, st.st_mtime_ns, st.st_ino) for file in files for st in [file.stat()]))
+
+
+@functools.lru_cache(maxsize=32)
+def _files_fingerprint(path: Path, files: tuple[tuple[str, int, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for name, *_ in files:
+        h.update(name.encode())
         digest = hashlib.sha256()
-        with file.open("rb") as f:
+        with (path / name).open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 24), b""):
                 digest.update(chunk)
         h.update(digest.digest())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_identity(name: str, source: str, model_args: dict[str, Any]) -> dict[str, Any] | None:
+    """What an HFModel's fingerprint depends on, found without loading it (`Model.load_identity`): the checkpoint
+    (a directory's content hash, or the commit a hub id resolves to), every model arg (a chat template file by
+    its text), the versions of transformers and torch (they resolve `dtype=auto` and the generation defaults)
+    and this adapter's code. None when a hub id's commit is unknown."""
+    revision = None if model_args.get("revision") is None else str(model_args["revision"])
+    cache_dir = model_args.get("cache_dir")
+    local_only = check_checkpoint(name, source, revision, cache_dir)
+    checkpoint: dict[str, Any]
+    if _is_directory_spec(source):
+        checkpoint = {"weights": directory_fingerprint(Path(source).expanduser())}
+    else:
+        commit = _hub_commit(source, revision, cache_dir, local_only)
+        if commit is None:
+            return None
+        checkpoint = {"source": source, "commit": commit}
+    args = dict(model_args)
+    if args.get("chat_template"):
+        args["chat_template"] = hashlib.sha256(_read_template(str(args["chat_template"])).encode()).hexdigest()
+    return {"adapter": FINGERPRINT_VERSION, "code": _adapter_code(), **checkpoint, "args": args,
+            "transformers": version("transformers"), "torch": torch.__version__}
+
+
+@functools.cache
+def _adapter_code() -> str:
+    """A hash of the code that turns a checkpoint into a fingerprint (this module and the prompt profiles), so a
+    changed adapter never reuses a fingerprint recorded by the old one."""
+    h = hashlib.sha256()
+    for module in (__file__, prompt_profiles.__file__):
+        h.update(Path(module).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -248,6 +291,10 @@ class HFModel(Model):
     @classmethod
     def load(cls, name: str, **kwargs: Any) -> HFModel:
         return cls(f"hf:{name}", name, **kwargs)
+
+    @classmethod
+    def load_identity(cls, name: str, **model_args: Any) -> dict[str, Any] | None:
+        return checkpoint_identity(f"hf:{name}", name, model_args)
 
     @staticmethod
     def validate_name(name: str, **model_args: Any) -> None:
