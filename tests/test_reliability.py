@@ -95,9 +95,11 @@ def test_bad_samples_are_recorded_and_counted(tiny_random_checkpoint, world_cach
 
 
 def test_two_processes_give_the_same_run_as_one(world_cache, tmp_path):
+    """... and shift each image once: each process takes a contiguous block of a cell, so the six questions
+    about one POPE image stay on one process (without a cache, only the questions of one batch share a shift)."""
     pytest.importorskip("accelerate")
-    common = ["-m", "vittle_bench", "run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc",
-              "--shifts", "keyboard@2", "--limit", "10", "--batch-size", "4", "--no-cache",
+    common = ["-m", "vittle_bench", "run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc,shapes_pope_random",
+              "--shifts", "keyboard@2,gaussian_noise@1", "--limit", "12", "--batch-size", "6", "--no-cache",
               "--cache-dir", str(world_cache)]
     with socket.socket() as s:  # a free port for the gloo rendezvous
         s.bind(("127.0.0.1", 0))
@@ -116,4 +118,8 @@ def test_two_processes_give_the_same_run_as_one(world_cache, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one" / "results.csv"),
                                   pd.read_csv(tmp_path / "two" / "results.csv"))
     assert (tmp_path / "one" / "samples.jsonl").read_text() == (tmp_path / "two" / "samples.jsonl").read_text()
-    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["processes"] == 2
+    two_manifest, one_manifest = (json.loads((tmp_path / run / "manifest.json").read_text()) for run in ("two", "one"))
+    assert two_manifest["processes"] == 2
+    # 12 multiple-choice images and the 2 POPE images the first 12 POPE questions ask about
+    assert two_manifest["summary"]["shifted_images"]["gaussian_noise@1"]["computed"] == 14
+    assert one_manifest["summary"]["shifted_images"]["gaussian_noise@1"]["computed"] == 14

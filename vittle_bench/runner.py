@@ -6,8 +6,8 @@
 (one batch: `cell_runner.py`). Writes the run directory contract: manifest.json, samples.jsonl, results.csv
 (long form); the manifest's summary counts, per condition, the shifted images computed and served from cache.
 
-Scale-out: under `accelerate launch` / torchrun each process takes every world_size-th sample of each cell
-and appends its records to shards/rank<k>.jsonl; rank 0 merges the shards in grid order, so the run
+Scale-out: under `accelerate launch` / torchrun each process takes a contiguous 1/world_size block of each
+cell and appends its records to shards/rank<k>.jsonl; rank 0 merges the shards in grid order, so the run
 directory is identical whatever the number of processes. Resumption rides on the content-keyed answer
 cache, which is shared by all processes and independent of how the grid was split.
 
@@ -106,8 +106,15 @@ def aggregate_cell(adapter: TaskAdapter, records: list[SampleResult], seed: int)
     return [cell_result(records[0], v, primary=v.metric == adapter.headline) for v in values]
 
 
+def _share(n: int, rank: int, world: int) -> range:
+    """The positions of a cell's n samples that process `rank` of `world` evaluates: a contiguous block, so the
+    questions about one image, which datasets keep together (POPE's six, MME's two), land on one process and
+    their image is shifted once."""
+    return range(n * rank // world, n * (rank + 1) // world)
+
+
 def _my_share(samples: Sequence[Sample], rank: int, world: int) -> Iterator[tuple[int, Sample]]:
-    for index in range(rank, len(samples), world):
+    for index in _share(len(samples), rank, world):
         yield index, samples[index]
 
 
@@ -162,7 +169,7 @@ def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Ce
     model = load_model_when_needed(model_spec, group.model_args(options.model_args),
                                    options.cache_dir if options.use_cache else None)
     runner = runner_for(model)
-    share = sum(len(range(group.rank, len(cell.samples), group.world_size)) for cell in cells)
+    share = sum(len(_share(len(cell.samples), group.rank, group.world_size)) for cell in cells)
     with tqdm(total=share, desc=model.name, unit="sample", file=sys.stderr,
               disable=not (options.progress and group.is_main)) as bar:
         looked_up = _looked_up(runner, cells, group, options.batch_size)
