@@ -154,3 +154,23 @@ def test_preview_renders_a_family_sheet(tmp_path):
                  "--output", str(out)]) == 2
     assert main(["shifts", "preview", "--image", str(tmp_path / "photo.png"), "--family", "blur", "--colors", "1",
                  "--output", str(out)]) == 2
+
+
+def test_a_run_over_the_image_breadth_suite_shows_two_processes_the_same_inputs(world_cache, tmp_path):
+    """The suite end to end on a built-in task, in two independent processes with no shared cache: every record
+    of every condition is there, none failed, and each process recorded the same shifted-content hashes."""
+    from vittle_bench.config import load_suites
+
+    def command(name: str) -> list[str]:
+        return [sys.executable, "-m", "vittle_bench", "run", "--model", "builtin:tiny-llava", "--tasks", "shapes_mc",
+                "--shifts", "image_breadth", "--limit", "2", "--no-cache", "--cache-dir", str(world_cache),
+                "--output", str(tmp_path / name)]
+
+    procs = [subprocess.Popen(command(name), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for name in ("a", "b")]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:]
+    hashes = [{(r["condition"], r["sample_id"]): r["input_hash"] for r in map(json.loads, (tmp_path / name /
+               "samples.jsonl").read_text().splitlines()) if r["error"] is None} for name in ("a", "b")]
+    conditions = 1 + len(load_suites()["image_breadth"]["conditions"])  # and clean
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 2 * conditions
