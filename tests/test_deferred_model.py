@@ -13,6 +13,7 @@ from vittle_bench.builtin.world import world_dir
 from vittle_bench.models import deferred
 from vittle_bench.models.base import model_backend
 from vittle_bench.models.hf import HFModel, directory_fingerprint
+from vittle_bench.models.prompt_profiles import TRAINED_PROFILE_FILE
 from vittle_bench.run_plan import RunOptions
 from vittle_bench.runner import run
 
@@ -65,8 +66,10 @@ def test_a_loaded_fingerprint_unlike_its_record_stops_the_run(tiny_random_checkp
     evaluate(tiny_random_checkpoint, cache, tmp_path / "first", "gaussian_noise@1")
     with sqlite3.connect(cache / deferred.MODEL_FINGERPRINTS.file) as db:
         assert db.execute("UPDATE model_fingerprints SET fingerprint = 'planted'").rowcount == 1
-    with pytest.raises(deferred.FingerprintMismatch, match="not the planted recorded"):
+    with pytest.raises(deferred.FingerprintMismatch, match="not the planted recorded in .*models.sqlite"):
         evaluate(tiny_random_checkpoint, cache, tmp_path / "again", "gaussian_noise@1")
+    again = evaluate(tiny_random_checkpoint, cache, tmp_path / "again", "gaussian_noise@1")  # the record is gone
+    assert again.n_cached == 6 and manifest_models(tmp_path / "again") == manifest_models(tmp_path / "first")
 
 
 def test_without_a_cache_or_an_identity_the_model_loads_at_once(tiny_random_checkpoint, loads):
@@ -81,6 +84,7 @@ def test_changed_weights_args_or_template_are_another_identity(tiny_random_check
     base = HFModel.load_identity(str(checkpoint))
     assert base == HFModel.load_identity(str(checkpoint)) and base["weights"] == directory_fingerprint(checkpoint)
     assert HFModel.load_identity(str(checkpoint), dtype="bfloat16") != base
+    assert HFModel.load_identity(str(checkpoint), device="cpu", device_map="auto") == base  # placement only
     template = tmp_path / "chat.jinja"
     template.write_text("{{ messages }}")
     with_template = HFModel.load_identity(str(checkpoint), chat_template=str(template))
@@ -89,3 +93,22 @@ def test_changed_weights_args_or_template_are_another_identity(tiny_random_check
     weights = checkpoint / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")  # another size, another modification time
     assert HFModel.load_identity(str(checkpoint))["weights"] != base["weights"]
+
+
+def test_a_hub_snapshot_is_known_by_its_commit_and_what_its_local_copy_holds(tiny_random_checkpoint, tmp_path):
+    """Offline, a prompt profile or bottleneck file missing from the snapshot changes the loaded model, not the
+    commit: the identity names them too."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tiny--random"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(tiny_random_checkpoint, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    hub = {"cache_dir": str(tmp_path / "hub")}
+    plain = HFModel.load_identity("tiny/random", **hub)
+    assert plain["commit"] == commit and plain["trained_profile"] is None and plain["vittle"] is False
+    (snapshot / TRAINED_PROFILE_FILE).write_text(json.dumps({"prompt_profile": "vicuna_v1"}))
+    profiled = HFModel.load_identity("tiny/random", **hub)
+    assert profiled["trained_profile"] == "vicuna_v1" and profiled != plain
+    assert deferred.load_model_when_needed("hf:tiny/random", hub, tmp_path / "cache").fingerprint_info[
+        "profile"]["name"] == "vicuna_v1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -224,10 +225,12 @@ def test_a_file_decoded_again_is_served_from_memory_as_a_copy_of_the_same_pixels
 
 
 def test_a_rewritten_file_or_another_limit_is_decoded_afresh(tmp_path, monkeypatch):
-    path = tmp_path / "photo.png"
+    path = tmp_path / "photo.ppm"  # raw pixels: the same size on disk whatever their colour
     Image.new("RGB", (40, 30), (255, 0, 0)).save(path)
+    stamp = path.stat().st_mtime_ns
     assert images.load_image(path).getpixel((0, 0)) == (255, 0, 0)
-    Image.new("RGB", (40, 30), (0, 0, 255)).save(path)  # same size on disk, another modification time
+    Image.new("RGB", (40, 30), (0, 0, 255)).save(path)  # rewritten in place: same inode and size
+    os.utime(path, ns=(stamp, stamp + 1))  # only the modification time tells the two apart
     assert images.load_image(path).getpixel((0, 0)) == (0, 0, 255)
     monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 300)
     assert images.load_image(path).size == (20, 15)

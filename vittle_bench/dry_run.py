@@ -97,7 +97,8 @@ def answered_in(output: Path) -> Counter[tuple[str, str, str]]:
 
 def cached_answers(plan: RunPlan, options: RunOptions) -> Counter[tuple[str, str, str]]:
     """(model, task, condition) -> answers the answer cache holds for the cell's samples, looked up as a run
-    looks them up (same preparation and key, before any shift); nothing is shifted or written."""
+    looks them up (same preparation and key, before any shift); nothing is shifted or generated, and a model is
+    loaded (and its fingerprint recorded) only when its fingerprint is not on record."""
     counts: Counter[tuple[str, str, str]] = Counter()
     path = options.cache_dir / "answers.sqlite"
     if not options.use_cache or options.fresh or not path.is_file():

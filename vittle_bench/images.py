@@ -8,7 +8,6 @@ Imports only PIL and numpy, so loaders, shifts and commands can all depend on it
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import math
@@ -88,16 +87,21 @@ def load_image(source: ImageSource) -> Image.Image:
     if key is None:
         return _decoded(source, limit)
     with _DECODED_LOCK:
-        image = _DECODED.get(key)
-    if image is None:
-        image = _decoded(source, limit)
-        with _DECODED_LOCK, contextlib.suppress(ValueError):  # ValueError: larger than the whole memory
-            _DECODED[key] = image
-    return image.copy()
+        kept = _DECODED.get(key)
+    if kept is not None:
+        return kept.copy()
+    image = _decoded(source, limit)
+    if _pixel_bytes(image) <= DECODED_IMAGES_BYTES:  # one larger than the whole memory is not kept
+        with _DECODED_LOCK:
+            _DECODED[key] = image.copy()
+    return image
 
 
-_DECODED: LRUCache[Hashable, Image.Image] = LRUCache(
-    DECODED_IMAGES_BYTES, getsizeof=lambda image: image.width * image.height * len(image.getbands()))
+def _pixel_bytes(image: Image.Image) -> int:
+    return image.width * image.height * len(image.getbands())
+
+
+_DECODED: LRUCache[Hashable, Image.Image] = LRUCache(DECODED_IMAGES_BYTES, getsizeof=_pixel_bytes)
 _DECODED_LOCK = threading.Lock()  # the runner loads samples in a background thread too
 
 

@@ -34,9 +34,10 @@ class FingerprintMismatch(RuntimeError):
 class DeferredModel(Model):
     """A model by its recorded fingerprint; the real one is loaded by the first `generate`."""
 
-    def __init__(self, spec: str, model_args: dict[str, Any], name: str, fingerprint: str,
+    def __init__(self, spec: str, model_args: dict[str, Any], record: tuple[Path, str], name: str, fingerprint: str,
                  fingerprint_info: dict[str, Any] | None) -> None:
-        self.spec, self.model_args = spec, model_args
+        """`record`: the file and identity key the fingerprint was read from (dropped if it proves wrong)."""
+        self.spec, self.model_args, self.record = spec, model_args, record
         self.name, self.fingerprint, self.fingerprint_info = name, fingerprint, fingerprint_info
         self.model: Model | None = None
 
@@ -47,10 +48,15 @@ class DeferredModel(Model):
         if self.model is None:
             model = load_model(self.spec, **self.model_args)
             if (model.name, model.fingerprint) != (self.name, self.fingerprint):
+                path, key = self.record
+                with closing(open_cache(path, MODEL_FINGERPRINTS)) as db:
+                    db.execute(f"DELETE FROM {MODEL_FINGERPRINTS.name} WHERE identity = ?", (key,))
+                    db.commit()
                 raise FingerprintMismatch(
                     f"{self.spec} loaded as {model.name} with fingerprint {model.fingerprint}, not the "
-                    f"{self.fingerprint} recorded for what it was loaded from; this is a bug in vittle-bench: "
-                    f"please report it (rerunning with --no-cache avoids it)")
+                    f"{self.fingerprint} recorded in {path} for what it was loaded from; this is a bug in "
+                    f"vittle-bench (please report it). The record is removed: rerunning the command loads the model "
+                    f"first")
             self.model = model
         return self.model
 
@@ -71,7 +77,7 @@ def load_model_when_needed(spec: str, model_args: dict[str, Any], cache_dir: Pat
         row = db.execute(f"SELECT name, fingerprint, info FROM {MODEL_FINGERPRINTS.name} WHERE identity = ?",
                          (key,)).fetchone()
     if row is not None:
-        return DeferredModel(spec, model_args, row[0], row[1], json.loads(row[2]))
+        return DeferredModel(spec, model_args, (path, key), row[0], row[1], json.loads(row[2]))
     model = load_model(spec, **model_args)
     with closing(open_cache(path, MODEL_FINGERPRINTS)) as db:
         db.execute(f"INSERT OR REPLACE INTO {MODEL_FINGERPRINTS.name} VALUES (?, ?, ?, ?)",

@@ -38,6 +38,7 @@ from vittle_bench.vittle.bottleneck import CONFIG_FILE, WEIGHTS_FILE
 # Files that change what a checkpoint answers: weights, configs, tokenizer/vocab files, chat templates, remote code.
 _CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
+_PLACEMENT_ARGS = ("device", "device_map")  # where the weights go, not what the model answers
 FINGERPRINT_VERSION = "hf/3"  # bump when the adapter changes what a model is asked (prompt layout, decoding)
 
 
@@ -67,9 +68,10 @@ def _files_fingerprint(path: Path, files: tuple[tuple[str, int, int, int], ...])
 
 def checkpoint_identity(name: str, source: str, model_args: dict[str, Any]) -> dict[str, Any] | None:
     """What an HFModel's fingerprint depends on, found without loading it (`Model.load_identity`): the checkpoint
-    (a directory's content hash, or the commit a hub id resolves to), every model arg (a chat template file by
-    its text), the versions of transformers and torch (they resolve `dtype=auto` and the generation defaults)
-    and this adapter's code. None when a hub id's commit is unknown."""
+    (a directory's content hash, or the commit a hub id resolves to, with what its local copy holds: a recorded
+    prompt profile, a Vittle bottleneck), every model arg but the placement (a chat template file by its text),
+    the versions of transformers and torch (they resolve `dtype=auto` and the generation defaults) and this
+    adapter's code. None when a hub id's commit is unknown."""
     revision = None if model_args.get("revision") is None else str(model_args["revision"])
     cache_dir = model_args.get("cache_dir")
     local_only = check_checkpoint(name, source, revision, cache_dir)
@@ -80,8 +82,10 @@ def checkpoint_identity(name: str, source: str, model_args: dict[str, Any]) -> d
         commit = _hub_commit(source, revision, cache_dir, local_only)
         if commit is None:
             return None
-        checkpoint = {"source": source, "commit": commit}
-    args = dict(model_args)
+        checkpoint = {"source": source, "commit": commit,
+                      "trained_profile": _trained_profile(source, revision, cache_dir, local_only),
+                      "vittle": _vittle_directory(source, revision, cache_dir, local_only) is not None}
+    args = {k: v for k, v in model_args.items() if k not in _PLACEMENT_ARGS}
     if args.get("chat_template"):
         args["chat_template"] = hashlib.sha256(_read_template(str(args["chat_template"])).encode()).hexdigest()
     return {"adapter": FINGERPRINT_VERSION, "code": _adapter_code(), **checkpoint, "args": args,
