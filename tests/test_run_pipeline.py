@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -90,6 +91,29 @@ def test_records_are_identical_with_and_without_prefetch(finished_run, tiny_rand
     assert inline == ahead == (finished_run / "samples.jsonl").read_text()
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "inline" / "results.csv"),
                                   pd.read_csv(tmp_path / "ahead" / "results.csv"))
+
+
+def test_batches_are_prepared_in_line_until_the_first_that_needs_shifting():
+    """A cached batch has nothing to overlap: no thread until the first costly item, then every later item is
+    drawn and prepared ahead in the background, in order; errors reach the consumer at their item."""
+    from vittle_bench.prefetch import prefetched
+
+    drawn: list[tuple[int, str]] = []
+
+    def items():
+        for i in range(6):
+            drawn.append((i, threading.current_thread().name))
+            yield i
+
+    out = list(prefetched(items(), lambda i: (i, threading.current_thread().name), 2, costly=lambda i: i == 2))
+    assert [i for i, _ in out] == list(range(6))
+    assert {name for i, name in out if i < 2} == {threading.current_thread().name}
+    assert all(name.startswith("vittle-prefetch") for i, name in out if i >= 2)
+    assert all(name.startswith("vittle-prefetch") for i, name in drawn if i > 2)
+    assert [name for _, name in list(prefetched(range(3), lambda i: (i, threading.current_thread().name), 0))] == \
+        [threading.current_thread().name] * 3
+    with pytest.raises(ZeroDivisionError):
+        list(prefetched(range(4), lambda i: 1 / (i - 3), 2, costly=lambda i: i > 0))
 
 
 def test_pope_splits_under_one_image_condition_shift_each_distinct_image_once(tmp_path):

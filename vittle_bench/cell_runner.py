@@ -55,6 +55,10 @@ class Batch:
     condition: ShiftCondition
     items: list[Prepared]
 
+    @property
+    def needs_shift(self) -> bool:
+        return any(p.needs_shift for p in self.items)
+
 
 class CellRunner:
     """Runs one model over its share of one task's samples under one shift condition, batch by batch."""

@@ -9,11 +9,13 @@ memory flat: at most `depth` shifted batches wait for the model.
 What runs ahead is pure: the same seed rule and the same bytes whatever the timing (records are identical with
 and without prefetch, tested). The items are drawn in the background thread too (the runner's load the samples
 and look them up in the answer cache through a connection of their own); an exception in drawing or preparing
-an item reaches the consumer at that item.
+an item reaches the consumer at that item. Until the first batch that needs shifting, batches are taken in line:
+a fully cached rerun has nothing to overlap, and a second thread would only contend for the interpreter.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +25,24 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 
-def prefetched(items: Iterable[T], prepare: Callable[[T], U], depth: int) -> Iterator[U]:
-    """`prepare(item)` for each item, in order, computed up to `depth` items ahead of the consumer. With
-    depth > 0 the items are drawn from `items` in the background thread as well (one at a time, in order)."""
-    if depth <= 0:
-        yield from map(prepare, items)
-        return
+def prefetched(items: Iterable[T], prepare: Callable[[T], U], depth: int,
+               costly: Callable[[T], bool] = lambda item: True) -> Iterator[U]:
+    """`prepare(item)` for each item, in order, computed up to `depth` items ahead of the consumer. Items are
+    prepared in line up to the first `costly` one; from it on (with depth > 0) they are drawn from `items` and
+    prepared in the background thread (one at a time, in order). Work with nothing to overlap (a fully cached
+    rerun shifts nothing) thus never pays for a thread."""
     source = iter(items)
+    if depth > 0:
+        for item in source:
+            if costly(item):
+                source = itertools.chain([item], source)
+                break
+            yield prepare(item)
+        else:
+            return
+    if depth <= 0:
+        yield from map(prepare, source)
+        return
 
     def next_prepared() -> U | _End:
         item = next(source, _END)

@@ -174,7 +174,7 @@ def _evaluate_model(m: int, model_spec: str, options: RunOptions, cells: list[Ce
               disable=not (options.progress and group.is_main)) as bar:
         looked_up = _looked_up(runner, cells, group, options.batch_size)
         for cell, indices, batch in prefetched(looked_up, lambda item: (item[0], item[1], runner.prepare(item[2])),
-                                               options.prefetch):
+                                               options.prefetch, costly=lambda item: item[2].needs_shift):
             bar.set_postfix_str(f"{cell.task} / {cell.condition.label}", refresh=False)
             records = runner.finish(batch)
             out.writelines(json.dumps({"order": [m, cell.task_index, cell.condition_index, index],
