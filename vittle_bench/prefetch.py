@@ -31,17 +31,16 @@ def prefetched(items: Iterable[T], prepare: Callable[[T], U], depth: int,
     prepared in line up to the first `costly` one; from it on (with depth > 0) they are drawn from `items` and
     prepared in the background thread (one at a time, in order). Work with nothing to overlap (a fully cached
     rerun shifts nothing) thus never pays for a thread."""
-    source = iter(items)
-    if depth > 0:
-        for item in source:
-            if costly(item):
-                source = itertools.chain([item], source)
-                break
-            yield prepare(item)
-        else:
-            return
     if depth <= 0:
-        yield from map(prepare, source)
+        yield from map(prepare, items)
+        return
+    source = iter(items)
+    for item in source:
+        if costly(item):
+            source = itertools.chain([item], source)
+            break
+        yield prepare(item)
+    else:
         return
 
     def next_prepared() -> U | _End:
