@@ -9,7 +9,6 @@ comparison is exact up to float summation order."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -24,7 +23,7 @@ from safetensors.torch import load_file
 from vittle_bench.tuning.data import ConversationCollator, LlavaInstructionDataset
 from vittle_bench.tuning.train import TuneConfig, train
 
-from test_vittle_tune import read_log, scene_rows
+from test_vittle_tune import read_log, write_scene_data
 
 torch.set_num_threads(1)
 # 8 rows, global batch 4: each step's rows depend on the sampler's shuffle; 4 steps cross an epoch boundary
@@ -34,9 +33,7 @@ RECIPE = {"max_steps": 4, "grad_accum": 2, "lr": 3e-3, "warmup_ratio": 0.0, "pri
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp-data")
-    (root / "data.json").write_text(json.dumps(scene_rows(root / "images", 7)))
-    return root
+    return write_scene_data(tmp_path_factory.mktemp("ddp-data"), 7)
 
 
 def _free_port() -> int:

@@ -17,7 +17,7 @@ from vittle_bench.tuning.data import LlavaInstructionDataset
 from vittle_bench.tuning.families import PrefixLMCollator
 
 import tiny_vlms
-from test_vittle_tune import read_log, scene_rows
+from test_vittle_tune import read_log, write_scene_data
 
 torch.set_num_threads(1)
 # LLaVA-1.5 as llava-hf converts it stands for LLaVA; the built-in LLaVA architecture is tuned in test_vittle_tune.
@@ -32,9 +32,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tune-data")
-    (root / "data.json").write_text(json.dumps(scene_rows(root / "images", 3)))
-    return root
+    return write_scene_data(tmp_path_factory.mktemp("tune-data"), 3)
 
 
 def tune_argv(checkpoint: Path, data: Path, out: Path, *extra: str) -> list[str]:

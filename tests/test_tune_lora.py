@@ -22,7 +22,7 @@ from vittle_bench.tuning import lora
 from vittle_bench.vittle import count_bottleneck_parameters, get_vittle_handle
 
 import tiny_vlms
-from test_vittle_tune import read_log, scene_rows
+from test_vittle_tune import read_log, write_scene_data
 
 torch.set_num_threads(1)
 CONNECTOR = {"llava_1_5": "multi_modal_projector", "qwen2_vl": None}  # Qwen2-VL's merger is in its frozen tower
@@ -36,9 +36,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lora-data")
-    (root / "data.json").write_text(json.dumps(scene_rows(root / "images", 3)))
-    return root
+    return write_scene_data(tmp_path_factory.mktemp("lora-data"), 3)
 
 
 def expected_trainable(checkpoint: Path, family: str, r: int, targets: set[str], prior: str | None) -> int:

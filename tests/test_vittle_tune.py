@@ -39,12 +39,15 @@ def scene_rows(image_dir: Path, n: int, seed: int = 5) -> list[dict]:
     return rows
 
 
+def write_scene_data(root: Path, n: int) -> Path:
+    """`root` holding `n` scene images under images/ and their rows in data.json (tune's --data, --image-folder)."""
+    (root / "data.json").write_text(json.dumps(scene_rows(root / "images", n)))
+    return root
+
+
 @pytest.fixture(scope="module")
 def llava_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("llava-data")
-    rows = scene_rows(root / "images", 3)
-    (root / "data.json").write_text(json.dumps(rows))
-    return root
+    return write_scene_data(tmp_path_factory.mktemp("llava-data"), 3)
 
 
 def tune(ckpt: Path, data: Path, out: Path, **kw) -> dict:
